@@ -1,0 +1,1 @@
+"""Turns files and record collections into embedded chunks in the Chroma store."""

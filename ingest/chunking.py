@@ -1,0 +1,135 @@
+"""Documents -> chunks sized in the embedder's word pieces, each carrying its title and heading path."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ingest.documents import Document
+
+BLOCK_CHARS = 20_000
+MAX_PREFIX_TOKENS = 64
+SENTENCE_ENDS = ".!?:;"
+
+
+@dataclass
+class Chunk:
+    """A piece of a document as stored: its id, body text, the text embedded, and metadata."""
+
+    id: str
+    text: str
+    embed_text: str
+    metadata: dict
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """How chunks are sized: body tokens, overlap, and the embedder's hard limit."""
+
+    chunk_tokens: int
+    overlap: int
+    max_tokens: int
+
+    def describe(self) -> str:
+        """A stable string stored with the collection to detect a changed plan."""
+        return f"tokens={self.chunk_tokens},overlap={self.overlap}"
+
+
+def chunk_document(document: Document, doc_hash: str, tokenizer, plan: ChunkPlan) -> list[Chunk]:
+    """Split a document into chunks whose embedded text fits the embedder; tokenizer gives word-piece spans."""
+    pieces: list[tuple[str, tuple[str, ...], dict]] = []
+    for section in document.sections:
+        prefix = embed_prefix(document.title, section.headings, tokenizer)
+        budget = min(plan.chunk_tokens, plan.max_tokens - 2 - token_count(prefix, tokenizer))
+        for block in split_blocks(section.text):
+            for body in split_tokens(block, tokenizer, budget, plan.overlap):
+                pieces.append((body, section.headings, section.metadata))
+    chunks = []
+    for index, (body, headings, section_metadata) in enumerate(pieces):
+        metadata = {
+            **{key: value for key, value in document.metadata.items()},
+            **section_metadata,
+            "doc_id": document.doc_id,
+            "title": document.title,
+            "headings": " > ".join(headings),
+            "chunk_index": index,
+            "n_chunks": len(pieces),
+            "doc_hash": doc_hash,
+        }
+        chunks.append(
+            Chunk(
+                id=f"{document.doc_id}:{doc_hash[:12]}:{index}",
+                text=body,
+                embed_text=embed_prefix(document.title, headings, tokenizer) + body,
+                metadata=metadata,
+            )
+        )
+    return chunks
+
+
+def embed_prefix(title: str, headings: tuple[str, ...], tokenizer) -> str:
+    """Title and heading path, cut to a bounded number of tokens, ending in a newline."""
+    text = "\n".join(part for part in (title, " > ".join(headings)) if part)
+    if not text:
+        return ""
+    offsets = tokenizer(text)
+    if len(offsets) > MAX_PREFIX_TOKENS:
+        text = text[: offsets[MAX_PREFIX_TOKENS - 1][1]]
+    return text + "\n"
+
+
+def token_count(text: str, tokenizer) -> int:
+    """Word pieces in text, without special tokens."""
+    return len(tokenizer(text)) if text else 0
+
+
+def split_blocks(text: str) -> list[str]:
+    """Cut very long text into blocks of bounded size at whitespace, so tokenising stays cheap."""
+    blocks = []
+    while len(text) > BLOCK_CHARS:
+        cut = max(text.rfind("\n\n", 0, BLOCK_CHARS), text.rfind(" ", 0, BLOCK_CHARS))
+        cut = cut if cut > BLOCK_CHARS // 2 else BLOCK_CHARS
+        blocks.append(text[:cut])
+        text = text[cut:]
+    blocks.append(text)
+    return [block.strip() for block in blocks if block.strip()]
+
+
+def split_tokens(text: str, tokenizer, budget: int, overlap: int) -> list[str]:
+    """Windows of at most budget tokens, ending at paragraph or sentence breaks where possible."""
+    offsets = tokenizer(text)
+    total = len(offsets)
+    if total <= budget:
+        return [text]
+    overlap = min(overlap, budget // 3)
+    bodies, start = [], 0
+    while start < total:
+        end = min(start + budget, total)
+        if end < total:
+            end = best_break(text, offsets, start, end, budget)
+        bodies.append(text[offsets[start][0] : offsets[end - 1][1]].strip())
+        if end >= total:
+            break
+        start = word_start(text, offsets, max(end - overlap, start + 1))
+    return [body for body in bodies if body]
+
+
+def best_break(text: str, offsets, start: int, end: int, budget: int) -> int:
+    """The end index of a window: after a paragraph, else a sentence, else a word, in its last 40%."""
+    floor = start + int(budget * 0.6)
+    for accept in (
+        lambda gap, last: "\n\n" in gap,
+        lambda gap, last: gap and last in SENTENCE_ENDS,
+        lambda gap, last: "\n" in gap,
+        lambda gap, last: bool(gap),
+    ):
+        for candidate in range(end, floor, -1):
+            gap = text[offsets[candidate - 1][1] : offsets[candidate][0]]
+            if accept(gap, text[offsets[candidate - 1][1] - 1]):
+                return candidate
+    return end
+
+
+def word_start(text: str, offsets, index: int) -> int:
+    """The first token at or after index that starts a word."""
+    while index < len(offsets) - 1 and offsets[index][0] == offsets[index - 1][1]:
+        index += 1
+    return index

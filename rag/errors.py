@@ -1,0 +1,67 @@
+"""Domain errors whose messages tell the user how to fix the problem."""
+
+
+class RagError(Exception):
+    """Base of every error the user should see as one line, never as a traceback."""
+
+    exit_code = 1
+
+
+class SettingsError(RagError):
+    """A setting has a value that cannot be used."""
+
+    exit_code = 2
+
+
+class StoreError(RagError):
+    """The document store cannot be opened or used."""
+
+    exit_code = 3
+
+
+class EmbedderMismatch(StoreError):
+    """The store was built with a different embedding model."""
+
+
+class OllamaError(RagError):
+    """Ollama could not produce an answer."""
+
+    exit_code = 4
+
+
+class OllamaUnavailable(OllamaError):
+    """Ollama is not running or not reachable at the configured host."""
+
+
+class ModelNotFound(OllamaError):
+    """The chat model is not installed in Ollama."""
+
+    exit_code = 5
+
+    def __init__(self, message: str, model: str):
+        super().__init__(message)
+        self.model = model
+
+
+class ModelCannotChat(OllamaError):
+    """The chosen model is an embedding model and cannot chat."""
+
+    exit_code = 5
+
+
+class OllamaBusy(OllamaError):
+    """Ollama kept answering 503 after our retries."""
+
+    exit_code = 6
+
+
+class OllamaTimeout(OllamaError):
+    """Ollama did not answer within the read timeout."""
+
+    exit_code = 7
+
+
+class StreamInterrupted(OllamaError):
+    """The answer stream failed after it started; the partial text is kept."""
+
+    exit_code = 8

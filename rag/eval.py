@@ -1,0 +1,82 @@
+"""`python -m rag.eval GROUND_TRUTH.csv`: hit rate, MRR and latency of retrieval on labelled questions."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rag.errors import RagError
+from rag.pipeline import open_retriever
+from rag.settings import load_settings
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m rag.eval", description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("ground_truth", type=Path, help="CSV with a question column and the expected document id")
+    parser.add_argument("--question-column", default="question", help="column holding the question (default: question)")
+    parser.add_argument("--id-column", default="document", help="column holding the expected doc_id (default: document)")
+    parser.add_argument("--filter-column", help="column whose value restricts the search to chunks with that metadata value")
+    parser.add_argument("--k", type=int, default=5, help="documents retrieved per question (default: 5)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    return parser.parse_args(argv)
+
+
+def read_rows(path: Path, columns: list[str]) -> list[dict]:
+    """The CSV rows, checking that the needed columns exist."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RagError(f"{path} has no column {missing[0]!r}; its columns are {reader.fieldnames}.")
+            return list(reader)
+    except OSError as exc:
+        raise RagError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+
+
+def evaluate(retriever, rows: list[dict], args: argparse.Namespace) -> dict:
+    """Hit rate, MRR and latency percentiles over the rows."""
+    hits, reciprocal_ranks, latencies = 0, 0.0, []
+    for row in tqdm(rows, desc="eval", unit="q", file=sys.stderr, mininterval=1.0):
+        where = {args.filter_column: row[args.filter_column]} if args.filter_column else None
+        started = time.perf_counter()
+        docs = retriever.search(row[args.question_column], args.k, where)
+        latencies.append((time.perf_counter() - started) * 1000)
+        ranked = [doc.doc_id for doc in docs]
+        if row[args.id_column] in ranked:
+            hits += 1
+            reciprocal_ranks += 1 / (ranked.index(row[args.id_column]) + 1)
+    n = len(rows)
+    return {
+        "questions": n,
+        "hit_rate": round(hits / n, 4) if n else 0.0,
+        "mrr": round(reciprocal_ranks / n, 4) if n else 0.0,
+        "p50_ms": round(statistics.median(latencies), 2) if n else 0.0,
+        "p95_ms": round(statistics.quantiles(latencies, n=20)[18], 2) if n > 1 else (latencies[0] if n else 0.0),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation and print the figures as the last line."""
+    args = parse_args(argv)
+    try:
+        columns = [args.question_column, args.id_column] + ([args.filter_column] if args.filter_column else [])
+        rows = read_rows(args.ground_truth, columns)[: args.limit]
+        retriever = open_retriever(load_settings())
+        result = evaluate(retriever, rows, args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(json.dumps(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,52 @@
+"""Shared fixtures: the packaged embedder, a real Chroma store under tmp_path, the stand-in Ollama."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from ingest.pipeline import IngestOptions, ingest
+from rag.embeddings import load_embedder
+from rag.settings import Settings
+from tests.ollama_standin import OllamaStandin
+
+SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ingest" / "sample"
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(monkeypatch, tmp_path):
+    """No RAG_ or OLLAMA_ variable or .env from the developer's shell leaks into a test."""
+    for name in list(os.environ):
+        if name.startswith("RAG_") or name == "OLLAMA_HOST":
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(scope="session")
+def embedder():
+    """The real packaged all-MiniLM-L6-v2, loaded once."""
+    return load_embedder("all-MiniLM-L6-v2")
+
+
+@pytest.fixture
+def standin():
+    """A running stand-in Ollama server."""
+    with OllamaStandin() as server:
+        yield server
+
+
+@pytest.fixture
+def settings(tmp_path, standin, monkeypatch) -> Settings:
+    """Settings for a fresh store under tmp_path that talk to the stand-in; also exported to the environment."""
+    store = tmp_path / "store"
+    monkeypatch.setenv("RAG_STORE_DIR", str(store))
+    monkeypatch.setenv("OLLAMA_HOST", standin.host)
+    return Settings()
+
+
+@pytest.fixture
+def sample_store(settings, embedder) -> Settings:
+    """The settings of a store holding the bundled user guide."""
+    ingest([SAMPLE_DIR], settings, embedder, IngestOptions())
+    return settings
