@@ -1,20 +1,38 @@
-"""`python -m rag.ask "question"`: retrieve, stream a grounded answer from Ollama, then list the sources."""
+"""`python -m rag.ask "question"`: retrieve, stream a grounded answer from Ollama, then list the sources.
+
+Exit codes: 0 answered; 1 other error (e.g. a bad --where); 2 bad setting; 3 store missing or unusable;
+4 Ollama not reachable; 5 model not installed; 6 Ollama busy; 7 Ollama read timeout; 8 answer broken off
+mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error; 11 question too long for the context;
+130 interrupted (Ctrl-C). Failures print one `error: ...` line on stderr, never a traceback.
+"""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
+import threading
+import time
 
-from rag.chat import Turn, prepare_turn, stream_answer
+from rag.chat import Turn, choose_num_ctx, prepare_turn, stream_answer
 from rag.errors import RagError
 from rag.llm import Ollama
 from rag.pipeline import open_retriever
-from rag.settings import load_settings
+from rag.settings import Settings, load_settings
+
+WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
+INTERRUPTED = 130
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m rag.ask", description="Ask a question about your documents.")
+    parser = argparse.ArgumentParser(
+        prog="python -m rag.ask",
+        description="Ask a question about your documents.",
+        epilog="exit codes: 0 ok, 1 other, 2 setting, 3 store, 4 Ollama unreachable, 5 model not installed, "
+        "6 Ollama busy, 7 read timeout, 8 broken off mid-answer, 9 not a chat model, 10 other Ollama error, "
+        "11 question too long, 130 interrupted",
+    )
     parser.add_argument("question", help="the question")
     parser.add_argument("--model", help="Ollama chat model (default: RAG_MODEL)")
     parser.add_argument("--k", type=int, help="documents to retrieve (default: RAG_TOP_K)")
@@ -54,42 +72,141 @@ def print_sources(turn: Turn) -> None:
         print(f"  [{c.number}] {c.doc_id}: {c.title}{where}  score {c.score:.3f}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Answer one question; exit non-zero with a one-line message when Ollama fails."""
-    args = parse_args(argv)
-    try:
-        settings = load_settings()
-        retriever = open_retriever(settings)
-        turn = prepare_turn(args.question, settings, retriever, model=args.model, where=parse_where(args.where), k=args.k)
-    except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
+def warnings(turn: Turn) -> list[str]:
+    """What the user should know about an answer that arrived: a cut prompt, an answer stopped at its limit."""
+    notes = []
+    if turn.truncated:
+        notes.append(
+            f"Ollama read only {turn.stats.prompt_eval_count} prompt tokens of about {turn.prompt.estimated_tokens} "
+            f"sent: it cut the prompt, so the answer may ignore some sources. The model may run with a smaller "
+            f"context than num_ctx {turn.num_ctx}; lower RAG_NUM_CTX or RAG_TOP_K."
+        )
+    if turn.cut_short:
+        notes.append(f"The answer stopped at its length limit ({turn.answer_tokens} tokens); raise RAG_ANSWER_TOKENS.")
+    return notes
+
+
+def turn_json(turn: Turn) -> dict:
+    """The --json object."""
+    ms = turn.timings
+    return {
+        "answer": turn.answer,
+        "sources": sources_json(turn),
+        "model": turn.model,
+        "timings": {
+            "retrieve_ms": round(ms.retrieve_ms, 2),
+            "first_token_ms": None if ms.first_token_ms is None else round(ms.first_token_ms, 2),
+            "total_ms": round(ms.total_ms, 2),
+        },
+        "error": str(turn.error) if turn.error else None,
+        "exit_code": turn.error.exit_code if turn.error else 0,
+        "context": {
+            "num_ctx": turn.num_ctx,
+            "estimated_prompt_tokens": turn.prompt.estimated_tokens,
+            "prompt_eval_count": turn.stats.prompt_eval_count,
+            "truncated": turn.truncated,
+            "dropped_chunks": turn.prompt.dropped_chunks,
+            "done_reason": turn.stats.done_reason,
+        },
+        "warnings": warnings(turn),
+    }
+
+
+class WaitNotice:
+    """Says on stderr what we are waiting for when the first token is slow (a model loading), with the time waited."""
+
+    def __init__(self, turn: Turn, llm: Ollama, after: float = WAIT_NOTICE_AFTER):
+        self.text = (
+            f"Waiting for {turn.model} at {llm.url} (loading a model can take a minute; "
+            f"giving up after {llm.read_timeout:g} s, RAG_READ_TIMEOUT)"
+        )
+        self.after = after
+        self.done = threading.Event()
+        self.shown = False
+        self.live = sys.stderr.isatty()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self) -> WaitNotice:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        if self.done.wait(self.after):
+            return
+        self.shown = True
+        if not self.live:
+            print(self.text + "...", file=sys.stderr, flush=True)
+            return
+        while True:
+            print(f"\r{self.text}... {time.monotonic() - started:.0f} s", end="", file=sys.stderr, flush=True)
+            if self.done.wait(1.0):
+                return
+
+    def stop(self) -> None:
+        """Stop ticking; clear the live line."""
+        if self.done.is_set():
+            return
+        self.done.set()
+        self.thread.join()
+        if self.shown and self.live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def warm_in_background(llm: Ollama, model: str, settings: Settings) -> None:
+    """Start loading the model while the embedder and the store open; failures show later, on the real request."""
+
+    def warm() -> None:
+        num_ctx, error = choose_num_ctx(llm, model, settings)
+        if error is None:
+            with contextlib.suppress(RagError):
+                llm.warm(model, num_ctx)
+
+    threading.Thread(target=warm, name="warm-model", daemon=True).start()
+
+
+def run(args: argparse.Namespace) -> int:
+    """Answer one question; the exit code says how it went."""
+    where = parse_where(args.where)
+    settings = load_settings()
     llm = Ollama(settings)
-    if args.json:
-        for _ in stream_answer(turn, llm, settings):
-            pass
-        print(json.dumps({
-            "answer": turn.answer,
-            "sources": sources_json(turn),
-            "model": turn.model,
-            "timings": {
-                "retrieve_ms": round(turn.timings.retrieve_ms, 2),
-                "first_token_ms": None if turn.timings.first_token_ms is None else round(turn.timings.first_token_ms, 2),
-                "total_ms": round(turn.timings.total_ms, 2),
-            },
-            "error": str(turn.error) if turn.error else None,
-        }))
-        if turn.error:
-            print(f"error: {turn.error}", file=sys.stderr)
-    else:
+    model = args.model or settings.model
+    warm_in_background(llm, model, settings)
+    retriever = open_retriever(settings)
+    turn = prepare_turn(args.question, settings, retriever, model=model, where=where, k=args.k, llm=llm)
+    with WaitNotice(turn, llm) as notice:
         for piece in stream_answer(turn, llm, settings):
-            print(piece, end="", flush=True)
+            notice.stop()
+            if not args.json:
+                print(piece, end="", flush=True)
+    if args.json:
+        print(json.dumps(turn_json(turn), ensure_ascii=False))
+    else:
         if turn.answer:
             print()
         print_sources(turn)
-        if turn.error:
-            print(f"error: {turn.error}", file=sys.stderr)
-    return turn.error.exit_code if turn.error else 0
+        for note in warnings(turn):
+            print(f"warning: {note}", file=sys.stderr)
+    if turn.error:
+        print(f"error: {turn.error}", file=sys.stderr)
+        return turn.error.exit_code
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI: domain errors become one line on stderr and an exit code."""
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

@@ -1,4 +1,10 @@
-"""Domain errors whose messages tell the user how to fix the problem."""
+"""Domain errors whose messages tell the user how to fix the problem.
+
+Exit codes of `python -m rag.ask` (and the other CLIs), one per failure:
+0 answered, 1 other error (e.g. a bad --where), 2 bad setting, 3 store unusable, 4 Ollama not reachable,
+5 model not installed, 6 Ollama busy, 7 Ollama read timeout, 8 answer interrupted mid-stream,
+9 model cannot chat (embedding-only), 10 other Ollama error, 11 question too long for the context, 130 Ctrl-C.
+"""
 
 
 class RagError(Exception):
@@ -26,11 +32,13 @@ class EmbedderMismatch(StoreError):
 class OllamaError(RagError):
     """Ollama could not produce an answer."""
 
-    exit_code = 4
+    exit_code = 10
 
 
 class OllamaUnavailable(OllamaError):
     """Ollama is not running or not reachable at the configured host."""
+
+    exit_code = 4
 
 
 class ModelNotFound(OllamaError):
@@ -41,12 +49,6 @@ class ModelNotFound(OllamaError):
     def __init__(self, message: str, model: str):
         super().__init__(message)
         self.model = model
-
-
-class ModelCannotChat(OllamaError):
-    """The chosen model is an embedding model and cannot chat."""
-
-    exit_code = 5
 
 
 class OllamaBusy(OllamaError):
@@ -65,3 +67,15 @@ class StreamInterrupted(OllamaError):
     """The answer stream failed after it started; the partial text is kept."""
 
     exit_code = 8
+
+
+class ModelCannotChat(OllamaError):
+    """The chosen model is an embedding model and cannot chat."""
+
+    exit_code = 9
+
+
+class PromptTooLong(RagError):
+    """The system rules and the question alone do not fit in the model's context."""
+
+    exit_code = 11

@@ -24,6 +24,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--id-column", default="document", help="column holding the expected doc_id (default: document)")
     parser.add_argument("--filter-column", help="column whose value restricts the search to chunks with that metadata value")
     parser.add_argument("--k", type=int, default=5, help="documents retrieved per question (default: 5)")
+    parser.add_argument("--mode", choices=["dense", "keyword", "hybrid"], help="search mode (default: RAG_RETRIEVAL_MODE)")
+    parser.add_argument("--dense-weight", type=float, help="weight of dense similarity in hybrid fusion (default: RAG_DENSE_WEIGHT)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
     return parser.parse_args(argv)
 
@@ -44,7 +46,8 @@ def read_rows(path: Path, columns: list[str]) -> list[dict]:
 def evaluate(retriever, rows: list[dict], args: argparse.Namespace) -> dict:
     """Hit rate, MRR and latency percentiles over the rows."""
     hits, reciprocal_ranks, latencies = 0, 0.0, []
-    for row in tqdm(rows, desc="eval", unit="q", file=sys.stderr, mininterval=1.0):
+    retriever.search("warm up", args.k)
+    for row in tqdm(rows, desc="eval", unit="q", file=sys.stderr, mininterval=1.0, disable=None):
         where = {args.filter_column: row[args.filter_column]} if args.filter_column else None
         started = time.perf_counter()
         docs = retriever.search(row[args.question_column], args.k, where)
@@ -69,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         columns = [args.question_column, args.id_column] + ([args.filter_column] if args.filter_column else [])
         rows = read_rows(args.ground_truth, columns)[: args.limit]
-        retriever = open_retriever(load_settings())
+        overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight}
+        retriever = open_retriever(load_settings(**{k: v for k, v in overrides.items() if v is not None}))
         result = evaluate(retriever, rows, args)
     except RagError as exc:
         print(f"error: {exc}", file=sys.stderr)

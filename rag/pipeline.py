@@ -4,11 +4,18 @@ from __future__ import annotations
 from rag.embeddings import load_embedder
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.store import open_collection
+from rag.store import open_client, open_collection
 
 
 def open_retriever(settings: Settings) -> Retriever:
-    """A retriever over the configured collection with the configured embedder."""
+    """A retriever over the configured collection with the configured embedder and search mode."""
     embedder = load_embedder(settings.embed_model)
-    collection = open_collection(settings, embedder.name, embedder.dimension, create=False)
-    return Retriever(collection, embedder)
+    client = open_client(settings)
+    collection = open_collection(settings, embedder.name, embedder.dimension, create=False, client=client)
+    return Retriever(
+        collection,
+        embedder,
+        settings.retrieval_mode,
+        settings.dense_weight,
+        reload=lambda: client.get_collection(settings.collection, embedding_function=None),
+    )

@@ -1,32 +1,37 @@
-"""Search the store: dense vectors from Chroma, grouped into distinct documents with their matched chunks."""
+"""Search the store: dense vectors from Chroma and BM25 keywords, fused into distinct documents."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Literal
 
 from rag.embeddings import Embedder
 from rag.errors import StoreError
+from rag.keyword import KeywordIndexCache
 
-CANDIDATES_PER_RESULT = 4
-MIN_CANDIDATES = 20
+Mode = Literal["dense", "keyword", "hybrid"]
+CANDIDATE_CHUNKS = 60
 
 
 @dataclass
 class RetrievedChunk:
-    """One chunk returned by a search, with its similarity score."""
+    """One chunk returned by a search, with its dense similarity (None when only keywords found it)."""
 
     id: str
     text: str
     metadata: dict
-    score: float
+    similarity: float | None
+    keyword: float = 0.0
+    score: float = 0.0
 
 
 @dataclass
 class RetrievedDoc:
-    """A distinct document in rank order, with the chunks of it that matched."""
+    """A distinct document in rank order, with its fused score and the chunks of it that matched."""
 
     doc_id: str
     title: str
     score: float
+    similarity: float | None
     chunks: list[RetrievedChunk] = field(default_factory=list)
 
     @property
@@ -38,42 +43,78 @@ class RetrievedDoc:
 class Retriever:
     """Finds the documents that best match a question in one collection."""
 
-    def __init__(self, collection, embedder: Embedder):
+    def __init__(self, collection, embedder: Embedder, mode: Mode = "hybrid", dense_weight: float = 0.6, reload=None):
         self.collection = collection
         self.embedder = embedder
+        self.mode = mode
+        self.dense_weight = dense_weight
+        self.keywords = KeywordIndexCache(collection, reload or (lambda: collection))
 
     def search(self, query: str, k: int, where: dict | None = None) -> list[RetrievedDoc]:
         """The top k distinct documents for query, optionally restricted by a metadata filter."""
-        vector = self.embedder.embed([query])[0]
         try:
-            result = self.collection.query(
-                query_embeddings=[vector],
-                n_results=max(MIN_CANDIDATES, k * CANDIDATES_PER_RESULT),
-                where=where or None,
-                include=["documents", "metadatas", "distances"],
-            )
+            dense = self.dense_chunks(query, where) if self.mode != "keyword" else []
+            keyword = self.keyword_chunks(query, where) if self.mode != "dense" else []
+        except StoreError:
+            raise
         except Exception as exc:
             raise StoreError(f"Search failed in the store: {exc}") from None
-        chunks = [
-            RetrievedChunk(chunk_id, text, meta, 1.0 - distance)
-            for chunk_id, text, meta, distance in zip(
-                result["ids"][0], result["documents"][0], result["metadatas"][0], result["distances"][0]
-            )
-        ]
-        return group_by_document(chunks)[:k]
+        weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
+        return fuse(dense, keyword, weight)[:k]
+
+    def dense_chunks(self, query: str, where: dict | None) -> list[RetrievedChunk]:
+        """Nearest chunks by cosine similarity; texts come from the in-memory index, else from the store."""
+        vector = self.embedder.embed([query])[0]
+        result = self.collection.query(
+            query_embeddings=[vector], n_results=CANDIDATE_CHUNKS, where=where or None, include=["distances"]
+        )
+        ids, distances = result["ids"][0], result["distances"][0]
+        index = self.keywords.get()
+        missing = [chunk_id for chunk_id in ids if chunk_id not in index.positions]
+        fetched = self.collection.get(ids=missing, include=["documents", "metadatas"]) if missing else None
+        extra = {i: (t, m) for i, t, m in zip(fetched["ids"], fetched["documents"], fetched["metadatas"])} if fetched else {}
+        chunks = []
+        for chunk_id, distance in zip(ids, distances):
+            position = index.positions.get(chunk_id)
+            text, meta = (index.texts[position], index.metadatas[position]) if position is not None else extra[chunk_id]
+            chunks.append(RetrievedChunk(chunk_id, text, meta, 1.0 - distance))
+        return chunks
+
+    def keyword_chunks(self, query: str, where: dict | None) -> list[RetrievedChunk]:
+        """Best chunks by BM25, their scores scaled so the best is 1."""
+        index = self.keywords.get()
+        hits = index.search(query, CANDIDATE_CHUNKS, where)
+        if not hits:
+            return []
+        best = hits[0][1]
+        return [RetrievedChunk(index.ids[i], index.texts[i], index.metadatas[i], None, score / best) for i, score in hits]
 
 
-def group_by_document(chunks: list[RetrievedChunk]) -> list[RetrievedDoc]:
-    """Distinct documents ranked by their best chunk, each keeping its chunks in rank order."""
+def fuse(dense: list[RetrievedChunk], keyword: list[RetrievedChunk], dense_weight: float) -> list[RetrievedDoc]:
+    """Documents ranked by dense_weight * best similarity + (1 - dense_weight) * best scaled BM25 score."""
+    chunks: dict[str, RetrievedChunk] = {c.id: c for c in dense}
+    for hit in keyword:
+        if hit.id in chunks:
+            chunks[hit.id].keyword = hit.keyword
+        else:
+            chunks[hit.id] = hit
     docs: dict[str, RetrievedDoc] = {}
-    for chunk in sorted(chunks, key=lambda c: c.score, reverse=True):
+    for chunk in chunks.values():
         doc_id = chunk.metadata["doc_id"]
-        if doc_id not in docs:
-            docs[doc_id] = RetrievedDoc(doc_id, chunk.metadata.get("title", doc_id), chunk.score)
-        docs[doc_id].chunks.append(chunk)
-    return list(docs.values())
+        doc = docs.setdefault(doc_id, RetrievedDoc(doc_id, chunk.metadata.get("title", doc_id), 0.0, None))
+        doc.chunks.append(chunk)
+    for doc in docs.values():
+        similarities = [c.similarity for c in doc.chunks if c.similarity is not None]
+        doc.similarity = max(similarities) if similarities else None
+        best_keyword = max(c.keyword for c in doc.chunks)
+        doc.score = dense_weight * (doc.similarity or 0.0) + (1 - dense_weight) * best_keyword
+        for chunk in doc.chunks:
+            chunk.score = dense_weight * (chunk.similarity or 0.0) + (1 - dense_weight) * chunk.keyword
+        doc.chunks.sort(key=lambda c: c.score, reverse=True)
+    return sorted(docs.values(), key=lambda d: d.score, reverse=True)
 
 
 def is_relevant(docs: list[RetrievedDoc], floor: float) -> bool:
-    """True when at least one document scores at or above the relevance floor."""
-    return any(doc.score >= floor for doc in docs)
+    """True when the best dense similarity reaches the floor; keyword-only results pass when found."""
+    similarities = [doc.similarity for doc in docs if doc.similarity is not None]
+    return max(similarities) >= floor if similarities else bool(docs)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, ValidationError
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -31,7 +32,9 @@ class Settings(BaseSettings):
     answer_tokens: int = Field(1024, ge=64)
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)
-    relevance_floor: float = Field(0.0, ge=0.0)
+    retrieval_mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
+    dense_weight: float = Field(0.6, ge=0.0, le=1.0)
+    relevance_floor: float = Field(0.25, ge=0.0, le=1.0)
     chunk_tokens: int = Field(200, ge=32, le=250)
     chunk_overlap: int = Field(40, ge=0, le=120)
 

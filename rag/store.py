@@ -42,9 +42,9 @@ def store_location(settings: Settings) -> str:
     return settings.chroma_url or str(settings.store_dir)
 
 
-def open_collection(settings: Settings, embedder_name: str, dimension: int, *, create: bool):
+def open_collection(settings: Settings, embedder_name: str, dimension: int, *, create: bool, client=None):
     """The collection, created if asked, refusing one built with another embedder."""
-    client = open_client(settings)
+    client = client or open_client(settings)
     try:
         if create:
             collection = client.get_or_create_collection(

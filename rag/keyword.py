@@ -1,0 +1,137 @@
+"""BM25 keyword search over the chunks held in Chroma, rebuilt when the collection changes."""
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import operator
+
+import bm25s
+import numpy as np
+import Stemmer
+
+PAGE = 5000
+RECHECK_SECONDS = 2.0
+STEMMER = Stemmer.Stemmer("english")
+ORDERINGS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+
+
+def keyword_text(text: str, metadata: dict) -> str:
+    """What BM25 indexes for a chunk: its title, heading path and text."""
+    return "\n".join(part for part in (metadata.get("title", ""), metadata.get("headings", ""), text) if part)
+
+
+def tokenize(texts: list[str]) -> list[list[str]]:
+    """Lower-cased, stemmed word tokens without English stop words."""
+    return bm25s.tokenize(texts, stemmer=STEMMER, show_progress=False, return_ids=False)
+
+
+def matches(metadata: dict, where: dict | None) -> bool:
+    """Evaluate a Chroma metadata filter ($and, $or, $eq, $ne, $in, $nin, $gt, $gte, $lt, $lte) in Python."""
+    if not where:
+        return True
+    for key, condition in where.items():
+        if key == "$and":
+            if not all(matches(metadata, part) for part in condition):
+                return False
+        elif key == "$or":
+            if not any(matches(metadata, part) for part in condition):
+                return False
+        elif not compare(metadata.get(key), condition):
+            return False
+    return True
+
+
+def compare(value, condition) -> bool:
+    """One field's condition, a plain value meaning $eq."""
+    if not isinstance(condition, dict):
+        return value == condition
+    name, operand = next(iter(condition.items()))
+    if name == "$eq":
+        return value == operand
+    if name == "$ne":
+        return value != operand
+    if name == "$in":
+        return value in operand
+    if name == "$nin":
+        return value not in operand
+    try:
+        return ORDERINGS[name](value, operand)
+    except TypeError:
+        return False
+
+
+class KeywordIndex:
+    """BM25 over every chunk of a collection, with cached filter masks."""
+
+    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], version: tuple):
+        self.ids, self.texts, self.metadatas, self.version = ids, texts, metadatas, version
+        self.positions = {chunk_id: position for position, chunk_id in enumerate(ids)}
+        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
+        if ids:
+            self.bm25.index(tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)]), show_progress=False)
+        self.masks: dict[str, np.ndarray] = {}
+
+    @classmethod
+    def from_collection(cls, collection, version: tuple) -> KeywordIndex:
+        """Read every chunk of the collection, page by page, and index it."""
+        ids, texts, metadatas = [], [], []
+        offset = 0
+        while True:
+            page = collection.get(include=["documents", "metadatas"], limit=PAGE, offset=offset)
+            ids += page["ids"]
+            texts += page["documents"]
+            metadatas += page["metadatas"]
+            if len(page["ids"]) < PAGE:
+                return cls(ids, texts, metadatas, version)
+            offset += PAGE
+
+    def mask(self, where: dict | None) -> np.ndarray | None:
+        """Which chunks pass the filter, cached per filter."""
+        if not where:
+            return None
+        key = json.dumps(where, sort_keys=True)
+        if key not in self.masks:
+            self.masks[key] = np.fromiter((matches(m, where) for m in self.metadatas), bool, len(self.metadatas))
+        return self.masks[key]
+
+    def search(self, query: str, n: int, where: dict | None = None) -> list[tuple[int, float]]:
+        """Indices and BM25 scores of the top n chunks that pass the filter and share a word with query."""
+        tokens = tokenize([query])[0]
+        if not self.ids or not tokens:
+            return []
+        scores = self.bm25.get_scores(tokens)
+        mask = self.mask(where)
+        if mask is not None:
+            scores = np.where(mask, scores, 0.0)
+        n = min(n, len(scores))
+        top = np.argpartition(-scores, n - 1)[:n]
+        return [(int(i), float(scores[i])) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
+
+
+class KeywordIndexCache:
+    """Keeps a collection's keyword index current: rebuilt when its count or ingest stamp changes."""
+
+    def __init__(self, collection, reload):
+        self.collection = collection
+        self.reload = reload
+        self.index: KeywordIndex | None = None
+        self.checked_at = 0.0
+        self.lock = threading.Lock()
+
+    def version(self) -> tuple:
+        """The collection's chunk count and last-ingest stamp, read fresh from the store."""
+        fresh = self.reload()
+        return fresh.count(), (fresh.metadata or {}).get("updated_at")
+
+    def get(self) -> KeywordIndex:
+        """The index, rebuilt if the collection changed since it was built (checked every few seconds)."""
+        with self.lock:
+            now = time.monotonic()
+            if self.index is None or now - self.checked_at > RECHECK_SECONDS:
+                version = self.version()
+                self.checked_at = now
+                if self.index is None or self.index.version != version:
+                    self.index = KeywordIndex.from_collection(self.collection, version)
+            return self.index

@@ -1,0 +1,181 @@
+"""What the page shows under an answer, as plain data saved with the message: sources, figures, warnings."""
+from __future__ import annotations
+
+import re
+
+from rag.chat import Turn
+from rag.retrieval import RetrievedDoc
+
+CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+SNIPPET_CHARS = 600
+BEST_SCORES_SHOWN = 3
+
+
+def cited_numbers(answer: str) -> set[int]:
+    """The source numbers an answer cites: [1], [2][3] and [1, 2] all count."""
+    return {int(n) for group in CITATION.findall(answer) for n in group.split(",")}
+
+
+def shorten(text: str, limit: int) -> str:
+    """Text cut to at most limit characters, marked with an ellipsis when cut."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def snippet(text: str) -> str:
+    """The chunk text, shortened for display."""
+    return shorten(text, SNIPPET_CHARS)
+
+
+def location_of(metadata: dict) -> str:
+    """The heading path or page a chunk comes from."""
+    if metadata.get("page"):
+        return f"page {metadata['page']}"
+    return metadata.get("headings", "") or ""
+
+
+def source_entries(turn: Turn, answer: str) -> list[dict]:
+    """Every source of a turn: the numbered chunks sent (cited or not), then documents retrieved but not sent."""
+    cited = cited_numbers(answer)
+    entries = [
+        {
+            "number": c.number,
+            "doc_id": c.doc_id,
+            "title": c.title,
+            "location": c.location,
+            "snippet": snippet(c.text),
+            "score": round(float(c.score), 4),
+            "cited": c.number in cited,
+        }
+        for c in turn.citations
+    ]
+    sent = {c.doc_id for c in turn.citations}
+    for doc in turn.docs:
+        if doc.doc_id not in sent and doc.chunks:
+            entries.append(
+                {
+                    "number": None,
+                    "doc_id": doc.doc_id,
+                    "title": doc.title,
+                    "location": location_of(doc.chunks[0].metadata),
+                    "snippet": snippet(doc.chunks[0].text),
+                    "score": round(float(doc.score), 4),
+                    "cited": False,
+                }
+            )
+    return entries
+
+
+def unknown_citations(answer: str, turn: Turn) -> list[int]:
+    """Numbers the answer cites that were never given to the model."""
+    known = {c.number for c in turn.citations}
+    return sorted(n for n in cited_numbers(answer) if n not in known)
+
+
+def figures_line(turn: Turn) -> str:
+    """One compact line: retrieval ms, first token, tokens/s, prompt tokens of num_ctx, chunks used, model."""
+    parts = [f"retrieval {turn.timings.retrieve_ms:.0f} ms"]
+    if turn.timings.first_token_ms is not None:
+        parts.append(f"first token {turn.timings.first_token_ms:.0f} ms")
+    if turn.stats.tokens_per_second:
+        parts.append(f"{turn.stats.tokens_per_second:.1f} tokens/s")
+    if turn.stats.prompt_eval_count:
+        parts.append(f"prompt {turn.stats.prompt_eval_count:,} / {turn.num_ctx:,} tokens")
+    else:
+        parts.append(f"prompt ~{turn.prompt.estimated_tokens:,} / {turn.num_ctx:,} tokens (estimated)")
+    chunks = f"{len(turn.citations)} chunks used"
+    if turn.prompt.dropped_chunks:
+        chunks += f" ({turn.prompt.dropped_chunks} left out to fit)"
+    parts.append(chunks)
+    parts.append(turn.model)
+    return " · ".join(parts)
+
+
+def truncation_warning(turn: Turn) -> str | None:
+    """A warning when Ollama evaluated far fewer prompt tokens than were sent: it cut the prompt silently."""
+    if not turn.truncated:
+        return None
+    return (
+        f"Ollama read only {turn.stats.prompt_eval_count:,} prompt tokens of about {turn.prompt.estimated_tokens:,} "
+        f"sent: it cut the prompt to fit the model's context window, so this answer may ignore some sources. "
+        f"Use a model with a larger context (PARAMETER num_ctx in a Modelfile) or lower top k."
+    )
+
+
+def relevance(doc: RetrievedDoc) -> float:
+    """The score the relevance floor is compared with: the dense similarity when there is one."""
+    similarity = getattr(doc, "similarity", None)
+    return float(doc.score if similarity is None else similarity)
+
+
+def best_scores(docs: list[RetrievedDoc]) -> list[dict]:
+    """The best few retrieved documents and their relevance, for an honest 'nothing relevant' answer."""
+    ranked = sorted(docs, key=relevance, reverse=True)[:BEST_SCORES_SHOWN]
+    return [{"title": d.title, "doc_id": d.doc_id, "score": round(relevance(d), 4)} for d in ranked]
+
+
+def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
+    """The answer given when nothing passes the relevance floor."""
+    if not docs:
+        return "Nothing in your documents matches this question: the search returned no passages."
+    scores = ", ".join(f"{d['score']:.2f} ({d['title']})" for d in best_scores(docs))
+    return (
+        f"Nothing in your documents looks relevant to this question: no passage scored at or above the "
+        f"relevance floor of {floor:.2f}. Best scores: {scores}."
+    )
+
+
+def answer_meta(turn: Turn, *, floor: float, error: str | None = None, missing_model: str | None = None) -> dict:
+    """Everything needed to redraw a streamed answer later."""
+    return {
+        "kind": "answer",
+        "question": turn.question,
+        "query": turn.query,
+        "model": turn.model,
+        "sources": source_entries(turn, turn.answer),
+        "unknown_citations": unknown_citations(turn.answer, turn),
+        "figures": figures_line(turn),
+        "truncation": truncation_warning(turn),
+        "cut_short": turn.stats.done_reason == "length",
+        "error": error,
+        "missing_model": missing_model,
+        "floor": floor,
+    }
+
+
+def no_match_meta(turn: Turn, floor: float) -> dict:
+    """What a 'nothing relevant' notice needs: the question, query, best scores, for the ask-anyway button."""
+    return {
+        "kind": "no_match",
+        "question": turn.question,
+        "query": turn.query,
+        "model": turn.model,
+        "best_scores": best_scores(turn.docs),
+        "floor": floor,
+    }
+
+
+MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+
+
+def escape_markdown(text: str) -> str:
+    """Text that Streamlit's Markdown shows literally: every ASCII punctuation mark backslash-escaped."""
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def safe_answer(text: str) -> str:
+    """An answer as Markdown without images, so a document cannot make the page fetch a URL."""
+    return text.replace("![", "!\\[")
+
+
+def safe_pieces(pieces):
+    """safe_answer applied to a stream of pieces, holding back a trailing '!' that a '[' may follow."""
+    held = ""
+    for piece in pieces:
+        text, held = held + piece, ""
+        if text.endswith("!"):
+            text, held = text[:-1], "!"
+        if text:
+            yield safe_answer(text)
+    if held:
+        yield held

@@ -1,0 +1,50 @@
+"""Settings come from RAG_ variables, .env and OLLAMA_HOST; bad values give one line naming the variable."""
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from rag.errors import SettingsError
+from rag.settings import load_settings
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_defaults_when_nothing_is_set():
+    settings = load_settings()
+    assert (settings.store_dir, settings.collection, settings.top_k, settings.chroma_url) == (Path("store"), "docs", 5, None)
+    assert settings.ollama_host == "http://127.0.0.1:11434"
+    assert settings.embed_model == "all-MiniLM-L6-v2"
+
+
+def test_environment_overrides_and_ollama_host_is_honoured(monkeypatch):
+    monkeypatch.setenv("RAG_TOP_K", "7")
+    monkeypatch.setenv("RAG_COLLECTION", "notes")
+    monkeypatch.setenv("OLLAMA_HOST", "10.0.0.5:11434")
+    settings = load_settings()
+    assert (settings.top_k, settings.collection, settings.ollama_host) == (7, "notes", "10.0.0.5:11434")
+
+
+def test_dotenv_file_in_the_working_folder_is_read(tmp_path):
+    (tmp_path / ".env").write_text("RAG_MODEL=llama3.2\nRAG_STORE_DIR=/data/store\n")
+    settings = load_settings()
+    assert (settings.model, settings.store_dir) == ("llama3.2", Path("/data/store"))
+
+
+def test_bad_value_names_the_variable(monkeypatch):
+    monkeypatch.setenv("RAG_TOP_K", "zero")
+    with pytest.raises(SettingsError) as caught:
+        load_settings()
+    assert str(caught.value).startswith("RAG_TOP_K='zero' is not valid:")
+
+
+@pytest.mark.parametrize("module", ["rag.ask", "rag.eval", "ingest"])
+def test_cli_reports_bad_setting_in_one_line_without_traceback(module, tmp_path):
+    args = {"rag.ask": ["question"], "rag.eval": [str(tmp_path / "gt.csv")], "ingest": []}[module]
+    (tmp_path / "gt.csv").write_text("question,document\nq,d\n")
+    env = {"PATH": "/usr/bin:/bin", "RAG_TOP_K": "zero", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", module, *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: RAG_TOP_K='zero' is not valid:")
