@@ -399,3 +399,13 @@ def test_cli_serves_until_terminated():
 
     assert banner == f"Ollama stand-in listening on http://127.0.0.1:{port}\n"
     assert pieces == ["Hi", " there", ""]
+
+
+def test_show_can_omit_the_trained_context_length_while_chat_still_caps_at_it():
+    with OllamaStandin(context_length=1024) as s, ollama.Client(host=s.url, timeout=10) as c:
+        s.show_context_length = False
+        shown = c.show("qwen2.5:3b")
+        response = c.chat("qwen2.5:3b", [{"role": "user", "content": "z" * 8000}], options={"num_ctx": 8192})
+
+    assert "llama.context_length" not in shown.modelinfo and shown.modelinfo["general.architecture"] == "llama"
+    assert response.prompt_eval_count == 512

@@ -1,0 +1,180 @@
+"""The prompt: the token estimate errs safe, and the budget keeps rules and question and drops the least useful first."""
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+import pytest
+
+from rag.errors import PromptTooLong
+from rag.prompt import (
+    SYSTEM_RULES,
+    build_prompt,
+    estimate_messages,
+    estimate_tokens,
+    user_message,
+)
+from rag.retrieval import RetrievedChunk, RetrievedDoc
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_DIR = ROOT / "ingest" / "sample"
+FAQ = ROOT.parent / "shared" / "data" / "faq" / "documents-with-ids.json"
+QUESTION = "How do I change the model?"
+
+
+def make(cls, **values):
+    """A retrieval dataclass with the given fields, any other required field set to None."""
+    for f in dataclasses.fields(cls):
+        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            values[f.name] = None
+    return cls(**values)
+
+
+def doc(doc_id: str, *texts: str, score: float = 1.0) -> RetrievedDoc:
+    chunks = [
+        make(RetrievedChunk, id=f"{doc_id}#{i}", text=text, metadata={"doc_id": doc_id, "headings": f"Part {i}"}, score=score)
+        for i, text in enumerate(texts)
+    ]
+    return make(RetrievedDoc, doc_id=doc_id, title=doc_id.title(), score=score, chunks=chunks)
+
+
+def words(n: int, word: str = "lorem") -> str:
+    return " ".join([word] * n)
+
+
+def sample_texts() -> list[str]:
+    return [path.read_text() for path in sorted(SAMPLE_DIR.glob("*.md"))]
+
+
+def test_estimate_is_never_below_the_embedders_word_pieces_on_the_sample_guide(embedder):
+    for text in sample_texts():
+        pieces = len(embedder.token_offsets(text))
+        assert pieces <= estimate_tokens(text) <= 1.5 * pieces
+
+
+@pytest.mark.skipif(not FAQ.exists(), reason="shared/data/faq is not beside the repository")
+def test_estimate_errs_high_over_the_faq_corpus(embedder):
+    texts = [record["question"] + "\n" + record["text"] for record in json.loads(FAQ.read_text())[:300]]
+
+    pieces = sum(len(embedder.token_offsets(text)) for text in texts)
+    estimated = sum(estimate_tokens(text) for text in texts)
+
+    assert pieces <= estimated <= 1.5 * pieces
+
+
+@pytest.mark.parametrize(
+    ("text", "at_least"),
+    [
+        ("12345678901234567890", 20),  # Qwen spends a token per digit
+        ("这是一个关于本地文档问答应用的测试句子", 19),  # CJK: about a token per character
+        ("🙂🎉🚀", 9),  # emoji: two to four byte-level tokens each
+        ("def f(x):\n    return {'a': [1, 2]}", 20),  # code: punctuation is rarely merged
+        ("GCS GCP AWS MLFLOW", 9),  # upper-case runs split into short pieces
+    ],
+)
+def test_estimate_covers_text_that_tokenizes_densely(text, at_least):
+    assert estimate_tokens(text) >= at_least
+
+
+def test_estimate_of_messages_adds_per_message_and_template_overhead():
+    messages = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}]
+
+    assert estimate_messages(messages) == estimate_tokens("Be brief.") + estimate_tokens("Hi") + 2 * 8 + 32
+
+
+def test_context_is_numbered_and_fenced_as_data_with_the_question_last():
+    prompt = build_prompt(QUESTION, [doc("alpha", "Alpha text."), doc("beta", "Beta text.")], [], 4000)
+    system, user = prompt.messages
+
+    assert system == {"role": "system", "content": SYSTEM_RULES}
+    assert user["content"] == (
+        "<documents>\n[1] Alpha (Part 0)\nAlpha text.\n\n[2] Beta (Part 0)\nBeta text.\n</documents>\n\n"
+        "Answer from the documents above only, citing them as [n].\nQuestion: How do I change the model?"
+    )
+    assert [(c.number, c.doc_id) for c in prompt.citations] == [(1, "alpha"), (2, "beta")]
+
+
+def test_prompt_fits_the_budget_and_its_estimate_covers_the_joined_messages():
+    docs = [doc(f"d{i}", words(150), words(120, "ipsum")) for i in range(8)]
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": words(60, "dolor")} for i in range(6)]
+
+    for budget in (400, 800, 1500, 3000, 20000):
+        prompt = build_prompt(QUESTION, docs, history, budget)
+        assert estimate_messages(prompt.messages) <= prompt.estimated_tokens <= budget
+
+
+def test_lowest_ranked_chunks_are_dropped_first():
+    docs = [doc(f"d{i}", words(100)) for i in range(5)]
+    one_chunk = build_prompt(QUESTION, docs[:1], [], 100_000).estimated_tokens - build_prompt(QUESTION, [], [], 100_000).estimated_tokens
+
+    prompt = build_prompt(QUESTION, docs, [], build_prompt(QUESTION, [], [], 100_000).estimated_tokens + 3 * one_chunk + 5)
+
+    assert [c.doc_id for c in prompt.citations] == ["d0", "d1", "d2"]
+    assert prompt.dropped_chunks == 2
+
+
+def test_each_documents_best_chunk_goes_before_any_second_chunk():
+    docs = [doc("d0", words(100), words(100, "second")), doc("d1", words(100))]
+    base = build_prompt(QUESTION, [], [], 100_000).estimated_tokens
+    one_chunk = build_prompt(QUESTION, docs[1:], [], 100_000).estimated_tokens - base
+
+    prompt = build_prompt(QUESTION, docs, [], base + 2 * one_chunk + 5)
+
+    assert [(c.doc_id, c.text[:6]) for c in prompt.citations] == [("d0", "lorem "), ("d1", "lorem ")]
+
+
+def test_oldest_turns_are_dropped_first_and_history_keeps_its_order():
+    history = [
+        {"role": "user", "content": "first question " + words(40)},
+        {"role": "assistant", "content": "first answer " + words(40)},
+        {"role": "user", "content": "second question " + words(40)},
+        {"role": "assistant", "content": "second answer " + words(40)},
+    ]
+    base = build_prompt(QUESTION, [], [], 100_000).estimated_tokens
+
+    prompt = build_prompt(QUESTION, [], history, base + 2 * (estimate_tokens(history[-1]["content"]) + 8) + 10)
+
+    assert [m["content"].split(" lorem")[0] for m in prompt.messages[1:-1]] == ["second question", "second answer"]
+    assert prompt.dropped_turns == 2
+
+
+def test_documents_keep_most_of_the_budget_when_history_is_long():
+    docs = [doc(f"d{i}", words(100)) for i in range(30)]
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": words(100, "dolor")} for i in range(40)]
+    one_turn = estimate_tokens(history[0]["content"]) + 8
+
+    prompt = build_prompt(QUESTION, docs, history, 2000)
+    history_tokens = sum(estimate_tokens(m["content"]) + 8 for m in prompt.messages[1:-1])
+
+    assert prompt.messages[1:-1], "recent turns are kept"
+    assert history_tokens <= 0.25 * 2000 + one_turn  # their share, plus what is left under one more chunk
+    assert len(prompt.citations) >= 10
+
+
+def test_history_uses_what_the_documents_leave():
+    history = [{"role": "user" if i % 2 == 0 else "assistant", "content": words(100, "dolor")} for i in range(10)]
+
+    prompt = build_prompt(QUESTION, [doc("d0", words(50))], history, 4000)
+
+    assert prompt.dropped_turns == 0 and len(prompt.citations) == 1
+
+
+def test_rules_and_question_are_kept_even_when_nothing_else_fits():
+    docs = [doc(f"d{i}", words(200)) for i in range(3)]
+    history = [{"role": "user", "content": words(200)}]
+    needed = estimate_messages([{"role": "system", "content": SYSTEM_RULES}, {"role": "user", "content": user_message(QUESTION, [])}])
+
+    prompt = build_prompt(QUESTION, docs, history, needed)
+
+    assert prompt.messages[0]["content"] == SYSTEM_RULES
+    assert prompt.messages[-1]["content"].endswith(f"Question: {QUESTION}")
+    assert (len(prompt.messages), prompt.citations, prompt.dropped_chunks, prompt.dropped_turns) == (2, [], 3, 1)
+
+
+def test_a_question_too_long_for_the_context_raises_prompt_too_long():
+    with pytest.raises(PromptTooLong) as raised:
+        build_prompt(words(2000), [doc("d0", "text")], [], 1000)
+
+    assert raised.value.exit_code == 11
+    assert "more than the 1000 the model's context leaves for the prompt" in str(raised.value)
