@@ -6,14 +6,14 @@ import streamlit as st
 from ingest.__main__ import summary as ingest_summary
 from ingest.pipeline import IngestOptions, ingest
 from rag import ui_answer, ui_models, ui_store
-from rag.chat import Turn, prepare_turn, stream_answer
+from rag.chat import Turn, choose_num_ctx, prepare_turn, stream_answer, warm_in_background
 from rag.condense import condense_question
 from rag.embeddings import load_embedder
 from rag.errors import ModelNotFound, OllamaError, RagError
 from rag.history import History, Message, chat_history, history_path
 from rag.llm import Ollama
 from rag.pipeline import open_retriever
-from rag.retrieval import is_relevant
+from rag.retrieval import is_relevant, no_match_text
 from rag.settings import Settings, load_settings
 from rag.store import store_location
 from rag.ui_stream import Waiting, relay
@@ -134,6 +134,9 @@ def model_section(llm: Ollama, settings: Settings) -> str:
         st.session_state.model = ui_models.default_model(models, settings.model)
     chosen = sidebar.selectbox("Chat model", options, key="model", help="Installed models, from Ollama's /api/tags")
     sidebar.button("Refresh models", key="refresh_models", on_click=refresh_models, icon=":material/refresh:")
+    if models and st.session_state.get("warmed_model") != chosen:
+        st.session_state.warmed_model = chosen
+        warm_in_background(llm, chosen, settings)
     if not models and not st.session_state.models_error:
         sidebar.warning(f"No chat model is installed in Ollama at {llm.url}.")
         sidebar.button(f"Pull {chosen}", key="pull_configured", on_click=request_pull, args=(chosen,))
@@ -341,7 +344,7 @@ def run_turn(question: str, ctx: dict, *, query: str | None = None, force: bool 
             if turns and choices["condense"]:
                 with st.spinner("Rewriting the follow-up as a standalone query…"):
                     try:
-                        query = condense_question(question, turns, llm, model, settings.num_ctx)
+                        query = condense_question(question, turns, llm, model, choose_num_ctx(llm, model, settings)[0])
                     except OllamaError:
                         query = question
         if ctx["retriever"] is None:
@@ -357,7 +360,7 @@ def run_turn(question: str, ctx: dict, *, query: str | None = None, force: bool 
             history.add(conversation_id, "assistant", str(exc), {"kind": "error"})
             return
         if not force and not is_relevant(turn.docs, choices["floor"]):
-            text = ui_answer.no_match_text(turn.docs, choices["floor"])
+            text = no_match_text(turn.docs, choices["floor"])
             message = history.add(conversation_id, "assistant", text, ui_answer.no_match_meta(turn, choices["floor"]))
             render_assistant(message, latest=True)
             return

@@ -8,16 +8,16 @@ mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error; 11 ques
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import sys
 import threading
 import time
 
-from rag.chat import Turn, choose_num_ctx, prepare_turn, stream_answer
+from rag.chat import Turn, prepare_turn, stream_answer, warm_in_background
 from rag.errors import RagError
 from rag.llm import Ollama
 from rag.pipeline import open_retriever
+from rag.retrieval import is_relevant, no_match_text
 from rag.settings import Settings, load_settings
 
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--k", type=int, help="documents to retrieve (default: RAG_TOP_K)")
     parser.add_argument("--where", metavar="FIELD=VALUE", action="append", default=[], help="metadata filter, repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--anyway", action="store_true", help="ask the model even when no document reaches RAG_RELEVANCE_FLOOR"
+    )
     return parser.parse_args(argv)
 
 
@@ -109,6 +112,7 @@ def turn_json(turn: Turn) -> dict:
             "done_reason": turn.stats.done_reason,
         },
         "warnings": warnings(turn),
+        "relevant": True,
     }
 
 
@@ -156,18 +160,6 @@ class WaitNotice:
             print("\r\033[K", end="", file=sys.stderr, flush=True)
 
 
-def warm_in_background(llm: Ollama, model: str, settings: Settings) -> None:
-    """Start loading the model while the embedder and the store open; failures show later, on the real request."""
-
-    def warm() -> None:
-        num_ctx, error = choose_num_ctx(llm, model, settings)
-        if error is None:
-            with contextlib.suppress(RagError):
-                llm.warm(model, num_ctx)
-
-    threading.Thread(target=warm, name="warm-model", daemon=True).start()
-
-
 def run(args: argparse.Namespace) -> int:
     """Answer one question; the exit code says how it went."""
     where = parse_where(args.where)
@@ -177,6 +169,8 @@ def run(args: argparse.Namespace) -> int:
     warm_in_background(llm, model, settings)
     retriever = open_retriever(settings)
     turn = prepare_turn(args.question, settings, retriever, model=model, where=where, k=args.k, llm=llm)
+    if not args.anyway and not is_relevant(turn.docs, settings.relevance_floor):
+        return refuse(turn, settings, args.json)
     with WaitNotice(turn, llm) as notice:
         for piece in stream_answer(turn, llm, settings):
             notice.stop()
@@ -193,6 +187,18 @@ def run(args: argparse.Namespace) -> int:
     if turn.error:
         print(f"error: {turn.error}", file=sys.stderr)
         return turn.error.exit_code
+    return 0
+
+
+def refuse(turn: Turn, settings: Settings, as_json: bool) -> int:
+    """Say the documents do not answer, with the best scores, instead of letting the model improvise."""
+    turn.answer = no_match_text(turn.docs, settings.relevance_floor)
+    if as_json:
+        print(json.dumps({**turn_json(turn), "relevant": False}, ensure_ascii=False))
+    else:
+        print(turn.answer)
+        print("(Run again with --anyway to ask the model regardless.)")
+        print_sources(turn)
     return 0
 
 

@@ -1,11 +1,13 @@
 """One chat turn: retrieve, build the prompt, stream the answer, and time each step."""
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rag.errors import ModelCannotChat, ModelNotFound, OllamaError, OllamaUnavailable
+from rag.errors import ModelCannotChat, ModelNotFound, OllamaError, OllamaUnavailable, RagError
 from rag.llm import ChatStats, Ollama
 from rag.prompt import Citation, Prompt, build_prompt
 from rag.retrieval import RetrievedDoc, Retriever
@@ -126,3 +128,15 @@ def stream_answer(turn: Turn, llm: Ollama, settings: Settings) -> Iterator[str]:
         turn.error = exc
     finally:
         turn.timings.total_ms = turn.timings.retrieve_ms + turn.timings.prompt_ms + (time.perf_counter() - started) * 1000
+
+
+def warm_in_background(llm: Ollama, model: str, settings: Settings) -> None:
+    """Start loading the model in a thread so the first question does not wait; failures show on the real request."""
+
+    def warm() -> None:
+        num_ctx, error = choose_num_ctx(llm, model, settings)
+        if error is None:
+            with contextlib.suppress(RagError):
+                llm.warm(model, num_ctx)
+
+    threading.Thread(target=warm, name="warm-model", daemon=True).start()

@@ -10,6 +10,7 @@ from rag.keyword import KeywordIndexCache
 
 Mode = Literal["dense", "keyword", "hybrid"]
 CANDIDATE_CHUNKS = 60
+BEST_SCORES_SHOWN = 3
 
 
 @dataclass
@@ -118,3 +119,25 @@ def is_relevant(docs: list[RetrievedDoc], floor: float) -> bool:
     """True when the best dense similarity reaches the floor; keyword-only results pass when found."""
     similarities = [doc.similarity for doc in docs if doc.similarity is not None]
     return max(similarities) >= floor if similarities else bool(docs)
+
+
+def relevance(doc: RetrievedDoc) -> float:
+    """The score the relevance floor is compared with: the dense similarity when there is one."""
+    return doc.score if doc.similarity is None else doc.similarity
+
+
+def best_scores(docs: list[RetrievedDoc]) -> list[dict]:
+    """The best few retrieved documents and their relevance, for an honest 'nothing relevant' answer."""
+    ranked = sorted(docs, key=relevance, reverse=True)[:BEST_SCORES_SHOWN]
+    return [{"title": d.title, "doc_id": d.doc_id, "score": round(relevance(d), 4)} for d in ranked]
+
+
+def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
+    """The answer given when nothing passes the relevance floor."""
+    if not docs:
+        return "Nothing in your documents matches this question: the search returned no passages."
+    scores = ", ".join(f"{d['score']:.2f} ({d['title']})" for d in best_scores(docs))
+    return (
+        f"Nothing in your documents looks relevant to this question: no passage scored at or above the "
+        f"relevance floor of {floor:.2f}. Best scores: {scores}."
+    )

@@ -4,11 +4,10 @@ from __future__ import annotations
 import re
 
 from rag.chat import Turn
-from rag.retrieval import RetrievedDoc
+from rag.retrieval import best_scores
 
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 SNIPPET_CHARS = 600
-BEST_SCORES_SHOWN = 3
 
 
 def cited_numbers(answer: str) -> set[int]:
@@ -99,29 +98,6 @@ def truncation_warning(turn: Turn) -> str | None:
         f"Ollama read only {turn.stats.prompt_eval_count:,} prompt tokens of about {turn.prompt.estimated_tokens:,} "
         f"sent: it cut the prompt to fit the model's context window, so this answer may ignore some sources. "
         f"Use a model with a larger context (PARAMETER num_ctx in a Modelfile) or lower top k."
-    )
-
-
-def relevance(doc: RetrievedDoc) -> float:
-    """The score the relevance floor is compared with: the dense similarity when there is one."""
-    similarity = getattr(doc, "similarity", None)
-    return float(doc.score if similarity is None else similarity)
-
-
-def best_scores(docs: list[RetrievedDoc]) -> list[dict]:
-    """The best few retrieved documents and their relevance, for an honest 'nothing relevant' answer."""
-    ranked = sorted(docs, key=relevance, reverse=True)[:BEST_SCORES_SHOWN]
-    return [{"title": d.title, "doc_id": d.doc_id, "score": round(relevance(d), 4)} for d in ranked]
-
-
-def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
-    """The answer given when nothing passes the relevance floor."""
-    if not docs:
-        return "Nothing in your documents matches this question: the search returned no passages."
-    scores = ", ".join(f"{d['score']:.2f} ({d['title']})" for d in best_scores(docs))
-    return (
-        f"Nothing in your documents looks relevant to this question: no passage scored at or above the "
-        f"relevance floor of {floor:.2f}. Best scores: {scores}."
     )
 
 

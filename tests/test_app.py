@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import time
 from pathlib import Path
 
 import ollama
@@ -96,6 +97,11 @@ def chat_answers(server: OllamaStandin) -> list[dict]:
     return [b for b in server.chat_requests() if b.get("messages") and b["messages"][0]["content"] != CONDENSE_RULES]
 
 
+def warm_ups(server: OllamaStandin) -> list[dict]:
+    """Chat requests with no messages: Ollama's way to load a model."""
+    return [b for b in server.chat_requests() if b.get("messages") == []]
+
+
 def test_question_streams_an_answer_with_numbered_sources_and_figures(store, ollama_server):
     at = ask(open_app(), "How do I install the app?")
 
@@ -103,7 +109,7 @@ def test_question_streams_an_answer_with_numbered_sources_and_figures(store, oll
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     message = assistant(at)
     assert message.markdown[0].value == ANSWER
-    [request] = ollama_server.chat_requests()
+    [request] = chat_answers(ollama_server)
     assert request["model"] == "qwen2.5:3b"
     assert request["options"]["num_ctx"] == 8192
     assert request["options"]["temperature"] == 0.1
@@ -138,8 +144,21 @@ def test_dropdown_lists_chat_models_and_the_choice_is_used_from_the_next_questio
     model.set_value("llama3.2:latest").run()
     ask(at, "How do I install the app?")
 
-    assert [r["model"] for r in ollama_server.chat_requests()] == ["llama3.2:latest"]
+    assert [r["model"] for r in chat_answers(ollama_server)] == ["llama3.2:latest"]
     assert at.sidebar.selectbox(key="model").value == "llama3.2:latest"
+
+
+def test_choosing_a_model_warms_it_with_an_empty_chat(store, ollama_server):
+    at = open_app()
+    at.sidebar.selectbox(key="model").set_value("llama3.2:latest").run()
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(warm_ups(ollama_server)) < 2:
+        time.sleep(0.05)
+    assert [(r["model"], r["keep_alive"], r["options"]["num_ctx"]) for r in warm_ups(ollama_server)] == [
+        ("qwen2.5:3b", "30m", 8192),
+        ("llama3.2:latest", "30m", 8192),
+    ]
 
 
 def test_refresh_lists_a_model_installed_after_the_page_loaded(store, ollama_server):
@@ -266,11 +285,11 @@ def test_nothing_relevant_says_so_with_best_scores_and_can_ask_anyway(store, oll
         "relevance floor of 0\\.99\\. Best scores\\: "
     )
     assert len(re.findall(r"0\\\.\d\d \\\(", notice)) == 3
-    assert ollama_server.chat_requests() == []
+    assert chat_answers(ollama_server) == []
 
     assistant(at).button[0].click().run()
     assert assistant(at).markdown[0].value == ANSWER
-    assert len(ollama_server.chat_requests()) == 1
+    assert len(chat_answers(ollama_server)) == 1
     assert [m.name for m in at.chat_message] == ["user", "assistant", "assistant"]
 
 
@@ -291,7 +310,7 @@ def test_follow_up_is_rewritten_into_a_standalone_query_shown_with_the_sources(s
     at = ask(open_app(), "How do I install the app?")
     ask(at, "and on Windows?")
 
-    condense = [b for b in ollama_server.chat_requests() if b["messages"][0]["content"] == CONDENSE_RULES]
+    condense = [b for b in ollama_server.chat_requests() if b["messages"] and b["messages"][0]["content"] == CONDENSE_RULES]
     assert len(condense) == 1
     assert condense[0]["messages"][1]["content"] == (
         f"Conversation:\nUser: How do I install the app?\nAssistant: {ANSWER}\n\n"

@@ -264,3 +264,26 @@ def test_missing_store_exits_3(settings, standin, capsys):
 
     assert code == 3
     assert err.startswith("error: ") and "python -m ingest" in err
+
+
+OFF_TOPIC = "What is the boiling point of water on Mount Everest?"
+
+
+def test_off_topic_question_is_refused_with_best_scores_and_no_chat_request(sample_store, standin, capsys):
+    code = main([OFF_TOPIC, "--json"])
+    out, err = capsys.readouterr()
+
+    result = json.loads(out)
+    assert (code, err, result["relevant"], result["error"]) == (0, "", False, None)
+    assert result["answer"].startswith("Nothing in your documents looks relevant to this question: no passage scored "
+                                       "at or above the relevance floor of 0.25. Best scores: ")
+    assert result["sources"]
+    assert all(not r["messages"] for r in standin.chat_requests())  # at most the warm-up, which sends none
+
+
+def test_anyway_asks_the_model_even_below_the_floor(sample_store, standin, capsys):
+    code = main([OFF_TOPIC, "--json", "--anyway"])
+    result = json.loads(capsys.readouterr().out)
+
+    assert (code, result["relevant"], result["answer"]) == (0, True, "The answer is 42 [1].")
+    assert any(r["messages"] for r in standin.chat_requests())
