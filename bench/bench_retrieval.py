@@ -1,9 +1,11 @@
-"""Retrieval latency per query (query embedding included) at the FAQ's size and at 100,000 chunks.
+"""Retrieval latency per query (query embedding included) at the FAQ's size and at 100,000 chunks,
+in the embedded store and on a Chroma server (`chroma run`), with the write throughput of each.
 
 The FAQ store is built from ../shared/data/faq with the real embedder. The 100,000-chunk store is
 synthetic: random unit vectors (embedding 100k chunks would take an hour on 2 cores, and search cost
 does not depend on what the vectors mean) and texts drawn from the FAQ's vocabulary, so BM25 sees a
-realistic term distribution. Prints one line per size and a final JSON line.
+realistic term distribution. Its write throughput excludes embedding (bench_ingest.py measures that).
+Prints one line per store and a final JSON line.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ import csv
 import json
 import random
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -75,8 +78,45 @@ def synthetic_store(settings: Settings, embedder, vocabulary: list[str], courses
     return collection.count()
 
 
+def start_chroma_server(path: Path) -> tuple[subprocess.Popen, str]:
+    """A `chroma run` on a free port, once its heartbeat answers."""
+    import httpx
+
+    from tests.ollama_standin import unused_port
+
+    port = unused_port()
+    chroma = Path(sys.executable).parent / "chroma"
+    process = subprocess.Popen(
+        [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    for _ in range(300):
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
+            return process, f"http://127.0.0.1:{port}"
+        except httpx.TransportError:
+            time.sleep(0.2)
+    raise RuntimeError("chroma run did not start")
+
+
+def big_store(name: str, settings: Settings, embedder, vocabulary, courses, questions) -> dict:
+    """Write the synthetic corpus into one store, then time the questions on it."""
+    started = time.perf_counter()
+    count = synthetic_store(settings, embedder, vocabulary, courses)
+    seconds = time.perf_counter() - started
+    print(f"{name}: {count} chunks written in {seconds:.0f} s ({count / seconds:.0f} chunks/s)")
+    retriever = open_retriever(settings)
+    started = time.perf_counter()
+    retriever.keywords.get()
+    print(f"{name}: keyword index built in {time.perf_counter() - started:.1f} s")
+    result = summary(name, count, latencies(retriever, questions))
+    result["write_chunks_per_s"] = round(count / seconds)
+    return result
+
+
 def main() -> None:
-    """Build both stores in a temporary folder and time the same questions on each."""
+    """Build every store in a temporary folder and time the same questions on each."""
     rows = list(csv.DictReader((FAQ / "ground-truth-dev.csv").open()))
     sample = random.Random(1).sample(rows, QUERIES)
     questions = [(r["question"], {"course": r["course"]}) for r in sample]
@@ -90,12 +130,13 @@ def main() -> None:
         records = json.loads((FAQ / "documents-with-ids.json").read_text())
         vocabulary = " ".join(r["text"] for r in records).split()
         courses = sorted({r["course"] for r in records})
-        big = Settings(store_dir=Path(folder) / "big")
-        started = time.perf_counter()
-        count = synthetic_store(big, embedder, vocabulary, courses)
-        print(f"synthetic store of {count} chunks written in {time.perf_counter() - started:.0f} s")
-        retriever = open_retriever(big)
-        results.append(summary("synthetic-100k", count, latencies(retriever, questions)))
+        results.append(big_store("embedded-100k", Settings(store_dir=Path(folder) / "big"), embedder, vocabulary, courses, questions))
+        if "--no-server" not in sys.argv:
+            server, url = start_chroma_server(Path(folder) / "server")
+            try:
+                results.append(big_store("server-100k", Settings(chroma_url=url), embedder, vocabulary, courses, questions))
+            finally:
+                server.terminate()
     print(json.dumps({"retrieval_latency": results, "targets_ms": {"faq_p50": 25, "100k_p50": 80}}))
 
 
