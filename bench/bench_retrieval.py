@@ -108,8 +108,8 @@ def big_store(name: str, settings: Settings, embedder, vocabulary, courses, ques
     print(f"{name}: {count} chunks written in {seconds:.0f} s ({count / seconds:.0f} chunks/s)")
     retriever = open_retriever(settings)
     started = time.perf_counter()
-    retriever.keywords.get()
-    print(f"{name}: keyword index built in {time.perf_counter() - started:.1f} s")
+    retriever.index.get()
+    print(f"{name}: chunk index built in {time.perf_counter() - started:.1f} s")
     result = summary(name, count, latencies(retriever, questions))
     result["write_chunks_per_s"] = round(count / seconds)
     return result

@@ -15,15 +15,17 @@ from rag.settings import load_settings
 from rag.store import store_location
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
-EXIT_OK, EXIT_SKIPPED = 0, 1
+EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
-        description="Ingest files and folders (Markdown, text, JSON/JSONL records) into the document store.",
-        epilog="Exit codes: 0 all ingested, 1 some inputs skipped (listed), 2 bad settings, 3 store unusable.",
+        description="Ingest files and folders (Markdown, text, PDF, HTML, DOCX, CSV, JSON/JSONL records) into the document store. "
+        "A re-run only embeds what changed and removes what disappeared.",
+        epilog="Exit codes: 0 all ingested, 1 some inputs skipped (listed with reasons), 2 bad settings, "
+        "3 store unusable (unreachable, built with another embedder or chunking, another ingest running), 130 interrupted.",
     )
     parser.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the bundled user guide)")
     parser.add_argument("--id-field", default="id", help="record field holding the document id (default: id)")
@@ -35,21 +37,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class Progress:
-    """A tqdm bar over files, with chunk counts; silent when stderr is not a terminal."""
+    """A tqdm bar over chunks embedded and written, with files read and an ETA; silent when stderr is not a terminal."""
 
-    def __init__(self):
-        self.bar = tqdm(total=0, unit="file", desc="ingest", disable=not sys.stderr.isatty(), dynamic_ncols=True)
-        self.chunks = 0
+    def __init__(self, enabled: bool | None = None):
+        enabled = sys.stderr.isatty() if enabled is None else enabled
+        self.bar = tqdm(total=0, unit="chunk", desc="ingest", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
+        self.files = self.files_done = 0
 
     def __call__(self, kind: str, n: int) -> None:
         if kind == "files":
-            self.bar.total = n
-            self.bar.refresh()
+            self.files = n
         elif kind == "file":
-            self.bar.update(n)
+            self.files_done += n
+        elif kind == "planned":
+            self.bar.total += n
         elif kind == "chunks":
-            self.chunks += n
-            self.bar.set_postfix(chunks=self.chunks)
+            self.bar.update(n)
+        self.bar.set_description(f"{self.files_done}/{self.files} files", refresh=False)
+        self.bar.refresh()
 
     def close(self) -> None:
         self.bar.close()
@@ -94,6 +99,11 @@ def main(argv: list[str] | None = None) -> int:
             progress.close()
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except KeyboardInterrupt:
+        if progress:
+            progress.close()
+        print("interrupted: what was written is kept; run the same command again to finish.", file=sys.stderr)
+        return EXIT_INTERRUPTED
     progress.close()
     print(summary(report, store_location(settings)))
     return EXIT_SKIPPED if report.skipped else EXIT_OK

@@ -46,3 +46,44 @@ class Problem:
 
 class LoadError(Exception):
     """A file or record that cannot be ingested; the message is the reason shown to the user."""
+
+
+class Outline:
+    """Builds heading-aware sections from a stream of headings and text blocks, as Markdown, HTML and DOCX give."""
+
+    def __init__(self, first_h1_is_title: bool = True):
+        self.first_h1_is_title = first_h1_is_title
+        self.sections: list[Section] = []
+        self.path: list[tuple[int, str]] = []
+        self.lines: list[str] = []
+        self.title: str | None = None
+
+    def heading(self, level: int, text: str) -> None:
+        """Start a section under a heading of the given level (1 = top)."""
+        self.flush()
+        text = " ".join(text.split())
+        if not text:
+            return
+        if level == 1 and self.title is None and self.first_h1_is_title:
+            self.title = text
+        self.path = [(lvl, h) for lvl, h in self.path if lvl < level] + [(level, text)]
+
+    def text(self, line: str) -> None:
+        """Add a line of body text to the current section."""
+        self.lines.append(line)
+
+    def flush(self) -> None:
+        """Close the current section."""
+        body = "\n".join(self.lines).strip()
+        if body:
+            self.sections.append(Section(body, tuple(h for _, h in self.path)))
+        self.lines.clear()
+
+    def document(self, doc_id: str, fallback_title: str, metadata: dict | None = None) -> Document:
+        """The finished document; the title heading is not repeated in each heading path."""
+        self.flush()
+        title = self.title or fallback_title
+        for section in self.sections:
+            if section.headings and section.headings[0] == title:
+                section.headings = section.headings[1:]
+        return Document(doc_id, title, self.sections, metadata or {})

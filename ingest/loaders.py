@@ -1,17 +1,41 @@
-"""Path -> documents, by file type; anything unreadable raises LoadError with a reason."""
+"""Path -> documents, by file type; anything that cannot be read raises LoadError with the reason."""
 from __future__ import annotations
 
+import csv
+import io
 import json
+import logging
+import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from ingest.documents import Document, LoadError, Problem, Section
+from ingest.documents import Document, LoadError, Outline, Problem, Section
 
-TEXT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text"}
-RECORD_SUFFIXES = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+KINDS = {
+    ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
+    ".pdf": "pdf", ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
+    ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+}
+CONVERT_HINTS = {
+    ".doc": "save it as .docx", ".rtf": "save it as .docx", ".odt": "save it as .docx",
+    ".xlsx": "export the sheets as CSV", ".xls": "export the sheets as CSV", ".pptx": "export it as PDF",
+}
+SIGNATURES = (
+    (b"%PDF-", "a PDF"), (b"PK\x03\x04", "a ZIP archive (DOCX, XLSX, ...)"), (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"\x7fELF", "a program"),
+    (b"\x1f\x8b", "gzip-compressed data"), (b"SQLite format 3", "an SQLite database"),
+)
+MAX_FILE_BYTES = 200 * 1024 * 1024
+MAX_LINE_CHARS = 1_000_000
+ROW_GROUP_CHARS = 700
+MAX_METADATA_CHARS = 2000
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
+CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+LOADER_VERSION = "2"
+
+logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
 @dataclass(frozen=True)
@@ -25,122 +49,398 @@ class RecordFields:
 
 def kind_of(path: Path) -> str | None:
     """The loader kind for a path, or None when the format is not supported."""
+    return KINDS.get(path.suffix.lower())
+
+
+def read_bytes(path: Path) -> bytes:
+    """The file's bytes, refusing unsupported types, unreadable, huge and empty files."""
     suffix = path.suffix.lower()
-    return TEXT_SUFFIXES.get(suffix) or RECORD_SUFFIXES.get(suffix)
-
-
-def read_text(path: Path) -> str:
-    """Read a text file as UTF-8, falling back to common encodings, refusing binary content."""
+    if suffix not in KINDS:
+        hint = f" ({CONVERT_HINTS[suffix]})" if suffix in CONVERT_HINTS else ""
+        raise LoadError(f"unsupported file type {suffix or '(no extension)'}{hint}")
     try:
+        if not path.is_file():
+            raise LoadError("not a regular file")
+        size = path.stat().st_size
+        if size > MAX_FILE_BYTES:
+            raise LoadError(f"too large ({size / 2**20:.0f} MB, the limit is {MAX_FILE_BYTES // 2**20} MB)")
         raw = path.read_bytes()
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from None
-    if b"\x00" in raw[:8192]:
-        raise LoadError("binary content, not text")
-    for encoding in ("utf-8-sig", "cp1252", "latin-1"):
-        try:
-            return raw.decode(encoding)
-        except UnicodeDecodeError:
-            continue
-    raise LoadError("not decodable as text")
+    if not raw.strip():
+        raise LoadError("empty file")
+    return raw
 
 
 def load_path(path: Path, doc_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
-    """Documents in one file and the reasons any of its records were skipped."""
+    """Documents in one file and the problems found in it (skipped records, decoding warnings)."""
+    return load_bytes(read_bytes(path), path, doc_id, fields)
+
+
+def load_bytes(raw: bytes, path: Path, doc_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
+    """Documents parsed from a file's bytes, by the kind its extension names."""
     kind = kind_of(path)
-    if kind is None:
-        raise LoadError(f"unsupported file type {path.suffix or '(no extension)'}")
-    text = read_text(path)
-    if not text.strip():
-        raise LoadError("empty file")
+    if kind == "pdf":
+        return [load_pdf(raw, doc_id, path.stem)], []
+    if kind == "docx":
+        return [load_docx(raw, doc_id, path.stem)], []
+    text, problems = decode_text(raw)
+    if kind in ("json", "jsonl"):
+        documents, record_problems = load_records(parse_records(text, kind), doc_id, fields)
+        return documents, problems + record_problems
+    check_line_length(text)
     if kind == "markdown":
-        return [load_markdown(text, doc_id, path.stem)], []
-    if kind == "text":
-        return [Document(doc_id, path.stem, [Section(text.strip())])], []
-    return load_records(parse_records(text, kind), doc_id, fields)
+        document = load_markdown(text, doc_id, path.stem)
+    elif kind == "html":
+        document = load_html(text, doc_id, path.stem)
+    elif kind == "csv":
+        document = load_csv(text, doc_id, path.stem, delimiter="\t" if path.suffix.lower() == ".tsv" else None)
+    else:
+        document = Document(doc_id, path.stem, [Section(text.strip())])
+    if not document.sections:
+        raise LoadError("no text in it")
+    return [document], problems
+
+
+def decode_text(raw: bytes) -> tuple[str, list[Problem]]:
+    """Text from bytes: UTF-8 (with or without BOM), UTF-16 with BOM, else cp1252/latin-1 with a warning."""
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return clean(raw.decode("utf-16")), []
+        except UnicodeDecodeError:
+            raise LoadError("starts like UTF-16 but is not decodable") from None
+    for signature, what in SIGNATURES:
+        if raw.lstrip()[: len(signature)] == signature:
+            raise LoadError(f"content is {what}, not text: the file extension is wrong")
+    if b"\x00" in raw[:8192]:
+        raise LoadError("binary content, not text")
+    try:
+        text, problems = raw.decode("utf-8-sig"), []
+    except UnicodeDecodeError as exc:
+        encoding = "cp1252"
+        try:
+            text = raw.decode(encoding)
+        except UnicodeDecodeError:
+            encoding = "latin-1"
+            text = raw.decode(encoding)
+        problems = [Problem("", f"not UTF-8 (byte {exc.start}); decoded as {encoding}", skipped=False)]
+    head = text[:8192]
+    if head and len(CONTROL.findall(head)) > len(head) * 0.05:
+        raise LoadError("binary content, not text")
+    return clean(text), problems
+
+
+def clean(text: str) -> str:
+    """Text without control characters other than tabs and line breaks."""
+    return CONTROL.sub("", text.replace("\r\n", "\n"))
+
+
+def check_line_length(text: str, where: str = "a single line") -> None:
+    """Refuse text with a line too long to be prose (minified or generated data)."""
+    longest = max(map(len, text.split("\n")), default=0)
+    if longest > MAX_LINE_CHARS:
+        raise LoadError(
+            f"{where} of {longest:,} characters, too long to be readable text "
+            f"(the limit is {MAX_LINE_CHARS:,}); break it into lines"
+        )
 
 
 def load_markdown(text: str, doc_id: str, fallback_title: str) -> Document:
     """A Markdown document split into sections that keep their heading path."""
-    sections: list[Section] = []
-    path: list[tuple[int, str]] = []
-    lines: list[str] = []
-    title = None
+    text, front_title = strip_front_matter(text)
+    outline = Outline()
     in_fence = False
-
-    def flush():
-        body = "\n".join(lines).strip()
-        if body:
-            sections.append(Section(body, tuple(h for _, h in path)))
-        lines.clear()
-
     for line in text.splitlines():
         if FENCE.match(line):
             in_fence = not in_fence
         match = None if in_fence else HEADING.match(line)
         if match:
-            flush()
-            level, heading = len(match.group(1)), match.group(2).strip()
-            if level == 1 and title is None:
-                title = heading
-            path = [(lvl, h) for lvl, h in path if lvl < level] + [(level, heading)]
+            outline.heading(len(match.group(1)), match.group(2).strip())
         else:
-            lines.append(line)
-    flush()
-    title = title or fallback_title
-    for section in sections:
-        if section.headings and section.headings[0] == title:
-            section.headings = section.headings[1:]
-    return Document(doc_id, title, sections)
+            outline.text(line)
+    if front_title:
+        outline.title = outline.title or front_title
+    return outline.document(doc_id, fallback_title)
 
 
-def parse_records(text: str, kind: str) -> list:
-    """The records of a JSON array/object file or a JSON Lines file."""
+def strip_front_matter(text: str) -> tuple[str, str | None]:
+    """Markdown without its YAML front matter, and the title the front matter gives."""
+    if not text.startswith("---\n"):
+        return text, None
+    end = text.find("\n---", 4)
+    if end == -1 or text.count("\n", 0, end) > 60:
+        return text, None
+    title = None
+    for line in text[4:end].splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "title" and value.strip():
+            title = value.strip().strip("\"'")
+    return text[end + 4 :].lstrip("-\n"), title
+
+
+HTML_DROP = (
+    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed",
+    "form", "button", "select", "textarea", "nav", "aside", "menu", "dialog",
+)
+HTML_CHROME = ("header", "footer")
+HTML_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
+HTML_BLOCKS = {
+    "p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "blockquote", "figure",
+    "figcaption", "table", "thead", "tbody", "tfoot", "tr", "caption", "address", "details", "summary", "hr",
+    "header", "footer", "body", "html",
+}
+
+
+def load_html(text: str, doc_id: str, fallback_title: str) -> Document:
+    """The main text of an HTML page, without scripts, styles and navigation, split at its headings."""
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(text, "lxml")
+    page_title = " ".join(soup.title.get_text().split()) if soup.title else ""
+    for tag in soup(HTML_DROP):
+        tag.decompose()
+    for tag in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"], [aria-hidden="true"], [hidden]'):
+        tag.decompose()
+    main = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article")
+    if main is None:
+        main = soup.body or soup
+        for tag in main(HTML_CHROME):
+            tag.decompose()
+    outline = Outline()
+    try:
+        HtmlWalker(outline).walk(main)
+    except RecursionError:
+        raise LoadError("HTML nested too deeply to read") from None
+    return outline.document(doc_id, page_title or fallback_title)
+
+
+class HtmlWalker:
+    """Feeds an HTML tree to an Outline: headings start sections, blocks become paragraphs."""
+
+    def __init__(self, outline: Outline):
+        self.outline = outline
+        self.buffer: list[str] = []
+
+    def walk(self, node) -> None:
+        """Visit the children of node in document order."""
+        from bs4 import NavigableString
+        from bs4.element import PreformattedString
+
+        for child in node.children:
+            if isinstance(child, NavigableString):
+                if not isinstance(child, PreformattedString):
+                    self.buffer.append(str(child))
+            elif child.name in HTML_HEADINGS:
+                self.paragraph()
+                self.outline.heading(HTML_HEADINGS[child.name], child.get_text(" "))
+            elif child.name == "br":
+                self.buffer.append("\n")
+            elif child.name == "pre":
+                self.paragraph()
+                self.outline.text(child.get_text().strip("\n"))
+                self.outline.text("")
+            elif child.name in ("td", "th"):
+                self.walk(child)
+                self.buffer.append(" | ")
+            elif child.name in HTML_BLOCKS:
+                self.paragraph()
+                self.walk(child)
+                self.paragraph()
+            else:
+                self.walk(child)
+
+    def paragraph(self) -> None:
+        """Close the paragraph being collected."""
+        lines = [" ".join(line.split()).strip(" |") for line in "".join(self.buffer).split("\n")]
+        self.buffer.clear()
+        text = "\n".join(line for line in lines if line)
+        if text:
+            self.outline.text(text)
+            self.outline.text("")
+
+
+def load_pdf(raw: bytes, doc_id: str, fallback_title: str) -> Document:
+    """One section per PDF page that has text; the page number goes into its metadata."""
+    if b"%PDF-" not in raw[:1024]:
+        raise LoadError("not a PDF (no %PDF- header): the file extension is wrong")
+    from pypdf import PdfReader
+
+    sections = []
+    try:
+        reader = PdfReader(io.BytesIO(raw))
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoadError("the PDF is password-protected; save an unprotected copy")
+        for number, page in enumerate(reader.pages, start=1):
+            text = clean(page.extract_text() or "").strip()
+            if text:
+                sections.append(Section(text, (), {"page": number}))
+        title = (reader.metadata.title if reader.metadata else None) or ""
+    except LoadError:
+        raise
+    except Exception as exc:  # pypdf raises many kinds for damaged files
+        raise LoadError(f"damaged PDF ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if not sections:
+        raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
+    return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections)
+
+
+def load_docx(raw: bytes, doc_id: str, fallback_title: str) -> Document:
+    """A Word document split at its heading styles; tables become rows of cells."""
+    if not raw.startswith(b"PK\x03\x04"):
+        raise LoadError("not a DOCX (not a ZIP container): the file extension is wrong")
+    import docx
+    from docx.table import Table
+
+    try:
+        word = docx.Document(io.BytesIO(raw))
+        outline = Outline(first_h1_is_title=False)
+        for block in word.iter_inner_content():
+            if isinstance(block, Table):
+                for row in block.rows:
+                    cells = []
+                    for cell in row.cells:
+                        text = " ".join(cell.text.split())
+                        if text and (not cells or cells[-1] != text):
+                            cells.append(text)
+                    if cells:
+                        outline.text(" | ".join(cells))
+                outline.text("")
+                continue
+            style = block.style.name if block.style is not None else ""
+            if style == "Title" and outline.title is None:
+                outline.flush()
+                outline.title = " ".join(block.text.split()) or None
+            elif level := heading_level(style):
+                outline.heading(level, block.text)
+            elif block.text.strip():
+                outline.text(clean(block.text))
+                outline.text("")
+        title = word.core_properties.title or ""
+    except Exception as exc:  # python-docx raises many kinds for damaged files
+        raise LoadError(f"damaged DOCX ({type(exc).__name__}: {str(exc)[:120]})") from None
+    document = outline.document(doc_id, fallback_title)
+    if not document.sections:
+        raise LoadError("no text in it")
+    if title.strip() and outline.title is None:
+        document.title = " ".join(title.split())
+    return document
+
+
+def heading_level(style: str) -> int:
+    """The outline level of a Word paragraph style: Heading N is N, anything else 0."""
+    match = re.fullmatch(r"Heading (\d)", style or "")
+    return int(match.group(1)) if match else 0
+
+
+def load_csv(text: str, doc_id: str, fallback_title: str, delimiter: str | None = None) -> Document:
+    """Groups of CSV rows, each row written as `column: value` pairs so every chunk carries the header."""
+    if delimiter is None:
+        try:
+            delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|").delimiter
+        except csv.Error:
+            delimiter = ","
+    reader = csv.reader(io.StringIO(text), delimiter=delimiter)
+    sections: list[Section] = []
+    try:
+        header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+        if header is None:
+            raise LoadError("no rows in it")
+        names = [" ".join(name.split()) or f"column {i + 1}" for i, name in enumerate(header)]
+        lines: list[str] = []
+        first = last = 0
+        for row in reader:
+            line_number = reader.line_num
+            pairs = [
+                f"{names[i] if i < len(names) else f'column {i + 1}'}: {' '.join(value.split())}"
+                for i, value in enumerate(row)
+                if value.strip()
+            ]
+            if not pairs:
+                continue
+            first = first or line_number
+            last = line_number
+            lines.append("; ".join(pairs))
+            if sum(map(len, lines)) >= ROW_GROUP_CHARS:
+                sections.append(Section("\n".join(lines), (), {"rows": f"{first}-{last}"}))
+                lines, first = [], 0
+        if lines:
+            sections.append(Section("\n".join(lines), (), {"rows": f"{first}-{last}"}))
+    except csv.Error as exc:
+        raise LoadError(f"malformed CSV at line {reader.line_num}: {exc}") from None
+    if not sections:
+        raise LoadError("a header but no data rows")
+    return Document(doc_id, fallback_title, sections)
+
+
+def parse_records(text: str, kind: str) -> list[tuple[str, object]]:
+    """The records of a JSON array/object file or a JSON Lines file, each with where it was found."""
     if kind == "jsonl":
-        records = []
-        for number, line in enumerate(text.splitlines(), start=1):
+        records: list[tuple[str, object]] = []
+        for number, line in enumerate(text.split("\n"), start=1):
             if line.strip():
                 try:
-                    records.append(json.loads(line))
+                    records.append((f"line {number}", json.loads(line)))
                 except json.JSONDecodeError as exc:
-                    raise LoadError(f"malformed JSON on line {number}: {exc.msg}") from None
+                    records.append((f"line {number}", LoadError(f"malformed JSON: {exc.msg} at column {exc.colno}")))
         return records
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoadError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
-    return data if isinstance(data, list) else [data]
+    except RecursionError:
+        raise LoadError("JSON nested too deeply to read") from None
+    data = data if isinstance(data, list) else [data]
+    return [(f"record {index + 1}", record) for index, record in enumerate(data)]
 
 
-def load_records(records: list, file_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
+def load_records(records: list[tuple[str, object]], file_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
     """One document per record; records without text are reported, records sharing an id are merged."""
     documents: list[Document] = []
     problems: list[Problem] = []
-    by_id: dict[str, Document] = {}
-    for index, record in enumerate(records):
-        where = f"record {index + 1}"
+    by_id: dict[str, tuple[str, Document]] = {}
+    for index, (where, record) in enumerate(records):
+        if isinstance(record, LoadError):
+            problems.append(Problem(where, str(record)))
+            continue
         if not isinstance(record, dict):
-            problems.append(Problem(where, "not a JSON object"))
+            problems.append(Problem(where, f"not a JSON object but {type(record).__name__}"))
             continue
         text = record.get(fields.text_field)
         if not isinstance(text, str) or not text.strip():
             problems.append(Problem(where, f"no text in field {fields.text_field!r} (choose it with --text-field)"))
             continue
+        try:
+            check_line_length(text, "its text has a line")
+        except LoadError as exc:
+            problems.append(Problem(where, str(exc)))
+            continue
+        text = clean(text).strip()
         raw_id = record.get(fields.id_field)
-        doc_id = str(raw_id) if raw_id not in (None, "") else f"{file_id}#{index + 1}"
+        doc_id = str(raw_id) if raw_id not in (None, "") and not isinstance(raw_id, (dict, list)) else f"{file_id}#{index + 1}"
         if doc_id in by_id:
-            by_id[doc_id].sections.append(Section(text.strip()))
-            problems.append(Problem(where, f"duplicate id {doc_id!r}: its text was added to the first record with it", False))
+            first_where, first = by_id[doc_id]
+            first.sections.append(Section(text))
+            problems.append(Problem(where, f"duplicate id {doc_id!r} (first at {first_where}): its text was added to that document", False))
             continue
         title = record.get(fields.title_field)
-        metadata = {
-            key: value
-            for key, value in record.items()
-            if key not in (fields.id_field, fields.text_field, fields.title_field)
-            and isinstance(value, (str, int, float, bool))
-        }
-        by_id[doc_id] = Document(doc_id, str(title) if title not in (None, "") else doc_id, [Section(text.strip())], metadata)
-        documents.append(by_id[doc_id])
+        document = Document(doc_id, clean(str(title)).strip() if title not in (None, "") else doc_id, [Section(text)], record_metadata(record, fields))
+        by_id[doc_id] = (where, document)
+        documents.append(document)
     if not documents and not problems:
         raise LoadError("no records")
     return documents, problems
+
+
+def record_metadata(record: dict, fields: RecordFields) -> dict:
+    """The record's other scalar fields, as Chroma can store and filter them."""
+    metadata = {}
+    for key, value in record.items():
+        if not key or key in (fields.id_field, fields.text_field, fields.title_field):
+            continue
+        if isinstance(value, float) and not math.isfinite(value):
+            continue
+        if isinstance(value, str) and len(value) > MAX_METADATA_CHARS:
+            continue
+        if isinstance(value, (str, int, float, bool)):
+            metadata[key] = value
+    return metadata

@@ -1,15 +1,25 @@
-"""Discover inputs, diff them against the store, then load, chunk, embed and write what changed."""
+"""Discover inputs, diff them against the store, then load, chunk, embed and write what changed.
+
+Loading and chunking run in a thread ahead of the embedder, and writes run in another thread behind it,
+so the model is never idle waiting for parsing or for Chroma. The manifest is the chunks' own metadata in
+Chroma, so a killed run leaves nothing to reconcile: the next run sees which versions are complete.
+"""
 from __future__ import annotations
 
+import collections
+import errno
 import os
+import queue
+import threading
 import time
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from ingest.chunking import Chunk, ChunkPlan, chunk_document
-from ingest.documents import Document, LoadError
+from ingest.documents import LoadError
 from ingest.loaders import RecordFields, load_path
 from rag.embeddings import Embedder
 from rag.errors import StoreError
@@ -17,7 +27,10 @@ from rag.settings import Settings
 from rag.store import batched, open_client, open_collection, store_location
 
 EMBED_BATCH = 256
+FIRST_BATCH = 32
 MANIFEST_PAGE = 5000
+LOCK_NAME = "ingest.lock"
+DONE = object()
 
 
 @dataclass(frozen=True)
@@ -31,18 +44,28 @@ class Source:
 
 @dataclass
 class StoredDoc:
-    """What the store holds for one document id."""
+    """What the store holds for one document id: its chunk ids per version, and where it came from."""
 
-    doc_hash: str
-    n_chunks: int
     source: str
     root: str
-    present: int = 0
-    hashes: set = field(default_factory=set)
+    versions: dict[str, list[str]] = field(default_factory=dict)
+    expected: dict[str, int] = field(default_factory=dict)
 
-    def is_complete(self, doc_hash: str) -> bool:
-        """True when the store holds exactly this version's chunks."""
-        return self.hashes == {doc_hash} and self.present == self.n_chunks
+    def has_complete(self, doc_hash: str) -> bool:
+        """True when every chunk of this version is in the store."""
+        return len(self.versions.get(doc_hash, ())) == self.expected.get(doc_hash, -1)
+
+    def is_current(self, doc_hash: str) -> bool:
+        """True when the store holds exactly this version's chunks and nothing else."""
+        return self.has_complete(doc_hash) and len(self.versions) == 1
+
+    def other_ids(self, doc_hash: str) -> list[str]:
+        """Chunk ids of every version but this one."""
+        return [chunk_id for h, ids in self.versions.items() if h != doc_hash for chunk_id in ids]
+
+    def all_ids(self) -> list[str]:
+        """Every chunk id of this document."""
+        return [chunk_id for ids in self.versions.values() for chunk_id in ids]
 
 
 @dataclass
@@ -69,25 +92,81 @@ class IngestOptions:
     dry_run: bool = False
 
 
-def discover(paths: list[Path], report: IngestReport) -> list[Source]:
-    """Every file under the given paths, with ids relative to the path it was found under."""
+@dataclass
+class Work:
+    """Chunks to embed and write for one document, and the chunk ids to delete once they are written."""
+
+    chunks: list[Chunk]
+    delete_after: list[str]
+
+
+def discover(paths: list[Path], report: IngestReport, exclude: set[str] = frozenset()) -> list[Source]:
+    """Every file under the given paths, with ids relative to the path it was found under.
+
+    Folder symlinks are followed, but a link back into its own ancestry (a loop) and a file reached
+    twice are reported instead of read again. Hidden files and folders and the excluded folders are ignored.
+    """
     sources: list[Source] = []
+    seen_files: dict[str, str] = {}
+
+    def add(path: Path, root: Path, doc_id: str) -> None:
+        real = os.path.realpath(path)
+        if real in seen_files:
+            report.skipped.append((str(path), f"same file as {seen_files[real]}"))
+            return
+        seen_files[real] = str(path)
+        sources.append(Source(path, root, doc_id))
+
+    def walk(folder: Path, root: Path, ancestors: frozenset[str]) -> None:
+        try:
+            entries = sorted(os.scandir(folder), key=lambda e: e.name)
+        except OSError as exc:
+            report.skipped.append((str(folder), f"cannot list the folder: {exc.strerror or exc}"))
+            return
+        for entry in entries:
+            if entry.name.startswith("."):
+                continue
+            path = Path(entry.path)
+            try:
+                if entry.is_dir():
+                    real = os.path.realpath(path)
+                    if real in exclude:
+                        continue
+                    if real in ancestors:
+                        report.skipped.append((str(path), f"symlink loop: leads back to {real}"))
+                        continue
+                    walk(path, root, ancestors | {real})
+                elif entry.is_file():
+                    add(path, root, path.relative_to(root).as_posix())
+                else:
+                    report.skipped.append((str(path), unreadable_reason(path)))
+            except OSError:
+                report.skipped.append((str(path), unreadable_reason(path)))
+
     for given in paths:
+        given = Path(given)
         if not given.exists():
-            report.skipped.append((str(given), "does not exist"))
+            report.skipped.append((str(given), unreadable_reason(given) if given.is_symlink() else "does not exist"))
             continue
         root = given.resolve()
         if root.is_file():
-            sources.append(Source(root, root, given.name))
-            continue
-        for folder, dirnames, filenames in os.walk(root, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if name.startswith("."):
-                    continue
-                path = Path(folder) / name
-                sources.append(Source(path, root, path.relative_to(root).as_posix()))
+            add(root, root, given.name)
+        elif root.is_dir():
+            walk(root, root, frozenset({str(root)}))
+        else:
+            report.skipped.append((str(given), unreadable_reason(given)))
     return sources
+
+
+def unreadable_reason(path: Path) -> str:
+    """Why a path that is neither a file nor a folder cannot be read."""
+    try:
+        os.stat(path)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return "symlink loop"
+        return "broken symlink (its target does not exist)" if path.is_symlink() else f"cannot read: {exc.strerror}"
+    return "not a regular file (a pipe, socket or device)"
 
 
 def read_manifest(collection) -> dict[str, StoredDoc]:
@@ -96,30 +175,79 @@ def read_manifest(collection) -> dict[str, StoredDoc]:
     offset = 0
     while True:
         page = collection.get(include=["metadatas"], limit=MANIFEST_PAGE, offset=offset)
-        for meta in page["metadatas"]:
-            doc = stored.setdefault(
-                meta["doc_id"],
-                StoredDoc(meta.get("doc_hash", ""), int(meta.get("n_chunks", 0)), meta.get("source", ""), meta.get("root", "")),
-            )
-            doc.present += 1
-            doc.hashes.add(meta.get("doc_hash", ""))
+        for chunk_id, meta in zip(page["ids"], page["metadatas"]):
+            meta = meta or {}
+            doc = stored.setdefault(str(meta.get("doc_id", chunk_id)), StoredDoc(meta.get("source", ""), meta.get("root", "")))
+            doc_hash = str(meta.get("doc_hash", ""))
+            doc.versions.setdefault(doc_hash, []).append(chunk_id)
+            doc.expected[doc_hash] = int(meta.get("n_chunks", 0))
+            doc.source, doc.root = meta.get("source", doc.source), meta.get("root", doc.root)
         if len(page["ids"]) < MANIFEST_PAGE:
             return stored
         offset += MANIFEST_PAGE
 
 
+@contextmanager
+def writer_lock(settings: Settings, active: bool):
+    """Hold the store's ingest lock, so two ingests (the CLI, the app's upload box) never write at once.
+
+    An flock is released by the kernel when its process dies, so a killed run leaves no stale lock.
+    A Chroma server serialises writes itself and needs no lock.
+    """
+    if not active or settings.chroma_url:
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no flock; one ingest at a time is then up to the user
+        yield
+        return
+    try:
+        settings.store_dir.mkdir(parents=True, exist_ok=True)
+        handle = open(settings.store_dir / LOCK_NAME, "a+")
+    except OSError as exc:
+        raise StoreError(f"Cannot open the store folder {settings.store_dir} ({exc.strerror or exc}). Check RAG_STORE_DIR.") from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise StoreError(
+                f"Another ingest ({holder}) is writing to the store at {settings.store_dir}. "
+                "Wait for it to finish, then run again."
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
 def prepare_collection(settings: Settings, embedder: Embedder, plan: ChunkPlan, reset: bool, dry_run: bool):
-    """Open (or rebuild) the collection and refuse one whose chunking differs from this plan."""
+    """Open (or rebuild) the collection and refuse one whose chunking differs from this plan; None in a dry run with no store."""
+    client = open_client(settings)
     if reset and not dry_run:
-        client = open_client(settings)
         if settings.collection in [c.name if hasattr(c, "name") else c for c in client.list_collections()]:
             client.delete_collection(settings.collection)
-    collection = open_collection(settings, embedder.name, embedder.dimension, create=True)
+    if dry_run:
+        try:
+            collection = open_collection(settings, embedder.name, embedder.dimension, create=False, client=client)
+        except StoreError as exc:
+            if "has no collection" in str(exc) or reset:
+                return None
+            raise
+    else:
+        collection = open_collection(settings, embedder.name, embedder.dimension, create=True, client=client)
     stored_plan = (collection.metadata or {}).get("chunking")
     if stored_plan and stored_plan != plan.describe() and collection.count() and not reset:
         raise StoreError(
             f"The store at {store_location(settings)} was chunked with {stored_plan}, the settings now say "
-            f"{plan.describe()}. Rebuild it: `python -m ingest --reset PATH ...`."
+            f"{plan.describe()}. Rebuild it: `python -m ingest --reset PATH ...` "
+            "(or set RAG_CHUNK_TOKENS and RAG_CHUNK_OVERLAP back)."
         )
     return collection
 
@@ -131,88 +259,200 @@ def ingest(
     options: IngestOptions = IngestOptions(),
     on_progress: Callable[[str, int], None] = lambda kind, n: None,
 ) -> IngestReport:
-    """Bring the store in line with the given paths and report what changed."""
+    """Bring the store in line with the given paths and report what changed.
+
+    on_progress(kind, n) is called with ("files", total files), ("file", 1) per file read,
+    ("planned", n) for chunks queued for embedding and ("chunks", n) for chunks written.
+    """
     started = time.perf_counter()
     report = IngestReport(dry_run=options.dry_run)
     plan = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
-    collection = prepare_collection(settings, embedder, plan, options.reset, options.dry_run)
-    stored = {} if options.reset and options.dry_run else read_manifest(collection)
-    sources = discover(paths, report)
-    on_progress("files", len(sources))
-
-    pending: list[Chunk] = []
-    seen: dict[str, str] = {}
-    loaded: set[str] = set()
-    rewritten: dict[str, str] = {}
-    for source in sources:
-        try:
-            documents, problems = load_path(source.path, source.doc_id, options.fields)
-        except LoadError as exc:
-            report.skipped.append((str(source.path), str(exc)))
-            on_progress("file", 1)
-            continue
-        loaded.add(str(source.path))
-        for problem in problems:
-            entry = (f"{source.path} {problem.where}", problem.reason)
-            (report.skipped if problem.skipped else report.warnings).append(entry)
-        for document in documents:
-            owner = str(source.path)
-            if document.doc_id in seen:
-                report.skipped.append((f"{owner} {document.doc_id}", f"same document id as in {seen[document.doc_id]}"))
-                continue
-            seen[document.doc_id] = owner
-            previous = stored.get(document.doc_id)
-            if previous and previous.source and previous.source != owner and Path(previous.source).exists():
-                report.skipped.append(
-                    (owner, f"document id {document.doc_id!r} already comes from {previous.source}; ingest a common parent folder")
-                )
-                continue
-            doc_hash = document.content_hash()
-            if previous and previous.is_complete(doc_hash):
-                report.unchanged.append(document.doc_id)
-                continue
-            (report.updated if previous else report.added).append(document.doc_id)
-            if previous:
-                rewritten[document.doc_id] = doc_hash
-            chunks = chunk_document(document, doc_hash, embedder.token_offsets, plan)
-            for chunk in chunks:
-                chunk.metadata.update(source=owner, root=str(source.root))
-            pending.extend(chunks)
-            if len(pending) >= EMBED_BATCH and not options.dry_run:
-                report.chunks_written += write_chunks(collection, embedder, pending)
-                on_progress("chunks", len(pending))
-                pending = []
-        on_progress("file", 1)
-    if not options.dry_run:
-        report.chunks_written += write_chunks(collection, embedder, pending)
-        on_progress("chunks", len(pending))
-    else:
-        report.chunks_written = 0
-    removed = vanished(stored, seen, loaded, paths)
-    report.removed.extend(sorted(removed))
-    if not options.dry_run:
-        delete_documents(collection, sorted(removed))
-        delete_old_versions(collection, rewritten)
-        stamp(collection, embedder, plan)
+    with writer_lock(settings, active=not options.dry_run):
+        collection = prepare_collection(settings, embedder, plan, options.reset, options.dry_run)
+        stored = read_manifest(collection) if collection is not None else {}
+        exclude = set() if settings.chroma_url else {os.path.realpath(settings.store_dir)}
+        sources = discover(paths, report, exclude)
+        on_progress("files", len(sources))
+        planner = Planner(stored, report, embedder, plan, options)
+        if options.dry_run:
+            for _ in planner.works(sources, on_progress):
+                pass
+        else:
+            stamp(collection, embedder, plan, finished=False)
+            report.chunks_written = run_writes(collection, embedder, planner, sources, on_progress)
+        removed = sorted(vanished(stored, planner.seen, planner.loaded, paths))
+        report.removed.extend(removed)
+        if not options.dry_run:
+            delete_ids(collection, [chunk_id for doc_id in removed for chunk_id in stored[doc_id].all_ids()])
+            stamp(collection, embedder, plan, finished=bool(report.added or report.updated or report.removed))
     report.seconds = time.perf_counter() - started
     return report
 
 
-def write_chunks(collection, embedder: Embedder, chunks: list[Chunk]) -> int:
-    """Embed and upsert chunks, in batches the store accepts."""
-    if not chunks:
-        return 0
-    vectors = embedder.embed([chunk.embed_text for chunk in chunks])
-    limit = max_batch(collection)
-    for start in range(0, len(chunks), limit):
-        part = chunks[start : start + limit]
-        collection.upsert(
-            ids=[c.id for c in part],
-            documents=[c.text for c in part],
-            metadatas=[c.metadata for c in part],
-            embeddings=vectors[start : start + limit],
-        )
-    return len(chunks)
+class Planner:
+    """Loads and chunks the sources, deciding per document whether it is new, changed or unchanged."""
+
+    def __init__(self, stored: dict[str, StoredDoc], report: IngestReport, embedder: Embedder, plan: ChunkPlan, options: IngestOptions):
+        self.stored, self.report, self.embedder, self.plan, self.options = stored, report, embedder, plan, options
+        self.seen: dict[str, str] = {}
+        self.loaded: set[str] = set()
+        self.given: set[str] = set()
+
+    def works(self, sources: list[Source], on_progress):
+        """Yield the work for every document that must be (re)written, in source order."""
+        report = self.report
+        self.given = {str(source.path) for source in sources}
+        for source in sources:
+            owner = str(source.path)
+            try:
+                documents, problems = load_path(source.path, source.doc_id, self.options.fields)
+            except LoadError as exc:
+                report.skipped.append((owner, str(exc)))
+                on_progress("file", 1)
+                continue
+            except Exception as exc:  # a parser bug on a hostile file must not stop the run
+                report.skipped.append((owner, f"could not be read ({type(exc).__name__}: {str(exc)[:120]})"))
+                on_progress("file", 1)
+                continue
+            self.loaded.add(owner)
+            for problem in problems:
+                entry = (f"{owner} {problem.where}".strip(), problem.reason)
+                (report.skipped if problem.skipped else report.warnings).append(entry)
+            for document in documents:
+                work = self.decide(document, source, owner)
+                if work is not None:
+                    yield work
+            on_progress("file", 1)
+
+    def decide(self, document, source: Source, owner: str) -> Work | None:
+        """The work one document needs, recording in the report what happens to it."""
+        report = self.report
+        if document.doc_id in self.seen:
+            report.skipped.append((f"{owner} {document.doc_id}", f"same document id as in {self.seen[document.doc_id]}"))
+            return None
+        previous = self.stored.get(document.doc_id)
+        moved = bool(previous and previous.source and previous.source != owner)
+        if moved and previous.source not in self.given and Path(previous.source).exists():
+            report.skipped.append(
+                (owner, f"document id {document.doc_id!r} already comes from {previous.source}; ingest a common parent folder")
+            )
+            return None
+        self.seen[document.doc_id] = owner
+        doc_hash = document.content_hash()
+        if previous and previous.is_current(doc_hash) and not moved:
+            report.unchanged.append(document.doc_id)
+            return None
+        (report.updated if previous else report.added).append(document.doc_id)
+        if previous and previous.has_complete(doc_hash) and not moved:
+            return Work([], previous.other_ids(doc_hash))
+        if self.options.dry_run:
+            return None
+        chunks = chunk_document(document, doc_hash, self.embedder.token_offsets, self.plan)
+        for chunk in chunks:
+            chunk.metadata.update(source=owner, root=str(source.root))
+        return Work(chunks, previous.other_ids(doc_hash) if previous else [])
+
+
+def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[Source], on_progress) -> int:
+    """Embed the planned chunks in batches and write them, with planning and writing in threads around the embedder.
+
+    on_progress is only ever called from the caller's thread (the app's callback draws Streamlit widgets).
+    A document's old chunks are deleted only after all of its new chunks have been written.
+    """
+    planned: queue.Queue = queue.Queue(maxsize=256)
+    to_write: queue.Queue = queue.Queue(maxsize=2)
+    written_events: collections.deque = collections.deque()
+    failure: list[BaseException] = []
+    stop = threading.Event()
+
+    def produce():
+        try:
+            for work in planner.works(sources, lambda kind, n: planned.put((kind, n))):
+                if stop.is_set():
+                    return
+                planned.put(work)
+        except BaseException as exc:  # re-raised in the caller's thread
+            failure.append(exc)
+        finally:
+            planned.put(DONE)
+
+    def write():
+        limit = max_batch(collection)
+        while (item := to_write.get()) is not DONE:
+            if failure:
+                continue
+            chunks, vectors, deletes = item
+            try:
+                for start in range(0, len(chunks), limit):
+                    part = chunks[start : start + limit]
+                    collection.upsert(
+                        ids=[c.id for c in part],
+                        documents=[c.text for c in part],
+                        metadatas=[c.metadata for c in part],
+                        embeddings=vectors[start : start + limit],
+                    )
+                delete_ids(collection, deletes)
+                written_events.append(len(chunks))
+            except BaseException as exc:
+                failure.append(exc)
+
+    def relay_written():
+        while written_events:
+            on_progress("chunks", written_events.popleft())
+
+    producer = threading.Thread(target=produce, name="ingest-plan", daemon=True)
+    writer = threading.Thread(target=write, name="ingest-write", daemon=True)
+    producer.start()
+    writer.start()
+    sent = queued = 0
+    limit = FIRST_BATCH  # small first batches: the first chunks are searchable (and safe) within seconds
+    batch: list[Chunk] = []
+    waiting_deletes: list[tuple[int, list[str]]] = []
+    try:
+        finished = False
+        while not finished and not failure:
+            item = planned.get()
+            relay_written()
+            if item is DONE:
+                finished = True
+            elif isinstance(item, tuple):
+                on_progress(*item)
+                continue
+            else:
+                on_progress("planned", len(item.chunks))
+                batch.extend(item.chunks)
+                queued += len(item.chunks)
+                if item.delete_after:
+                    waiting_deletes.append((queued, item.delete_after))
+            while batch and (len(batch) >= limit or finished) or (finished and waiting_deletes):
+                part, batch = batch[:limit], batch[limit:]
+                limit = min(limit * 2, EMBED_BATCH)
+                sent += len(part)
+                deletes = [i for end, ids in waiting_deletes if end <= sent for i in ids]
+                waiting_deletes = [(end, ids) for end, ids in waiting_deletes if end > sent]
+                vectors = embedder.embed([chunk.embed_text for chunk in part]) if part else []
+                to_write.put((part, vectors, deletes))
+    finally:
+        stop.set()
+        while producer.is_alive():
+            try:
+                planned.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        to_write.put(DONE)
+        writer.join()
+    relay_written()
+    if failure:
+        exc = failure[0]
+        raise store_failure(exc) if isinstance(exc, Exception) else exc
+    return sent
+
+
+def store_failure(exc: Exception) -> Exception:
+    """A failure while planning or writing, as the user should see it."""
+    if isinstance(exc, (LoadError, StoreError)):
+        return exc
+    return StoreError(f"Writing to the store failed ({type(exc).__name__}: {exc}). Nothing is lost: run the ingest again.")
 
 
 def max_batch(collection) -> int:
@@ -225,7 +465,7 @@ def max_batch(collection) -> int:
 
 def vanished(stored: dict[str, StoredDoc], seen: dict[str, str], loaded: set[str], paths: list[Path]) -> set[str]:
     """Stored documents whose file left an ingested folder, or whose record left a re-read file."""
-    roots = {str(p.resolve()) for p in paths if p.is_dir()}
+    roots = {str(Path(p).resolve()) for p in paths if Path(p).is_dir()}
     return {
         doc_id
         for doc_id, doc in stored.items()
@@ -234,27 +474,21 @@ def vanished(stored: dict[str, StoredDoc], seen: dict[str, str], loaded: set[str
     }
 
 
-def delete_documents(collection, doc_ids: list[str]) -> None:
-    """Delete every chunk of the given documents."""
-    for part in batched(doc_ids, 100):
-        collection.delete(where={"doc_id": {"$in": part}})
+def delete_ids(collection, ids: list[str]) -> None:
+    """Delete chunks by id, in batches."""
+    for part in batched(ids, 1000):
+        collection.delete(ids=part)
 
 
-def delete_old_versions(collection, rewritten: dict[str, str]) -> None:
-    """Delete the chunks of rewritten documents that belong to an earlier version."""
-    for doc_id, doc_hash in rewritten.items():
-        collection.delete(where={"$and": [{"doc_id": doc_id}, {"doc_hash": {"$ne": doc_hash}}]})
+def stamp(collection, embedder: Embedder, plan: ChunkPlan, finished: bool) -> None:
+    """Record the embedder and chunking on the collection; when finished, also the time and a new generation.
 
-
-def stamp(collection, embedder: Embedder, plan: ChunkPlan) -> None:
-    """Record the embedder, chunking and time of this ingest on the collection."""
-    metadata = {
-        key: value for key, value in (collection.metadata or {}).items() if not key.startswith("hnsw:")
-    }
-    metadata.update(
-        embedder=embedder.name,
-        dimension=embedder.dimension,
-        chunking=plan.describe(),
-        updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    )
-    collection.modify(metadata=metadata)
+    Readers in other processes (the app) compare `generation` to know when to reopen the store.
+    """
+    current = collection.metadata or {}
+    metadata = {key: value for key, value in current.items() if not key.startswith("hnsw:")}
+    metadata.update(embedder=embedder.name, dimension=embedder.dimension, chunking=plan.describe())
+    if finished:
+        metadata.update(updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), generation=str(time.time_ns()))
+    if any(current.get(key) != value for key, value in metadata.items()):
+        collection.modify(metadata=metadata)

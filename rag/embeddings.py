@@ -55,6 +55,17 @@ class Embedder:
         )
         return vectors.tolist()
 
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one question on one thread: for a single short text, more threads only contend for the cores."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.embed([text])[0]
+        finally:
+            torch.set_num_threads(threads)
+
     def token_offsets(self, text: str) -> list[tuple[int, int]]:
         """Character spans of the word pieces in text, without the special tokens."""
         return self.word_pieces.encode(text, add_special_tokens=False).offsets

@@ -4,7 +4,7 @@ from __future__ import annotations
 from rag.embeddings import load_embedder
 from rag.retrieval import Retriever
 from rag.settings import Settings
-from rag.store import open_client, open_collection
+from rag.store import LiveCollection, open_client, open_collection
 
 
 def open_retriever(settings: Settings) -> Retriever:
@@ -12,10 +12,5 @@ def open_retriever(settings: Settings) -> Retriever:
     embedder = load_embedder(settings.embed_model)
     client = open_client(settings)
     collection = open_collection(settings, embedder.name, embedder.dimension, create=False, client=client)
-    return Retriever(
-        collection,
-        embedder,
-        settings.retrieval_mode,
-        settings.dense_weight,
-        reload=lambda: client.get_collection(settings.collection, embedding_function=None),
-    )
+    live = LiveCollection(collection, settings, client)
+    return Retriever(collection, embedder, settings.retrieval_mode, settings.dense_weight, live=live)

@@ -1,4 +1,4 @@
-"""Search the store: dense vectors from Chroma and BM25 keywords, fused into distinct documents."""
+"""Search the store: exact cosine search and BM25 over an in-memory copy of Chroma's chunks, fused into documents."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -6,7 +6,8 @@ from typing import Literal
 
 from rag.embeddings import Embedder
 from rag.errors import StoreError
-from rag.keyword import KeywordIndexCache
+from rag.store import LiveCollection
+from rag.chunk_index import ChunkIndexCache
 
 Mode = Literal["dense", "keyword", "hybrid"]
 CANDIDATE_CHUNKS = 60
@@ -44,12 +45,19 @@ class RetrievedDoc:
 class Retriever:
     """Finds the documents that best match a question in one collection."""
 
-    def __init__(self, collection, embedder: Embedder, mode: Mode = "hybrid", dense_weight: float = 0.6, reload=None):
-        self.collection = collection
+    def __init__(
+        self, collection, embedder: Embedder, mode: Mode = "hybrid", dense_weight: float = 0.6, live: LiveCollection | None = None
+    ):
+        self.live = live or LiveCollection(collection)
         self.embedder = embedder
         self.mode = mode
         self.dense_weight = dense_weight
-        self.keywords = KeywordIndexCache(collection, reload or (lambda: collection))
+        self.index = ChunkIndexCache(self.live)
+
+    @property
+    def collection(self):
+        """The collection as last opened."""
+        return self.live.collection
 
     def search(self, query: str, k: int, where: dict | None = None) -> list[RetrievedDoc]:
         """The top k distinct documents for query, optionally restricted by a metadata filter."""
@@ -64,27 +72,15 @@ class Retriever:
         return fuse(dense, keyword, weight)[:k]
 
     def dense_chunks(self, query: str, where: dict | None) -> list[RetrievedChunk]:
-        """Nearest chunks by cosine similarity; texts come from the in-memory index, else from the store."""
-        vector = self.embedder.embed([query])[0]
-        result = self.collection.query(
-            query_embeddings=[vector], n_results=CANDIDATE_CHUNKS, where=where or None, include=["distances"]
-        )
-        ids, distances = result["ids"][0], result["distances"][0]
-        index = self.keywords.get()
-        missing = [chunk_id for chunk_id in ids if chunk_id not in index.positions]
-        fetched = self.collection.get(ids=missing, include=["documents", "metadatas"]) if missing else None
-        extra = {i: (t, m) for i, t, m in zip(fetched["ids"], fetched["documents"], fetched["metadatas"])} if fetched else {}
-        chunks = []
-        for chunk_id, distance in zip(ids, distances):
-            position = index.positions.get(chunk_id)
-            text, meta = (index.texts[position], index.metadatas[position]) if position is not None else extra[chunk_id]
-            chunks.append(RetrievedChunk(chunk_id, text, meta, 1.0 - distance))
-        return chunks
+        """Nearest chunks by cosine similarity, computed exactly over the collection's vectors."""
+        index = self.index.get()
+        hits = index.nearest(self.embedder.embed_query(query), CANDIDATE_CHUNKS, where)
+        return [RetrievedChunk(index.ids[i], index.texts[i], index.metadatas[i], score) for i, score in hits]
 
     def keyword_chunks(self, query: str, where: dict | None) -> list[RetrievedChunk]:
         """Best chunks by BM25, their scores scaled so the best is 1."""
-        index = self.keywords.get()
-        hits = index.search(query, CANDIDATE_CHUNKS, where)
+        index = self.index.get()
+        hits = index.keywords(query, CANDIDATE_CHUNKS, where)
         if not hits:
             return []
         best = hits[0][1]

@@ -82,6 +82,27 @@ def check_embedder(collection, embedder_name: str, dimension: int) -> None:
         )
 
 
+class LiveCollection:
+    """A collection whose view can be renewed: an embedded Chroma keeps a stale view of files another process changed."""
+
+    def __init__(self, collection, settings: Settings | None = None, client=None):
+        self.collection, self.settings, self.client = collection, settings, client
+
+    def fresh(self):
+        """The collection with its count and metadata read anew (enough to notice a change)."""
+        return self.client.get_collection(self.collection.name, embedding_function=None) if self.client else self.collection
+
+    def reopen(self):
+        """Drop this process's cached view of an embedded store and open the collection again."""
+        if self.settings is not None and not self.settings.chroma_url:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+            self.client = open_client(self.settings)
+        self.collection = self.fresh()
+        return self.collection
+
+
 def batched(items: list, size: int):
     """Yield consecutive slices of at most size items."""
     for start in range(0, len(items), size):

@@ -4,11 +4,12 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from ingest.pipeline import IngestOptions, ingest
-from rag import keyword
-from rag.keyword import KeywordIndex, matches
+from rag import chunk_index
+from rag.chunk_index import ChunkIndex, matches
 from rag.pipeline import open_retriever
 from rag.retrieval import RetrievedChunk, fuse, is_relevant
 
@@ -45,16 +46,28 @@ def test_metadata_filter_semantics_match_chroma_operators():
     assert matches(meta, {"course": {"$ne": "de"}})
 
 
-def test_keyword_index_finds_stemmed_words_and_respects_filters():
-    index = KeywordIndex(
+def small_index() -> ChunkIndex:
+    return ChunkIndex(
         ["1", "2", "3"],
         ["Installing on Linux needs apt", "Windows installer steps", "Nothing relevant here"],
         [{"doc_id": "a", "os": "linux"}, {"doc_id": "b", "os": "windows"}, {"doc_id": "c", "os": "linux"}],
+        np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]),
         (3, None),
     )
-    assert sorted(i for i, _ in index.search("how to install", 10)) == [0, 1]
-    assert [i for i, _ in index.search("install", 10, {"os": "windows"})] == [1]
-    assert index.search("the and of", 10) == []
+
+
+def test_keyword_search_finds_stemmed_words_and_respects_filters():
+    index = small_index()
+    assert sorted(i for i, _ in index.keywords("how to install", 10)) == [0, 1]
+    assert [i for i, _ in index.keywords("install", 10, {"os": "windows"})] == [1]
+    assert index.keywords("the and of", 10) == []
+
+
+def test_nearest_is_exact_cosine_order_within_the_filter():
+    index = small_index()
+    assert [(i, round(s, 2)) for i, s in index.nearest([0.8, 0.6], 3)] == [(1, 0.96), (0, 0.8), (2, 0.6)]
+    assert [i for i, _ in index.nearest([0.8, 0.6], 3, {"os": "linux"})] == [0, 2]
+    assert index.nearest([0.8, 0.6], 3, {"os": "mac"}) == []
 
 
 def test_hybrid_search_returns_distinct_documents_with_matched_chunks(sample_store):
@@ -80,7 +93,7 @@ def test_where_filter_restricts_both_dense_and_keyword_results(sample_store):
 
 
 def test_keyword_index_sees_documents_ingested_after_it_was_built(sample_store, embedder, tmp_path, monkeypatch):
-    monkeypatch.setattr(keyword, "RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(chunk_index, "RECHECK_SECONDS", 0.0)
     retriever = open_retriever(sample_store.model_copy(update={"retrieval_mode": "keyword"}))
     assert retriever.search("zanzibar", 1) == []
     extra = tmp_path / "extra"

@@ -1,4 +1,4 @@
-"""BM25 keyword search over the chunks held in Chroma, rebuilt when the collection changes."""
+"""An in-memory copy of a collection's chunks: exact vector search, BM25 keywords, filters; rebuilt when it changes."""
 from __future__ import annotations
 
 import json
@@ -62,29 +62,31 @@ def compare(value, condition) -> bool:
         return False
 
 
-class KeywordIndex:
-    """BM25 over every chunk of a collection, with cached filter masks."""
+class ChunkIndex:
+    """Every chunk of a collection with its vector, a BM25 index over its text, and cached filter masks."""
 
-    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], version: tuple):
+    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple):
         self.ids, self.texts, self.metadatas, self.version = ids, texts, metadatas, version
-        self.positions = {chunk_id: position for position, chunk_id in enumerate(ids)}
+        self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
         self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
         if ids:
             self.bm25.index(tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)]), show_progress=False)
         self.masks: dict[str, np.ndarray] = {}
 
     @classmethod
-    def from_collection(cls, collection, version: tuple) -> KeywordIndex:
+    def from_collection(cls, collection, version: tuple) -> ChunkIndex:
         """Read every chunk of the collection, page by page, and index it."""
-        ids, texts, metadatas = [], [], []
+        ids, texts, metadatas, vectors = [], [], [], []
         offset = 0
         while True:
-            page = collection.get(include=["documents", "metadatas"], limit=PAGE, offset=offset)
+            page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
             ids += page["ids"]
             texts += page["documents"]
             metadatas += page["metadatas"]
+            if len(page["ids"]):
+                vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
             if len(page["ids"]) < PAGE:
-                return cls(ids, texts, metadatas, version)
+                return cls(ids, texts, metadatas, np.concatenate(vectors) if vectors else np.zeros((0, 0)), version)
             offset += PAGE
 
     def mask(self, where: dict | None) -> np.ndarray | None:
@@ -96,7 +98,17 @@ class KeywordIndex:
             self.masks[key] = np.fromiter((matches(m, where) for m in self.metadatas), bool, len(self.metadatas))
         return self.masks[key]
 
-    def search(self, query: str, n: int, where: dict | None = None) -> list[tuple[int, float]]:
+    def nearest(self, vector: list[float], n: int, where: dict | None = None) -> list[tuple[int, float]]:
+        """Indices and cosine similarities of the n chunks nearest to a unit vector, among those passing the filter."""
+        if not self.ids:
+            return []
+        scores = self.vectors @ np.asarray(vector, dtype=np.float32)
+        mask = self.mask(where)
+        if mask is not None:
+            scores = np.where(mask, scores, -np.inf)
+        return top(scores, n, lambda score: score > -np.inf)
+
+    def keywords(self, query: str, n: int, where: dict | None = None) -> list[tuple[int, float]]:
         """Indices and BM25 scores of the top n chunks that pass the filter and share a word with query."""
         tokens = tokenize([query])[0]
         if not self.ids or not tokens:
@@ -105,33 +117,41 @@ class KeywordIndex:
         mask = self.mask(where)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
-        n = min(n, len(scores))
-        top = np.argpartition(-scores, n - 1)[:n]
-        return [(int(i), float(scores[i])) for i in top[np.argsort(-scores[top])] if scores[i] > 0]
+        return top(scores, n, lambda score: score > 0)
 
 
-class KeywordIndexCache:
-    """Keeps a collection's keyword index current: rebuilt when its count or ingest stamp changes."""
+def top(scores: np.ndarray, n: int, keep) -> list[tuple[int, float]]:
+    """The n best (index, score) pairs in descending order, keeping only scores that pass keep."""
+    n = min(n, len(scores))
+    best = np.argpartition(-scores, n - 1)[:n]
+    return [(int(i), float(scores[i])) for i in best[np.argsort(-scores[best])] if keep(scores[i])]
 
-    def __init__(self, collection, reload):
-        self.collection = collection
-        self.reload = reload
-        self.index: KeywordIndex | None = None
+
+class ChunkIndexCache:
+    """Keeps a collection's chunk index current: rebuilt, from a reopened store, when another ingest changed it."""
+
+    def __init__(self, live):
+        self.live = live
+        self.index: ChunkIndex | None = None
         self.checked_at = 0.0
         self.lock = threading.Lock()
 
     def version(self) -> tuple:
-        """The collection's chunk count and last-ingest stamp, read fresh from the store."""
-        fresh = self.reload()
-        return fresh.count(), (fresh.metadata or {}).get("updated_at")
+        """The collection's chunk count and ingest generation, read fresh from the store."""
+        fresh = self.live.fresh()
+        metadata = fresh.metadata or {}
+        return fresh.count(), metadata.get("generation", metadata.get("updated_at"))
 
-    def get(self) -> KeywordIndex:
+    def get(self) -> ChunkIndex:
         """The index, rebuilt if the collection changed since it was built (checked every few seconds)."""
         with self.lock:
             now = time.monotonic()
-            if self.index is None or now - self.checked_at > RECHECK_SECONDS:
+            if self.index is None:
+                self.index = ChunkIndex.from_collection(self.live.collection, self.version())
+                self.checked_at = now
+            elif now - self.checked_at > RECHECK_SECONDS:
                 version = self.version()
                 self.checked_at = now
-                if self.index is None or self.index.version != version:
-                    self.index = KeywordIndex.from_collection(self.collection, version)
+                if version != self.index.version:
+                    self.index = ChunkIndex.from_collection(self.live.reopen(), version)
             return self.index
