@@ -50,3 +50,11 @@ def sample_store(settings, embedder) -> Settings:
     """The settings of a store holding the bundled user guide."""
     ingest([SAMPLE_DIR], settings, embedder, IngestOptions())
     return settings
+
+
+@pytest.fixture(scope="session")
+def guide_store(tmp_path_factory, embedder) -> Path:
+    """The bundled guide ingested once for the whole run, for tests that only read it."""
+    settings = Settings(store_dir=tmp_path_factory.mktemp("guide") / "store")
+    ingest([SAMPLE_DIR], settings, embedder, IngestOptions())
+    return settings.store_dir

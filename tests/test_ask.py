@@ -10,11 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import IngestOptions, ingest
 from rag.ask import main
 from rag.llm import forget_model_info
-from rag.settings import Settings
-from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -22,14 +19,6 @@ QUESTION = "How do I add my own documents?"
 REPLY = "Run the ingest command on your folder [1]. Then ask again [2]."
 PIECES = ["Run", " the", " ingest", " command", " on", " your", " folder", " [1].", " Then", " ask", " again", " [2]."]
 CONTEXT_TEXT = "python -m ingest"  # in the guide's adding-documents page, which this question retrieves
-
-
-@pytest.fixture(scope="module")
-def guide_store(tmp_path_factory, embedder):
-    """The bundled guide ingested once for this module (as the sample_store fixture does); the tests only read it."""
-    settings = Settings(store_dir=tmp_path_factory.mktemp("guide") / "store")
-    ingest([SAMPLE_DIR], settings, embedder, IngestOptions())
-    return settings.store_dir
 
 
 @pytest.fixture

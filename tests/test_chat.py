@@ -3,14 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from ingest.pipeline import IngestOptions, ingest
 from rag.chat import prepare_turn, stream_answer
 from rag.errors import ModelCannotChat, ModelNotFound, OllamaUnavailable, StreamInterrupted
 from rag.llm import Ollama, forget_model_info
 from rag.pipeline import open_retriever
 from rag.prompt import SYSTEM_RULES, estimate_messages
 from rag.settings import Settings
-from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin, unused_port
 
 QUESTION = "How do I add my own documents?"
@@ -21,14 +19,6 @@ def fresh_model_info():
     forget_model_info()
     yield
     forget_model_info()
-
-
-@pytest.fixture(scope="module")
-def guide_store(tmp_path_factory, embedder):
-    """The bundled guide ingested once for this module; the tests only read it."""
-    settings = Settings(store_dir=tmp_path_factory.mktemp("guide") / "store")
-    ingest([SAMPLE_DIR], settings, embedder, IngestOptions())
-    return settings.store_dir
 
 
 @pytest.fixture

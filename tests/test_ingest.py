@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from ingest.__main__ import main as ingest_main
-from ingest.loaders import RecordFields
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
 from rag.errors import EmbedderMismatch, StoreError
 from rag.retrieval import Retriever

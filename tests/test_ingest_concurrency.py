@@ -10,8 +10,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
-from pathlib import Path
 
 from ingest.pipeline import IngestOptions, ingest
 from rag.settings import Settings

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from ingest.pipeline import IngestOptions, ingest
 from rag import chunk_index
