@@ -67,7 +67,7 @@ class Retriever:
         except StoreError:
             raise
         except Exception as exc:
-            raise StoreError(f"Search failed in the store: {exc}") from None
+            raise StoreError(f"Search failed: {self.live.describe_failure(exc)}") from None
         weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
         return fuse(dense, keyword, weight)[:k]
 

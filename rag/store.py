@@ -92,6 +92,15 @@ class LiveCollection:
         """The collection with its count and metadata read anew (enough to notice a change)."""
         return self.client.get_collection(self.collection.name, embedding_function=None) if self.client else self.collection
 
+    def describe_failure(self, exc: Exception) -> str:
+        """What went wrong with the store, and how to fix it when it is a server that is down."""
+        if self.settings is not None and self.settings.chroma_url:
+            return (
+                f"the Chroma server at {self.settings.chroma_url} did not answer ({type(exc).__name__}). "
+                "Check that it runs (`chroma run --path DIR --port PORT`) and that RAG_CHROMA_URL points at it."
+            )
+        return f"the store did not answer ({exc})."
+
     def reopen(self):
         """Drop this process's cached view of an embedded store and open the collection again."""
         if self.settings is not None and not self.settings.chroma_url:

@@ -12,6 +12,7 @@ import pytest
 
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, ingest
+from rag import chunk_index
 from rag.errors import StoreError
 from rag.pipeline import open_retriever
 from tests.ollama_standin import unused_port
@@ -93,7 +94,8 @@ def test_server_and_embedded_store_reach_the_same_retrieval_quality(chroma_serve
     assert abs(local_hit - server_hit) <= 0.005 and abs(local_mrr - server_mrr) <= 0.005
 
 
-def test_search_fails_clearly_while_the_server_is_down_and_works_after_restart(chroma_server, settings, embedder):
+def test_search_fails_clearly_while_the_server_is_down_and_works_after_restart(chroma_server, settings, embedder, monkeypatch):
+    monkeypatch.setattr(chunk_index, "RECHECK_SECONDS", 0.0)  # every search asks the server whether the store changed
     store = settings.model_copy(update={"chroma_url": chroma_server["url"]})
     ingest([ROOT / "ingest" / "sample"], store, embedder, IngestOptions())
     retriever = open_retriever(store)
@@ -101,6 +103,7 @@ def test_search_fails_clearly_while_the_server_is_down_and_works_after_restart(c
     stop(chroma_server["process"])
     with pytest.raises(StoreError) as caught:
         retriever.search("How do I pull a model with ollama?", 1)
-    assert str(caught.value).startswith("Search failed in the store")
+    assert str(caught.value).startswith(f"Search failed: the Chroma server at {chroma_server['url']} did not answer (")
+    assert str(caught.value).endswith("Check that it runs (`chroma run --path DIR --port PORT`) and that RAG_CHROMA_URL points at it.")
     chroma_server["process"] = start_chroma(chroma_server["path"], chroma_server["port"])
     assert retriever.search("How do I pull a model with ollama?", 1)[0].doc_id == "troubleshooting.md"
