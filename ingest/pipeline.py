@@ -26,7 +26,7 @@ from rag.errors import StoreError
 from rag.settings import Settings
 from rag.store import batched, open_client, open_collection, store_location
 
-EMBED_BATCH = 256
+EMBED_BATCH = 512
 FIRST_BATCH = 32
 MANIFEST_PAGE = 5000
 LOCK_NAME = "ingest.lock"

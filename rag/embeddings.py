@@ -46,7 +46,7 @@ class Embedder:
         self.word_pieces.no_truncation()
         self.word_pieces.no_padding()
 
-    def embed(self, texts: list[str], batch_size: int = 64) -> list[list[float]]:
+    def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
         """Embed texts as normalised vectors."""
         if not texts:
             return []
