@@ -8,6 +8,7 @@ import pytest
 
 from ingest.pipeline import IngestOptions, ingest
 from rag.embeddings import load_embedder
+from rag.llm import forget_model_info
 from rag.settings import Settings
 from tests.ollama_standin import OllamaStandin
 
@@ -21,6 +22,14 @@ def isolated_env(monkeypatch, tmp_path):
         if name.startswith("RAG_") or name == "OLLAMA_HOST":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture(autouse=True)
+def fresh_model_info():
+    """Each test learns models' context lengths from its own stand-in, not from an earlier test's."""
+    forget_model_info()
+    yield
+    forget_model_info()
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ from pathlib import Path
 import pytest
 
 from rag.ask import main
-from rag.llm import forget_model_info
 from tests.ollama_standin import OllamaStandin, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -26,13 +25,6 @@ def sample_store(settings, guide_store, monkeypatch):
     """Settings that talk to the stand-in and read the module's guide store, exported to the environment."""
     monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
     return settings.model_copy(update={"store_dir": guide_store})
-
-
-@pytest.fixture(autouse=True)
-def fresh_model_info():
-    forget_model_info()
-    yield
-    forget_model_info()
 
 
 def ask_env(settings, **extra) -> dict:

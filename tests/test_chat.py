@@ -5,20 +5,13 @@ import pytest
 
 from rag.chat import prepare_turn, stream_answer
 from rag.errors import ModelCannotChat, ModelNotFound, OllamaUnavailable, StreamInterrupted
-from rag.llm import Ollama, forget_model_info
+from rag.llm import Ollama
 from rag.pipeline import open_retriever
 from rag.prompt import SYSTEM_RULES, estimate_messages
 from rag.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
 
 QUESTION = "How do I add my own documents?"
-
-
-@pytest.fixture(autouse=True)
-def fresh_model_info():
-    forget_model_info()
-    yield
-    forget_model_info()
 
 
 @pytest.fixture

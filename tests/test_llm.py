@@ -18,20 +18,13 @@ from rag.errors import (
     OllamaUnavailable,
     StreamInterrupted,
 )
-from rag.llm import ChatStats, Ollama, PullProgress, forget_model_info, normalise_model, same_model
+from rag.llm import ChatStats, Ollama, PullProgress, normalise_model, same_model
 from rag.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
 
 QUESTION = [{"role": "user", "content": "What is the answer?"}]
 OPTIONS = {"num_ctx": 8192, "temperature": 0.1}
 QUICK_RETRIES = (0.01, 0.01, 0.01)
-
-
-@pytest.fixture(autouse=True)
-def fresh_model_info():
-    forget_model_info()
-    yield
-    forget_model_info()
 
 
 @pytest.fixture
