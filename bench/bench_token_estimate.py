@@ -11,16 +11,19 @@ Prints one line per text set, then one JSON line. Ratio = estimate / larger true
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import random
 import statistics
+import sys
 from pathlib import Path
 from types import SimpleNamespace
 
-from rag.prompt import build_prompt, estimate_messages, estimate_tokens
-from rag.retrieval import RetrievedChunk, RetrievedDoc
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from rag.prompt import build_prompt, estimate_messages, estimate_tokens  # noqa: E402
+from rag.retrieval import RetrievedChunk, RetrievedDoc  # noqa: E402
+from tests.retrieval_fakes import make  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "ingest" / "sample"
@@ -62,14 +65,6 @@ def true_count(tokenizers: dict, texts: list[str], chat: bool) -> int:
         n = sum(len(tokenizer.encode(text, add_special_tokens=False).ids) for text in texts)
         counts.append(n + (TEMPLATE_TOKENS[name] + TOKENS_PER_MESSAGE * len(texts) if chat else 0))
     return max(counts)
-
-
-def make(cls, **values):
-    """A retrieval dataclass with the given fields, any other required field set to None."""
-    for f in dataclasses.fields(cls):
-        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            values[f.name] = None
-    return cls(**values)
 
 
 def doc(doc_id: str, title: str, text: str) -> RetrievedDoc:

@@ -1,7 +1,6 @@
 """The prompt: the token estimate errs safe, and the budget keeps rules and question and drops the least useful first."""
 from __future__ import annotations
 
-import dataclasses
 import json
 from pathlib import Path
 
@@ -16,19 +15,12 @@ from rag.prompt import (
     user_message,
 )
 from rag.retrieval import RetrievedChunk, RetrievedDoc
+from tests.retrieval_fakes import make
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "ingest" / "sample"
 FAQ = ROOT.parent / "shared" / "data" / "faq" / "documents-with-ids.json"
 QUESTION = "How do I change the model?"
-
-
-def make(cls, **values):
-    """A retrieval dataclass with the given fields, any other required field set to None."""
-    for f in dataclasses.fields(cls):
-        if f.name not in values and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            values[f.name] = None
-    return cls(**values)
 
 
 def doc(doc_id: str, *texts: str, score: float = 1.0) -> RetrievedDoc:
