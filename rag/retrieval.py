@@ -7,7 +7,7 @@ from typing import Literal
 from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.store import LiveCollection
-from rag.chunk_index import ChunkIndexCache
+from rag.chunk_index import ChunkIndex, ChunkIndexCache
 
 Mode = Literal["dense", "keyword", "hybrid"]
 CANDIDATE_CHUNKS = 60
@@ -62,24 +62,21 @@ class Retriever:
     def search(self, query: str, k: int, where: dict | None = None) -> list[RetrievedDoc]:
         """The top k distinct documents for query, optionally restricted by a metadata filter."""
         try:
-            dense = self.dense_chunks(query, where) if self.mode != "keyword" else []
-            keyword = self.keyword_chunks(query, where) if self.mode != "dense" else []
-        except StoreError:
-            raise
+            index = self.index.get()
+            dense = self.dense_chunks(index, query, where) if self.mode != "keyword" else []
+            keyword = self.keyword_chunks(index, query, where) if self.mode != "dense" else []
         except Exception as exc:
             raise StoreError(f"Search failed: {self.live.describe_failure(exc)}") from None
         weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
         return fuse(dense, keyword, weight)[:k]
 
-    def dense_chunks(self, query: str, where: dict | None) -> list[RetrievedChunk]:
+    def dense_chunks(self, index: ChunkIndex, query: str, where: dict | None) -> list[RetrievedChunk]:
         """Nearest chunks by cosine similarity, computed exactly over the collection's vectors."""
-        index = self.index.get()
         hits = index.nearest(self.embedder.embed_query(query), CANDIDATE_CHUNKS, where)
         return [RetrievedChunk(index.ids[i], index.texts[i], index.metadatas[i], score) for i, score in hits]
 
-    def keyword_chunks(self, query: str, where: dict | None) -> list[RetrievedChunk]:
+    def keyword_chunks(self, index: ChunkIndex, query: str, where: dict | None) -> list[RetrievedChunk]:
         """Best chunks by BM25, their scores scaled so the best is 1."""
-        index = self.index.get()
         hits = index.keywords(query, CANDIDATE_CHUNKS, where)
         if not hits:
             return []

@@ -54,8 +54,6 @@ def open_collection(settings: Settings, embedder_name: str, dimension: int, *, c
             )
         else:
             collection = client.get_collection(settings.collection, embedding_function=None)
-    except StoreError:
-        raise
     except Exception as exc:
         message = str(exc).lower()
         if not create and ("does not exist" in message or "not found" in message):
