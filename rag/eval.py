@@ -11,6 +11,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
+from rag import answer_eval
 from rag.errors import RagError
 from rag.pipeline import open_retriever
 from rag.settings import load_settings
@@ -27,6 +28,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--mode", choices=["dense", "keyword", "hybrid"], help="search mode (default: RAG_RETRIEVAL_MODE)")
     parser.add_argument("--dense-weight", type=float, help="weight of dense similarity in hybrid fusion (default: RAG_DENSE_WEIGHT)")
     parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    answer_eval.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -66,9 +68,25 @@ def evaluate(retriever, rows: list[dict], args: argparse.Namespace) -> dict:
     }
 
 
+def evaluate_answers(args: argparse.Namespace) -> int:
+    """The answer evaluation (rag/answer_eval.py), with its errors as one line and Ctrl-C as exit code 130."""
+    try:
+        overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight}
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        retriever = open_retriever(settings)
+        return answer_eval.run(args, settings, retriever, retriever.embedder, read_rows)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return answer_eval.INTERRUPTED
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation and print the figures as the last line."""
     args = parse_args(argv)
+    if args.answers:
+        return evaluate_answers(args)
     try:
         columns = [args.question_column, args.id_column] + ([args.filter_column] if args.filter_column else [])
         rows = read_rows(args.ground_truth, columns)[: args.limit]

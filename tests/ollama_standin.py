@@ -22,6 +22,11 @@ VERSION = "0.12.0"
 BUSY = "server busy, please try again. maximum pending requests exceeded"
 MID_STREAM_ERROR = "an error was encountered while running the model: unexpected EOF"
 MISSING_MANIFEST = "pull model manifest: file does not exist"
+RUNNER_FAILED = "llama runner process has terminated: exit status 2"
+UNRELATED_REPLY = "Bananas ripen faster in a paper bag. Penguins live mostly in the southern hemisphere."
+DOCUMENT_BLOCK = re.compile(r"^\[(\d+)\][^\n]*\n(.*?)(?=\n\n\[\d+\]|\Z)", re.DOTALL | re.MULTILINE)
+WORD = re.compile(r"\w+")
+CONTEXT_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 DEFAULT_NUM_CTX = 4096
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 10**9
 FOREVER_NS = 2**63 - 1  # Go's largest time.Duration, what a negative keep_alive means
@@ -58,6 +63,19 @@ def estimate_prompt_tokens(messages: list[dict]) -> int:
 def split_reply(text: str) -> list[str]:
     """Split a reply into the word-ish pieces that are streamed; they concatenate back to the text."""
     return re.findall(r"\s*\S+|\s+", text)
+
+
+def grounded_reply(body: dict) -> str:
+    """A model that answers from the prompt: the context sentence sharing most words with the question, with its [n]."""
+    user = body["messages"][-1]["content"]
+    documents, _, question = user.partition("</documents>")
+    asked = set(WORD.findall(question.rpartition("Question:")[2].lower()))
+    lines = [(number, line.strip()) for number, text in DOCUMENT_BLOCK.findall(documents)
+             for line in CONTEXT_SENTENCE.split(text) if WORD.search(line)]
+    if not lines:
+        return "The documents do not answer the question."
+    number, line = max(lines, key=lambda item: len(asked & set(WORD.findall(item[1].lower()))))
+    return f"{line} [{number}]"
 
 
 def _timestamp(ns: int) -> str:
@@ -176,6 +194,8 @@ class OllamaStandin:
         self.busy_responses = 0
         self.show_context_length = True  # False: model_info lacks "<arch>.context_length" (some imported GGUFs)
         self.requests: list[tuple[str, str, dict | None]] = []
+        self.model_replies: dict[str, str | Callable[[dict], str]] = {}  # tagged name -> that model's reply
+        self.failing_models: dict[str, int] = {}  # tagged name -> answers it gives before its runner fails
         self._lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         self._loaded: dict[str, tuple[int, int]] = {}  # name -> (num_ctx, expires_at in epoch ns)
@@ -271,6 +291,14 @@ class OllamaStandin:
             self._loaded[model.name] = (num_ctx, expires_ns)
         return num_ctx
 
+    def _runner_failed(self, name: str) -> bool:
+        """Count down a failing model's answers; True once it has none left."""
+        with self._lock:
+            if name not in self.failing_models:
+                return False
+            self.failing_models[name] -= 1
+            return self.failing_models[name] < 0
+
     def _tags(self, _body: None) -> Response:
         """GET /api/tags: the installed models."""
         with self._lock:
@@ -344,7 +372,10 @@ class OllamaStandin:
         if not messages:
             return 200, _chat_chunk(name, "", True, done_reason="load")
 
-        pieces = split_reply(self.reply(body) if callable(self.reply) else self.reply)
+        if self._runner_failed(model.name):
+            return 500, {"error": RUNNER_FAILED}
+        reply = self.model_replies.get(model.name, self.reply)
+        pieces = split_reply(reply(body) if callable(reply) else reply)
         done_reason = "stop"
         num_predict = options.get("num_predict")
         if num_predict is not None and 0 <= num_predict < len(pieces):
