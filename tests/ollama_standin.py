@@ -24,8 +24,8 @@ MID_STREAM_ERROR = "an error was encountered while running the model: unexpected
 MISSING_MANIFEST = "pull model manifest: file does not exist"
 RUNNER_FAILED = "llama runner process has terminated: exit status 2"
 UNRELATED_REPLY = "Bananas ripen faster in a paper bag. Penguins live mostly in the southern hemisphere."
-DOCUMENT_BLOCK = re.compile(r"^\[(\d+)\][^\n]*\n(.*?)(?=\n\n\[\d+\]|\Z)", re.DOTALL | re.MULTILINE)
-WORD = re.compile(r"\w+")
+DOCUMENT_BLOCK = re.compile(r"^\[(\d+)\]([^\n]*)\n(.*?)(?=\n\n\[\d+\]|\Z)", re.DOTALL | re.MULTILINE)
+WORD = re.compile(r"\w{4,}")
 CONTEXT_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
 DEFAULT_NUM_CTX = 4096
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 10**9
@@ -66,15 +66,17 @@ def split_reply(text: str) -> list[str]:
 
 
 def grounded_reply(body: dict) -> str:
-    """A model that answers from the prompt: the context sentence sharing most words with the question, with its [n]."""
+    """A model that answers from the prompt: the context sentence (with its block's heading) sharing most words of
+    four letters or more with the question, and its [n]; the earlier block wins a tie."""
     user = body["messages"][-1]["content"]
     documents, _, question = user.partition("</documents>")
     asked = set(WORD.findall(question.rpartition("Question:")[2].lower()))
-    lines = [(number, line.strip()) for number, text in DOCUMENT_BLOCK.findall(documents)
+    lines = [(number, line.strip(), set(WORD.findall(f"{header} {line}".lower())))
+             for number, header, text in DOCUMENT_BLOCK.findall(documents)
              for line in CONTEXT_SENTENCE.split(text) if WORD.search(line)]
     if not lines:
         return "The documents do not answer the question."
-    number, line = max(lines, key=lambda item: len(asked & set(WORD.findall(item[1].lower()))))
+    number, line, _ = max(lines, key=lambda item: len(asked & item[2]))
     return f"{line} [{number}]"
 
 
