@@ -5,7 +5,7 @@ import streamlit as st
 
 from ingest.__main__ import summary as ingest_summary
 from ingest.pipeline import IngestOptions, ingest
-from rag import ui_answer, ui_models, ui_store
+from rag import model_facts, ui_answer, ui_models, ui_store
 from rag.chat import Turn, choose_num_ctx, prepare_turn, stream_answer, warm_in_background
 from rag.condense import condense_question
 from rag.embeddings import load_embedder
@@ -94,6 +94,7 @@ def load_models(llm: Ollama) -> None:
     """Fill the session's model list from Ollama, or remember why it failed."""
     try:
         st.session_state.models = ui_models.chat_models(llm)
+        st.session_state.model_labels = model_facts.dropdown_labels(llm)
         st.session_state.models_error = None
     except OllamaError as exc:
         st.session_state.models = []
@@ -132,7 +133,11 @@ def model_section(llm: Ollama, settings: Settings) -> str:
     options = models or [ui_models.default_model([], settings.model)]
     if st.session_state.get("model") not in options:
         st.session_state.model = ui_models.default_model(models, settings.model)
-    chosen = sidebar.selectbox("Chat model", options, key="model", help="Installed models, from Ollama's /api/tags")
+    labels = st.session_state.get("model_labels", {})
+    chosen = sidebar.selectbox("Chat model", options, key="model", help=model_facts.dropdown_help(labels))
+    if chosen in labels:
+        sidebar.caption(" · ".join(labels[chosen]))
+    sidebar.page_link("pages/1_Models.py", label="Compare models", icon=":material/leaderboard:")
     sidebar.button("Refresh models", key="refresh_models", on_click=refresh_models, icon=":material/refresh:")
     if models and st.session_state.get("warmed_model") != chosen:
         st.session_state.warmed_model = chosen

@@ -1,0 +1,140 @@
+"""The Models page: installed models and whether they fit, evaluation results, a background evaluation, pulls."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from rag import background_eval, model_facts, ui_models
+from rag.answer_results import summary_of_file
+from rag.errors import OllamaError, RagError
+from rag.llm import Ollama, forget_model_info
+from rag.settings import load_settings
+
+POLL_SECONDS = 2.0
+CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
+
+st.set_page_config(page_title="Models", page_icon=":material/leaderboard:", layout="wide")
+
+
+def installed(llm: Ollama) -> list[model_facts.ModelFacts]:
+    """The installed chat models with their facts and fit, shown as a table; [] when Ollama cannot be asked."""
+    try:
+        facts = model_facts.model_facts(llm)
+    except OllamaError as exc:
+        st.error(str(exc))
+        return []
+    machine = model_facts.this_machine()
+    gpus = ", ".join(f"{name} {free / 1e9:.1f} of {total / 1e9:.1f} GB free" for name, total, free in machine.gpus)
+    st.caption(f"This machine: {machine.ram_total / 1e9:.1f} GB RAM, {machine.ram_available / 1e9:.1f} GB free; "
+               + (f"GPU: {gpus}" if gpus else "no GPU visible (Ollama runs models on the CPU)"))
+    if not facts:
+        st.warning(f"No chat model is installed in Ollama at {llm.url}. Pull one below.")
+        return []
+    rows = []
+    for f in facts:
+        verdict, reason = model_facts.fit(f, machine)
+        rows.append({"model": f.name, "parameters": f.parameter_size, "quantisation": f.quantization,
+                     "size GB": round(f.size / 1e9, 2), "loaded": f.loaded,
+                     "trained context": f.context_length, "fits": verdict, "why": reason})
+    st.dataframe(rows, hide_index=True, key="installed_models")
+    return facts
+
+
+def pull_section(llm: Ollama) -> None:
+    """Pull a model with a progress bar, as in the chat page's sidebar."""
+    with st.form("pull_form", clear_on_submit=False, border=False):
+        name = st.text_input("Pull a model", key="models_pull_name", placeholder="e.g. llama3.2:3b")
+        submitted = st.form_submit_button("Pull", icon=":material/download:")
+    if not submitted:
+        return
+    bar = st.progress(0.0, text=f"Pulling {name}…")
+    try:
+        for step in ui_models.pull_model(llm, name):
+            bar.progress(ui_models.pull_fraction(step), text=f"{name}: {step.status}")
+    except OllamaError as exc:
+        st.error(str(exc))
+        return
+    forget_model_info()
+    st.success(f"Pulled {ui_models.normalise_model(name)}.")
+
+
+def results_section(folder: Path) -> None:
+    """The latest evaluation's figures as a table and a quality-vs-speed chart."""
+    files = sorted(folder.glob("*.jsonl"), key=lambda p: p.stat().st_mtime) if folder.is_dir() else []
+    summary = summary_of_file(files[-1]) if files else None
+    if summary is None:
+        st.info("No evaluation yet. Run one below, or in a terminal: "
+                "`python -m rag.eval QUESTIONS.csv --answers --models A,B`.")
+        return
+    st.caption(f"{summary['questions']} questions · {files[-1]}")
+    table = [{"model": model, **{k: v for k, v in figures.items() if k not in ("error", "judge")}}
+             for model, figures in summary["models"].items()]
+    st.dataframe(table, hide_index=True, key="results_table")
+    points = [row for row in table if row["tokens_per_s"] is not None]
+    metric = st.radio("Quality measure", list(CHART_METRICS), format_func=CHART_METRICS.get, horizontal=True,
+                      key="chart_metric")
+    if points:
+        st.scatter_chart([{"model": r["model"], "tokens per second": r["tokens_per_s"],
+                           CHART_METRICS[metric]: r[metric]} for r in points],
+                         x="tokens per second", y=CHART_METRICS[metric], color="model", size=200,
+                         height=320)
+        st.caption("Up is better answers, right is faster: the best model for you is the one furthest up and right "
+                   "that fits your machine.")
+
+
+@st.fragment(run_every=POLL_SECONDS)
+def job_status(settings) -> None:
+    """The background evaluation's progress, read from its files every few seconds."""
+    job = background_eval.current_job(settings)
+    if job is None:
+        return
+    state = job.state
+    done, total = job.progress.get("done", 0), job.progress.get("total", 0)
+    st.progress(job.fraction, text=f"Evaluation {state}: {done} of {total} answers")
+    if state == "running":
+        st.button("Stop the evaluation", key="stop_eval", on_click=background_eval.stop, args=(job,))
+    elif state == "failed":
+        st.error(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}")
+    elif state == "interrupted":
+        st.warning("The evaluation was stopped; starting it again goes on where it stopped.")
+
+
+def run_section(settings, facts: list[model_facts.ModelFacts]) -> None:
+    """Start an evaluation on a sample of labelled questions in the background."""
+    with st.form("eval_form", border=False):
+        truth = st.text_input("Questions file (CSV)", key="eval_truth", placeholder="path/to/ground-truth.csv")
+        left, middle, right = st.columns(3)
+        question = left.text_input("Question column", "question", key="eval_question_column")
+        document = middle.text_input("Expected document column", "document", key="eval_id_column")
+        filter_column = right.text_input("Filter column (optional)", "", key="eval_filter_column")
+        models = st.multiselect("Models", [f.name for f in facts], default=[f.name for f in facts][:3], key="eval_models")
+        sample = st.number_input("Questions (a fixed random sample)", 1, 10_000, 20, key="eval_sample")
+        submitted = st.form_submit_button("Run the evaluation in the background", icon=":material/play_arrow:")
+    if submitted:
+        columns = {"question_column": question, "id_column": document, "filter_column": filter_column.strip()}
+        try:
+            background_eval.start(settings, Path(truth.strip()).expanduser(), models, int(sample), columns)
+        except RagError as exc:
+            st.error(str(exc))
+
+
+def main() -> None:
+    try:
+        settings = load_settings()
+    except RagError as exc:
+        st.error(str(exc))
+        st.stop()
+    llm = Ollama(settings)
+    st.title("Models")
+    st.subheader("Installed")
+    facts = installed(llm)
+    pull_section(llm)
+    st.subheader("Latest evaluation")
+    results_section(background_eval.evaluations_dir(settings))
+    st.subheader("Evaluate on your questions")
+    job_status(settings)
+    run_section(settings, facts)
+
+
+main()
