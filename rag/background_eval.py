@@ -19,6 +19,7 @@ from rag.errors import RagError
 from rag.settings import Settings
 
 STATE_FILE = "background.json"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
 def evaluations_dir(settings: Settings) -> Path:
@@ -92,14 +93,15 @@ def start(settings: Settings, truth: Path, models: list[str], sample: int, colum
         raise RagError(f"There is no questions file at {truth}. Give the path of a CSV with labelled questions.")
     if not models:
         raise RagError("Choose at least one model to evaluate.")
-    folder = evaluations_dir(settings)
+    folder = evaluations_dir(settings).resolve()
+    truth = truth.resolve()
     folder.mkdir(parents=True, exist_ok=True)
     out, progress, log = folder / f"{truth.stem}-answers.jsonl", folder / "progress.json", folder / "background.log"
     progress.unlink(missing_ok=True)
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(command(truth, models, sample, out, progress, columns), stdout=handle,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                   env={**os.environ, "RAG_STORE_DIR": str(settings.store_dir)})
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=PROJECT_ROOT,
+                                   env={**os.environ, "RAG_STORE_DIR": str(settings.store_dir.resolve())})
     threading.Thread(target=process.wait, name="reap-evaluation", daemon=True).start()
     state = {"pid": process.pid, "out": str(out), "progress": str(progress), "log": str(log), "started_at": time.time()}
     (folder / STATE_FILE).write_text(json.dumps(state))
