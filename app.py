@@ -22,7 +22,7 @@ LOADING_NOTICE_AFTER_S = 1.0
 NO_FILTER = "(no filter)"
 ALSO_SNIPPET_CHARS = 160
 
-st.set_page_config(page_title="Chat with your documents", page_icon=":material/forum:", layout="wide")
+st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")
 
 
 # ---------- shared objects ----------

@@ -14,7 +14,7 @@ from rag.settings import load_settings
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
 
-st.set_page_config(page_title="Models", page_icon=":material/leaderboard:", layout="wide")
+st.set_page_config(page_title="Models", page_icon="📊", layout="wide")
 
 
 def installed(llm: Ollama) -> list[model_facts.ModelFacts]:
