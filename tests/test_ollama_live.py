@@ -5,8 +5,11 @@ RAG_LIVE_MODEL picks the model (default: RAG_MODEL if installed, else the smalle
 """
 from __future__ import annotations
 
+import csv
+import json
 import os
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import httpx
 import pytest
@@ -99,3 +102,38 @@ def test_unknown_model_is_model_not_found(settings):
 
     with pytest.raises(ModelNotFound):
         list(Ollama(settings).stream_chat("no-such-model-xyz", [{"role": "user", "content": "hi"}], {}, ChatStats()))
+
+
+FAQ = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faq"
+
+
+@requires_live
+def test_answer_evaluation_on_five_faq_questions(tmp_path, monkeypatch, embedder, capsys):
+    from ingest.loaders import RecordFields
+    from ingest.pipeline import IngestOptions, ingest
+    from rag.eval import main as eval_main
+
+    store = tmp_path / "store"
+    ingest([FAQ / "documents-with-ids.json"], Settings(store_dir=store), embedder,
+           IngestOptions(RecordFields(title_field="question")))
+    monkeypatch.setenv("OLLAMA_HOST", URL)
+    monkeypatch.setenv("RAG_STORE_DIR", str(store))
+    monkeypatch.setenv("RAG_ANSWER_TOKENS", "128")
+    with (FAQ / "ground-truth-dev.csv").open(newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))[::700][:5]
+    truth = tmp_path / "truth.csv"
+    with truth.open("w", newline="", encoding="utf-8") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["question", "course", "document"])
+        writer.writeheader()
+        writer.writerows(rows)
+
+    code = eval_main([str(truth), "--answers", "--models", MODEL, "--filter-column", "course",
+                      "--out", str(tmp_path / "results.jsonl")])
+
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    figures = summary["models"][MODEL]
+    assert code == 0 and summary["questions"] == 5
+    assert figures["errors"] == 0 and figures["answered"] == 5
+    assert 0.0 < figures["answer_similarity"] <= 1.0
+    assert figures["tokens_per_s"] > 0 and figures["load_ms"] is not None and figures["size"] > 0
+    print(json.dumps(summary))
