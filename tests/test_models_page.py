@@ -47,11 +47,11 @@ def open_page() -> AppTest:
     return AppTest.from_file(PAGE, default_timeout=60).run()
 
 
-def table(at: AppTest, key: str) -> list[dict]:
-    """A dataframe's rows as dicts."""
+def table(at: AppTest, which: str) -> list[dict]:
+    """The rows of the installed-models table (it has a "fits" column) or of the results table."""
     for element in at.dataframe:
         rows = element.value.to_dict("records")
-        if rows and ("fits" in rows[0]) == (key == "installed"):
+        if rows and ("fits" in rows[0]) == (which == "installed"):
             return rows
     return []
 
@@ -155,8 +155,7 @@ def test_a_background_evaluation_runs_apart_and_its_progress_survives_a_reload(s
 def test_the_chat_page_links_to_the_models_page_and_shows_the_chosen_models_facts(server, store):
     at = AppTest.from_file(APP, default_timeout=60).run()
 
-    links = at.get("page_link")
-    assert [link.proto.page for link in links if "Models" in link.proto.page] or links
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [("Models", "Compare models")]
     caption = at.sidebar.caption[0].value
     assert caption.startswith("grounded:latest · 3.2B · Q4_K_M · ") and caption.endswith("trained context 32,768 tokens")
 
