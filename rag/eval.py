@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 import time
@@ -14,6 +13,7 @@ from tqdm import tqdm
 from rag.errors import RagError
 from rag.pipeline import open_retriever
 from rag.settings import load_settings
+from rag.terminal import print_error, safe_json, tolerant_output
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -68,6 +68,7 @@ def evaluate(retriever, rows: list[dict], args: argparse.Namespace) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation and print the figures as the last line."""
+    tolerant_output()
     args = parse_args(argv)
     try:
         columns = [args.question_column, args.id_column] + ([args.filter_column] if args.filter_column else [])
@@ -76,9 +77,9 @@ def main(argv: list[str] | None = None) -> int:
         retriever = open_retriever(load_settings(**{k: v for k, v in overrides.items() if v is not None}))
         result = evaluate(retriever, rows, args)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
-    print(json.dumps(result))
+    print(safe_json(result))
     return 0
 
 
