@@ -90,6 +90,9 @@ def open_client(settings: Settings, create: bool = True):
     try:
         return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
     except Exception as exc:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # else this process keeps a half-made client for the folder
         raise store_error(exc, settings, "Opening") from None
 
 
