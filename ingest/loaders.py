@@ -69,6 +69,8 @@ class Limits:
 
 def megabytes(size: int) -> str:
     """A size for messages."""
+    if size < 2**20:
+        return f"{size / 2**10:,.0f} KB"
     return f"{size / 2**20:,.1f} MB" if size < 10 * 2**20 else f"{size / 2**20:,.0f} MB"
 
 
