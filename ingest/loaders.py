@@ -313,7 +313,6 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
             problems.append(Problem("", f"only the first {limits.pdf_pages:,} of {pages:,} pages were read (RAG_MAX_PDF_PAGES)", False))
         for number in range(1, min(pages, limits.pdf_pages) + 1):
             text = clean(reader.pages[number - 1].extract_text() or "").strip()
-            reader.flattened_pages[number - 1] = None  # let the parsed page go: memory stays flat however long the PDF
             if text:
                 chars += len(text)
                 if chars > limits.text_chars:
