@@ -80,8 +80,9 @@ def open_client(settings: Settings, create: bool = True):
             ) from None
     if not create and not database_file(settings).is_file():
         raise StoreError(
-            f"There is no document store at {settings.store_dir} (no {DATABASE} in it). Run `python -m ingest` first "
-            "(or `python -m ingest PATH` for your documents), or set RAG_STORE_DIR to where the store is."
+            f"The store at {settings.store_dir} has no collection {settings.collection!r}. The folder has no {DATABASE}: "
+            "run `python -m ingest` first (or `python -m ingest PATH` for your documents), or set RAG_STORE_DIR to "
+            "where the store is."
         )
     try:
         settings.store_dir.mkdir(parents=True, exist_ok=True)

@@ -142,8 +142,8 @@ def test_ask_on_a_missing_store_exits_3_and_creates_nothing(tmp_path, settings, 
 
     assert (code, out) == (3, "")
     assert err == (
-        f"error: There is no document store at {missing} (no chroma.sqlite3 in it). Run `python -m ingest` first "
-        "(or `python -m ingest PATH` for your documents), or set RAG_STORE_DIR to where the store is.\n"
+        f"error: The store at {missing} has no collection 'docs'. The folder has no chroma.sqlite3: run `python -m "
+        "ingest` first (or `python -m ingest PATH` for your documents), or set RAG_STORE_DIR to where the store is.\n"
     )
     assert not missing.parent.exists()
 
