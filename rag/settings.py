@@ -12,6 +12,7 @@ from rag.errors import SettingsError
 
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 TOP_K_MAX = 50
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
 
 
 class Settings(BaseSettings):
@@ -26,7 +27,7 @@ class Settings(BaseSettings):
     model: str = Field("qwen2.5:3b", min_length=1)
     top_k: int = Field(5, ge=1, le=TOP_K_MAX)
     ollama_host: str = Field(
-        "http://127.0.0.1:11434", validation_alias=AliasChoices("OLLAMA_HOST", "RAG_OLLAMA_HOST")
+        DEFAULT_OLLAMA_HOST, validation_alias=AliasChoices("OLLAMA_HOST", "RAG_OLLAMA_HOST")
     )
     num_ctx: int = Field(8192, ge=512)
     keep_alive: str = "30m"
@@ -61,6 +62,8 @@ class Settings(BaseSettings):
     def ollama_address(cls, value: str) -> str:
         """HOST, HOST:PORT or http(s)://HOST:PORT, as Ollama's own tools read OLLAMA_HOST."""
         address = value.strip()
+        if not address:
+            return DEFAULT_OLLAMA_HOST  # as Ollama's tools read an empty OLLAMA_HOST
         url = address if "://" in address else f"http://{address}"
         try:
             parts = urlsplit(url)

@@ -29,10 +29,12 @@ def escaped(char: str) -> str:
 
 
 def _one_line(match: re.Match) -> str:
+    """An unsafe character found in one-line text, escaped."""
     return escaped(match.group(0))
 
 
 def _multi_line(match: re.Match) -> str:
+    """An unsafe character (or a \r\n) found in a block of text: kept, made a line break, or escaped."""
     char = match.group(0)
     if char in KEPT_IN_TEXT:
         return char
