@@ -13,6 +13,7 @@ from rag.embeddings import load_embedder
 from rag.errors import RagError
 from rag.settings import load_settings
 from rag.store import store_location
+from rag.terminal import print_error, safe_line, tolerant_output
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130
@@ -64,27 +65,28 @@ def summary(report: IngestReport, location: str) -> str:
     """The end-of-run summary."""
     verb = "would be" if report.dry_run else "were"
     lines = [
-        f"{'Dry run: nothing changed in' if report.dry_run else 'Store:'} {location}",
+        f"{'Dry run: nothing changed in' if report.dry_run else 'Store:'} {safe_line(location)}",
         f"  added {len(report.added)}, updated {len(report.updated)}, unchanged {len(report.unchanged)}, "
         f"removed {len(report.removed)}, skipped {len(report.skipped)}",
     ]
     if report.dry_run:
         for label, ids in (("add", report.added), ("update", report.updated), ("remove", report.removed)):
-            lines.extend(f"  {label} {doc_id}" for doc_id in ids)
+            lines.extend(f"  {label} {safe_line(doc_id)}" for doc_id in ids)
     else:
         rate = report.chunks_written / report.seconds if report.seconds else 0.0
         lines.append(f"  {report.chunks_written} chunks written in {report.seconds:.1f} s ({rate:.0f} chunks/s)")
     if report.warnings:
         lines.append(f"Warnings ({len(report.warnings)}):")
-        lines.extend(f"  {where}: {reason}" for where, reason in report.warnings)
+        lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.warnings)
     if report.skipped:
         lines.append(f"Skipped inputs ({len(report.skipped)}) {verb} not ingested:")
-        lines.extend(f"  {where}: {reason}" for where, reason in report.skipped)
+        lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.skipped)
     return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run an ingest and return the exit code."""
+    tolerant_output()
     args = parse_args(argv)
     paths = args.paths or [SAMPLE_DIR]
     progress = None
@@ -97,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         if progress:
             progress.close()
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         if progress:

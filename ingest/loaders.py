@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,7 +27,6 @@ SIGNATURES = (
     (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"\x7fELF", "a program"),
     (b"\x1f\x8b", "gzip-compressed data"), (b"SQLite format 3", "an SQLite database"),
 )
-MAX_FILE_BYTES = 200 * 1024 * 1024
 MAX_LINE_CHARS = 1_000_000
 ROW_GROUP_CHARS = 700
 MAX_METADATA_CHARS = 2000
@@ -47,12 +47,39 @@ class RecordFields:
     title_field: str = "title"
 
 
+@dataclass(frozen=True)
+class Limits:
+    """How much one input may make ingest read, unpack and parse (RAG_MAX_* settings)."""
+
+    file_bytes: int = 200 * 2**20
+    text_chars: int = 20 * 2**20
+    unpacked_bytes: int = 100 * 2**20
+    archive_entries: int = 1000
+    pdf_pages: int = 2000
+    paragraphs: int = 50_000
+
+    @classmethod
+    def from_settings(cls, settings) -> Limits:
+        """The limits the settings give."""
+        return cls(
+            int(settings.max_file_mb * 2**20), int(settings.max_text_mb * 2**20), int(settings.max_unpacked_mb * 2**20),
+            settings.max_archive_entries, settings.max_pdf_pages, settings.max_paragraphs,
+        )
+
+
+def megabytes(size: int) -> str:
+    """A size for messages."""
+    if size < 2**20:
+        return f"{size / 2**10:,.0f} KB"
+    return f"{size / 2**20:,.1f} MB" if size < 10 * 2**20 else f"{size / 2**20:,.0f} MB"
+
+
 def kind_of(path: Path) -> str | None:
     """The loader kind for a path, or None when the format is not supported."""
     return KINDS.get(path.suffix.lower())
 
 
-def read_bytes(path: Path) -> bytes:
+def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
     """The file's bytes, refusing unsupported types, unreadable, huge and empty files."""
     suffix = path.suffix.lower()
     if suffix not in KINDS:
@@ -62,8 +89,13 @@ def read_bytes(path: Path) -> bytes:
         if not path.is_file():
             raise LoadError("not a regular file")
         size = path.stat().st_size
-        if size > MAX_FILE_BYTES:
-            raise LoadError(f"too large ({size / 2**20:.0f} MB, the limit is {MAX_FILE_BYTES // 2**20} MB)")
+        if size > limits.file_bytes:
+            raise LoadError(f"too large ({megabytes(size)}; the limit is {megabytes(limits.file_bytes)}, RAG_MAX_FILE_MB)")
+        if size > limits.text_chars and kind_of(path) not in ("pdf", "docx"):
+            raise LoadError(
+                f"too much text ({megabytes(size)}; the limit is {megabytes(limits.text_chars)} a file, RAG_MAX_TEXT_MB): "
+                "split it, or raise the limit"
+            )
         raw = path.read_bytes()
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from None
@@ -72,18 +104,24 @@ def read_bytes(path: Path) -> bytes:
     return raw
 
 
-def load_path(path: Path, doc_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
-    """Documents in one file and the problems found in it (skipped records, decoding warnings)."""
-    return load_bytes(read_bytes(path), path, doc_id, fields)
+def load_path(
+    path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()
+) -> tuple[list[Document], list[Problem]]:
+    """Documents in one file and the problems found in it (skipped records, decoding warnings, limits reached)."""
+    return load_bytes(read_bytes(path, limits), path, doc_id, fields, limits)
 
 
-def load_bytes(raw: bytes, path: Path, doc_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
+def load_bytes(
+    raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()
+) -> tuple[list[Document], list[Problem]]:
     """Documents parsed from a file's bytes, by the kind its extension names."""
     kind = kind_of(path)
     if kind == "pdf":
-        return [load_pdf(raw, doc_id, path.stem)], []
+        document, problems = load_pdf(raw, doc_id, path.stem, limits)
+        return [document], problems
     if kind == "docx":
-        return [load_docx(raw, doc_id, path.stem)], []
+        document, problems = load_docx(raw, doc_id, path.stem, limits)
+        return [document], problems
     text, problems = decode_text(raw)
     if kind in ("json", "jsonl"):
         documents, record_problems = load_records(parse_records(text, kind), doc_id, fields)
@@ -259,20 +297,27 @@ class HtmlWalker:
             self.outline.text("")
 
 
-def load_pdf(raw: bytes, doc_id: str, fallback_title: str) -> Document:
-    """One section per PDF page that has text; the page number goes into its metadata."""
+def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
+    """One section per PDF page that has text, with its page number; pages and text beyond the limits are left out."""
     if b"%PDF-" not in raw[:1024]:
         raise LoadError("not a PDF (no %PDF- header): the file extension is wrong")
     from pypdf import PdfReader
 
-    sections = []
+    sections, problems, chars = [], [], 0
     try:
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError("the PDF is password-protected; save an unprotected copy")
-        for number, page in enumerate(reader.pages, start=1):
-            text = clean(page.extract_text() or "").strip()
+        pages = len(reader.pages)
+        if pages > limits.pdf_pages:
+            problems.append(Problem("", f"only the first {limits.pdf_pages:,} of {pages:,} pages were read (RAG_MAX_PDF_PAGES)", False))
+        for number in range(1, min(pages, limits.pdf_pages) + 1):
+            text = clean(reader.pages[number - 1].extract_text() or "").strip()
             if text:
+                chars += len(text)
+                if chars > limits.text_chars:
+                    problems.append(Problem("", f"text cut after page {number - 1:,}: over {megabytes(limits.text_chars)} (RAG_MAX_TEXT_MB)", False))
+                    break
                 sections.append(Section(text, (), {"page": number}))
         title = (reader.metadata.title if reader.metadata else None) or ""
     except LoadError:
@@ -281,20 +326,54 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str) -> Document:
         raise LoadError(f"damaged PDF ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not sections:
         raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
-    return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections)
+    return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections), problems
 
 
-def load_docx(raw: bytes, doc_id: str, fallback_title: str) -> Document:
-    """A Word document split at its heading styles; tables become rows of cells."""
+def check_archive(raw: bytes, limits: Limits) -> None:
+    """Refuse a ZIP container with too many entries or that would unpack to too much (a ZIP bomb).
+
+    Python's zipfile never unpacks an entry past the size its directory declares, so the declared sizes bound the work.
+    """
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            entries = archive.infolist()
+    except (zipfile.BadZipFile, ValueError, OSError) as exc:
+        raise LoadError(f"damaged DOCX ({type(exc).__name__}: {str(exc)[:120]})") from None
+    if len(entries) > limits.archive_entries:
+        raise LoadError(
+            f"its ZIP container holds {len(entries):,} files, more than the limit of {limits.archive_entries:,} "
+            "(RAG_MAX_ARCHIVE_ENTRIES)"
+        )
+    unpacked = sum(entry.file_size for entry in entries)
+    if unpacked > limits.unpacked_bytes:
+        raise LoadError(
+            f"it would unpack to {megabytes(unpacked)} from {megabytes(len(raw))}, more than the limit of "
+            f"{megabytes(limits.unpacked_bytes)} (RAG_MAX_UNPACKED_MB)"
+        )
+
+
+def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
+    """A Word document split at its heading styles; tables become rows of cells; paragraphs beyond the limits are left out."""
     if not raw.startswith(b"PK\x03\x04"):
         raise LoadError("not a DOCX (not a ZIP container): the file extension is wrong")
+    check_archive(raw, limits)
     import docx
     from docx.table import Table
 
+    problems: list[Problem] = []
     try:
         word = docx.Document(io.BytesIO(raw))
+        style_of = paragraph_styles(word)
         outline = Outline(first_h1_is_title=False)
+        blocks = chars = 0
         for block in word.iter_inner_content():
+            blocks += len(block.rows) if isinstance(block, Table) else 1
+            if blocks > limits.paragraphs or chars > limits.text_chars:
+                limit = f"{limits.paragraphs:,} paragraphs and table rows (RAG_MAX_PARAGRAPHS)"
+                if chars > limits.text_chars:
+                    limit = f"{megabytes(limits.text_chars)} of text (RAG_MAX_TEXT_MB)"
+                problems.append(Problem("", f"only the first {limit} were read", False))
+                break
             if isinstance(block, Table):
                 for row in block.rows:
                     cells = []
@@ -304,16 +383,19 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str) -> Document:
                             cells.append(text)
                     if cells:
                         outline.text(" | ".join(cells))
+                        chars += sum(map(len, cells))
                 outline.text("")
                 continue
-            style = block.style.name if block.style is not None else ""
+            style = style_of(block)
+            text = block.text
+            chars += len(text)
             if style == "Title" and outline.title is None:
                 outline.flush()
-                outline.title = " ".join(block.text.split()) or None
+                outline.title = " ".join(text.split()) or None
             elif level := heading_level(style):
-                outline.heading(level, block.text)
-            elif block.text.strip():
-                outline.text(clean(block.text))
+                outline.heading(level, text)
+            elif text.strip():
+                outline.text(clean(text))
                 outline.text("")
         title = word.core_properties.title or ""
     except Exception as exc:  # python-docx raises many kinds for damaged files
@@ -323,7 +405,22 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str) -> Document:
         raise LoadError("no text in it")
     if title.strip() and outline.title is None:
         document.title = " ".join(title.split())
-    return document
+    return document, problems
+
+
+def paragraph_styles(word):
+    """A function giving a paragraph's style name, with the document's styles resolved once (python-docx looks each
+    paragraph's style up with an XPath over every style, milliseconds a paragraph)."""
+    from docx.enum.style import WD_STYLE_TYPE
+
+    names = {style.style_id: style.name for style in word.styles if style.type == WD_STYLE_TYPE.PARAGRAPH}
+    default = word.styles.default(WD_STYLE_TYPE.PARAGRAPH)
+    fallback = default.name if default is not None else ""
+
+    def style_of(paragraph) -> str:
+        return names.get(paragraph._p.style, fallback) or ""
+
+    return style_of
 
 
 def heading_level(style: str) -> int:

@@ -10,6 +10,7 @@ import collections
 import errno
 import os
 import queue
+import re
 import threading
 import time
 from collections.abc import Callable
@@ -20,11 +21,11 @@ from pathlib import Path
 
 from ingest.chunking import Chunk, ChunkPlan, chunk_document
 from ingest.documents import LoadError
-from ingest.loaders import RecordFields, load_path
+from ingest.loaders import Limits, RecordFields, load_path
 from rag.embeddings import Embedder
-from rag.errors import StoreError
+from rag.errors import RagError, StoreError
 from rag.settings import Settings
-from rag.store import batched, open_client, open_collection, store_location
+from rag.store import batched, open_client, open_collection, reset_store, store_error, store_location
 
 EMBED_BATCH = 512
 FIRST_BATCH = 32
@@ -202,24 +203,28 @@ def writer_lock(settings: Settings, active: bool):
     except ImportError:  # Windows: no flock; one ingest at a time is then up to the user
         yield
         return
+    lock = settings.store_dir / LOCK_NAME
     try:
         settings.store_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(settings.store_dir / LOCK_NAME, "a+")
+        handle = open(lock, "a+b")
     except OSError as exc:
-        raise StoreError(f"Cannot open the store folder {settings.store_dir} ({exc.strerror or exc}). Check RAG_STORE_DIR.") from None
+        raise StoreError(
+            f"Cannot open the ingest lock {lock} ({exc.strerror or exc}). Check RAG_STORE_DIR; if no ingest is running, "
+            "remove that file or folder, then run again."
+        ) from None
     with handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             handle.seek(0)
-            holder = handle.read().strip() or "another process"
+            holder = lock_holder(handle.read(64))
             raise StoreError(
                 f"Another ingest ({holder}) is writing to the store at {settings.store_dir}. "
                 "Wait for it to finish, then run again."
             ) from None
         handle.seek(0)
         handle.truncate()
-        handle.write(f"pid {os.getpid()}")
+        handle.write(f"pid {os.getpid()}".encode())
         handle.flush()
         try:
             yield
@@ -227,12 +232,15 @@ def writer_lock(settings: Settings, active: bool):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+def lock_holder(content: bytes) -> str:
+    """Who holds the lock, as its file says ("pid 123"); anything else in it is not shown."""
+    match = re.fullmatch(rb"pid (\d{1,10})", content.strip())
+    return f"pid {match.group(1).decode()}" if match else "another process"
+
+
 def prepare_collection(settings: Settings, embedder: Embedder, plan: ChunkPlan, reset: bool, dry_run: bool):
     """Open (or rebuild) the collection and refuse one whose chunking differs from this plan; None in a dry run with no store."""
-    client = open_client(settings)
-    if reset and not dry_run:
-        if settings.collection in [c.name if hasattr(c, "name") else c for c in client.list_collections()]:
-            client.delete_collection(settings.collection)
+    client = reset_store(settings) if reset and not dry_run else open_client(settings)
     if dry_run:
         try:
             collection = open_collection(settings, embedder.name, embedder.dimension, create=False, client=client)
@@ -267,19 +275,19 @@ def ingest(
     started = time.perf_counter()
     report = IngestReport(dry_run=options.dry_run)
     plan = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
-    with writer_lock(settings, active=not options.dry_run):
+    with writer_lock(settings, active=not options.dry_run), store_errors(settings):
         collection = prepare_collection(settings, embedder, plan, options.reset, options.dry_run)
         stored = read_manifest(collection) if collection is not None else {}
         exclude = set() if settings.chroma_url else {os.path.realpath(settings.store_dir)}
         sources = discover(paths, report, exclude)
         on_progress("files", len(sources))
-        planner = Planner(stored, report, embedder, plan, options)
+        planner = Planner(stored, report, embedder, plan, options, Limits.from_settings(settings))
         if options.dry_run:
             for _ in planner.works(sources, on_progress):
                 pass
         else:
             stamp(collection, embedder, plan, finished=False)
-            report.chunks_written = run_writes(collection, embedder, planner, sources, on_progress)
+            report.chunks_written = run_writes(collection, embedder, planner, sources, on_progress, settings)
         removed = sorted(vanished(stored, planner.seen, planner.loaded, paths))
         report.removed.extend(removed)
         if not options.dry_run:
@@ -292,8 +300,12 @@ def ingest(
 class Planner:
     """Loads and chunks the sources, deciding per document whether it is new, changed or unchanged."""
 
-    def __init__(self, stored: dict[str, StoredDoc], report: IngestReport, embedder: Embedder, plan: ChunkPlan, options: IngestOptions):
+    def __init__(
+        self, stored: dict[str, StoredDoc], report: IngestReport, embedder: Embedder, plan: ChunkPlan, options: IngestOptions,
+        limits: Limits = Limits(),
+    ):
         self.stored, self.report, self.embedder, self.plan, self.options = stored, report, embedder, plan, options
+        self.limits = limits
         self.seen: dict[str, str] = {}
         self.loaded: set[str] = set()
         self.given: set[str] = set()
@@ -305,7 +317,7 @@ class Planner:
         for source in sources:
             owner = str(source.path)
             try:
-                documents, problems = load_path(source.path, source.doc_id, self.options.fields)
+                documents, problems = load_path(source.path, source.doc_id, self.options.fields, self.limits)
             except LoadError as exc:
                 report.skipped.append((owner, str(exc)))
                 on_progress("file", 1)
@@ -353,7 +365,7 @@ class Planner:
         return Work(chunks, previous.other_ids(doc_hash) if previous else [])
 
 
-def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[Source], on_progress) -> int:
+def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[Source], on_progress, settings: Settings) -> int:
     """Embed the planned chunks in batches and write them, with planning and writing in threads around the embedder.
 
     on_progress is only ever called from the caller's thread (the app's callback draws Streamlit widgets).
@@ -444,15 +456,26 @@ def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[S
     relay_written()
     if failure:
         exc = failure[0]
-        raise store_failure(exc) if isinstance(exc, Exception) else exc
+        raise store_failure(exc, settings) if isinstance(exc, Exception) else exc
     return sent
 
 
-def store_failure(exc: Exception) -> Exception:
-    """A failure while planning or writing, as the user should see it."""
+def store_failure(exc: Exception, settings: Settings) -> Exception:
+    """A failure while planning or writing, as the user should see it: a full disk, a damaged store, or what it said."""
     if isinstance(exc, (LoadError, StoreError)):
         return exc
-    return StoreError(f"Writing to the store failed ({type(exc).__name__}: {exc}). Nothing is lost: run the ingest again.")
+    return store_error(exc, settings, "Writing to", " Nothing is lost: run the ingest again.")
+
+
+@contextmanager
+def store_errors(settings: Settings):
+    """Turn a store failure outside the writer thread (reading the manifest, stamping) into the sentence the user needs."""
+    try:
+        yield
+    except (RagError, LoadError):
+        raise
+    except Exception as exc:
+        raise store_failure(exc, settings) from None
 
 
 def max_batch(collection) -> int:

@@ -1,14 +1,13 @@
 """`python -m rag.ask "question"`: retrieve, stream a grounded answer from Ollama, then list the sources.
 
-Exit codes: 0 answered; 1 other error (e.g. a bad --where); 2 bad setting; 3 store missing or unusable;
-4 Ollama not reachable; 5 model not installed; 6 Ollama busy; 7 Ollama read timeout; 8 answer broken off
-mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error; 11 question too long for the context;
-130 interrupted (Ctrl-C). Failures print one `error: ...` line on stderr, never a traceback.
+Exit codes: 0 answered; 1 a bad command line (empty question, --k out of range, bad --where) or other error;
+2 bad setting; 3 store missing or unusable; 4 Ollama not reachable; 5 model not installed; 6 Ollama busy;
+7 Ollama read timeout; 8 answer broken off mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error;
+11 question too long for the context; 130 interrupted (Ctrl-C). Failures print one `error: ...` line on stderr, never a traceback.
 """
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import threading
 import time
@@ -18,24 +17,52 @@ from rag.errors import RagError
 from rag.llm import Ollama
 from rag.pipeline import open_retriever
 from rag.retrieval import is_relevant, no_match_text
-from rag.settings import Settings, load_settings
+from rag.settings import TOP_K_MAX, Settings, load_settings
+from rag.terminal import print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
 
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
 INTERRUPTED = 130
+BAD_COMMAND_LINE = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one `error:` line and exit code 1, as every other failure here."""
+
+    def error(self, message: str):
+        print_error(f"{message} (see python -m rag.ask --help)")
+        sys.exit(BAD_COMMAND_LINE)
+
+
+def document_count(text: str) -> int:
+    """The --k value: a whole number of documents from 1 to TOP_K_MAX."""
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if not 1 <= k <= TOP_K_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of documents from 1 to {TOP_K_MAX}")
+    return k
+
+
+def question_text(text: str) -> str:
+    """The question: anything but empty or blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty; ask something, e.g. \"How do I add documents?\"")
+    return text
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="python -m rag.ask",
         description="Ask a question about your documents.",
-        epilog="exit codes: 0 ok, 1 other, 2 setting, 3 store, 4 Ollama unreachable, 5 model not installed, "
+        epilog="exit codes: 0 ok, 1 bad command line or other, 2 setting, 3 store, 4 Ollama unreachable, 5 model not installed, "
         "6 Ollama busy, 7 read timeout, 8 broken off mid-answer, 9 not a chat model, 10 other Ollama error, "
         "11 question too long, 130 interrupted",
     )
-    parser.add_argument("question", help="the question")
+    parser.add_argument("question", type=question_text, help="the question")
     parser.add_argument("--model", help="Ollama chat model (default: RAG_MODEL)")
-    parser.add_argument("--k", type=int, help="documents to retrieve (default: RAG_TOP_K)")
+    parser.add_argument("--k", type=document_count, help=f"documents to retrieve, 1 to {TOP_K_MAX} (default: RAG_TOP_K)")
     parser.add_argument("--where", metavar="FIELD=VALUE", action="append", default=[], help="metadata filter, repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
     parser.add_argument(
@@ -51,6 +78,8 @@ def parse_where(pairs: list[str]) -> dict | None:
         if "=" not in pair:
             raise RagError(f"--where {pair!r} must look like FIELD=VALUE.")
         key, value = pair.split("=", 1)
+        if not key.strip() or key.startswith("$"):
+            raise RagError(f"--where {pair!r} must look like FIELD=VALUE, FIELD a metadata field name (not empty, not a $ operator).")
         conditions.append({key: value})
     if not conditions:
         return None
@@ -71,8 +100,8 @@ def print_sources(turn: Turn) -> None:
     if not turn.citations:
         print("  (nothing relevant found in the store)")
     for c in turn.citations:
-        where = f" ({c.location})" if c.location else ""
-        print(f"  [{c.number}] {c.doc_id}: {c.title}{where}  score {c.score:.3f}")
+        where = f" ({safe_line(c.location)})" if c.location else ""
+        print(f"  [{c.number}] {safe_line(c.doc_id)}: {safe_line(c.title)}{where}  score {c.score:.3f}")
 
 
 def warnings(turn: Turn) -> list[str]:
@@ -120,7 +149,7 @@ class WaitNotice:
     """Says on stderr what we are waiting for when the first token is slow (a model loading), with the time waited."""
 
     def __init__(self, turn: Turn, llm: Ollama, after: float = WAIT_NOTICE_AFTER):
-        self.text = (
+        self.text = safe_line(
             f"Waiting for {turn.model} at {llm.url} (loading a model can take a minute; "
             f"giving up after {llm.read_timeout:g} s, RAG_READ_TIMEOUT)"
         )
@@ -172,20 +201,20 @@ def run(args: argparse.Namespace) -> int:
     if not args.anyway and not is_relevant(turn.docs, settings.relevance_floor):
         return refuse(turn, settings, args.json)
     with WaitNotice(turn, llm) as notice:
-        for piece in stream_answer(turn, llm, settings):
+        for piece in safe_stream(stream_answer(turn, llm, settings)):
             notice.stop()
             if not args.json:
                 print(piece, end="", flush=True)
     if args.json:
-        print(json.dumps(turn_json(turn), ensure_ascii=False))
+        print(safe_json(turn_json(turn)))
     else:
         if turn.answer:
             print()
         print_sources(turn)
         for note in warnings(turn):
-            print(f"warning: {note}", file=sys.stderr)
+            print(f"warning: {safe_line(note)}", file=sys.stderr)
     if turn.error:
-        print(f"error: {turn.error}", file=sys.stderr)
+        print_error(turn.error)
         return turn.error.exit_code
     return 0
 
@@ -194,9 +223,9 @@ def refuse(turn: Turn, settings: Settings, as_json: bool) -> int:
     """Say the documents do not answer, with the best scores, instead of letting the model improvise."""
     turn.answer = no_match_text(turn.docs, settings.relevance_floor)
     if as_json:
-        print(json.dumps({**turn_json(turn), "relevant": False}, ensure_ascii=False))
+        print(safe_json({**turn_json(turn), "relevant": False}))
     else:
-        print(turn.answer)
+        print(safe_text(turn.answer))
         print("(Run again with --anyway to ask the model regardless.)")
         print_sources(turn)
     return 0
@@ -204,11 +233,12 @@ def refuse(turn: Turn, settings: Settings, as_json: bool) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """The CLI: domain errors become one line on stderr and an exit code."""
+    tolerant_output()
     args = parse_args(argv)
     try:
         return run(args)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)

@@ -32,7 +32,7 @@ class Timings:
 
 @dataclass
 class Turn:
-    """A question, what was retrieved and sent, and the answer as it streams."""
+    """A question, what was retrieved and sent, and the answer as it streams (its pieces, joined when read)."""
 
     question: str
     query: str
@@ -40,12 +40,23 @@ class Turn:
     num_ctx: int
     docs: list[RetrievedDoc]
     prompt: Prompt
-    answer: str = ""
+    pieces: list[str] = field(default_factory=list, repr=False)
     error: OllamaError | None = None
     stats: ChatStats = field(default_factory=ChatStats)
     timings: Timings = field(default_factory=Timings)
     answer_tokens: int = 0
     preflight_error: OllamaError | None = field(default=None, repr=False)
+
+    @property
+    def answer(self) -> str:
+        """The answer so far: the pieces joined once, and kept joined until more arrive."""
+        if len(self.pieces) > 1:
+            self.pieces[:] = ["".join(self.pieces)]
+        return self.pieces[0] if self.pieces else ""
+
+    @answer.setter
+    def answer(self, text: str) -> None:
+        self.pieces[:] = [text] if text else []
 
     @property
     def citations(self) -> list[Citation]:
@@ -122,7 +133,7 @@ def stream_answer(turn: Turn, llm: Ollama, settings: Settings) -> Iterator[str]:
         for piece in llm.stream_chat(turn.model, turn.prompt.messages, chat_options(turn, settings), turn.stats):
             if turn.timings.first_token_ms is None:
                 turn.timings.first_token_ms = (time.perf_counter() - started) * 1000
-            turn.answer += piece
+            turn.pieces.append(piece)
             yield piece
     except OllamaError as exc:
         turn.error = exc

@@ -75,6 +75,12 @@ class ModelCannotChat(OllamaError):
     exit_code = 9
 
 
+class IngestCancelled(RagError):
+    """An ingest stopped on request (its progress callback raised this); what was written is kept, the lock is freed."""
+
+    exit_code = 130
+
+
 class PromptTooLong(RagError):
     """The system rules and the question alone do not fit in the model's context."""
 

@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import statistics
 import sys
 import time
@@ -15,6 +14,7 @@ from rag import answer_eval
 from rag.errors import RagError
 from rag.pipeline import open_retriever
 from rag.settings import load_settings
+from rag.terminal import print_error, safe_json, tolerant_output
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -84,6 +84,7 @@ def evaluate_answers(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the evaluation and print the figures as the last line."""
+    tolerant_output()
     args = parse_args(argv)
     if args.answers:
         return evaluate_answers(args)
@@ -94,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
         retriever = open_retriever(load_settings(**{k: v for k, v in overrides.items() if v is not None}))
         result = evaluate(retriever, rows, args)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
-    print(json.dumps(result))
+    print(safe_json(result))
     return 0
 
 

@@ -9,8 +9,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import httpx
-import ollama
-from ollama._client import _parse_host
 
 from rag.errors import (
     ModelCannotChat,
@@ -25,6 +23,19 @@ from rag.settings import Settings
 
 BUSY_RETRIES = (0.5, 1.0, 2.0)  # seconds slept after each 503 before trying again; then OllamaBusy
 MODELS_NAMED_IN_ERRORS = 5
+MAX_MODEL_NAME = 200  # longer names in /api/tags are not models anyone typed; they are left out
+CHARS_PER_TOKEN_MAX = 32  # an answer longer than num_predict x this many characters is cut, whatever the server says
+SERVER_TEXT_SHOWN = 160  # characters of a server's error text or reply quoted in a message
+# Importing the ollama package builds a default client from the OLLAMA_HOST environment variable (and raises on a bad
+# one), so it is imported on first use, after Settings has checked OLLAMA_HOST.
+
+
+def server_text(text: object) -> str:
+    """A server's error text or reply, on one line and short enough to quote."""
+    text = " ".join(str(text).split())
+    if text[:9].lower().startswith(("<!doctype", "<html")):
+        return "an HTML page"
+    return text if len(text) <= SERVER_TEXT_SHOWN else text[: SERVER_TEXT_SHOWN - 1] + "…"
 
 
 def normalise_model(name: str) -> str:
@@ -92,25 +103,35 @@ class Ollama:
     """One Ollama server, reached with fast connects and patient reads."""
 
     def __init__(self, settings: Settings):
+        from ollama._client import _parse_host
+
         self.url = _parse_host(settings.ollama_host)
+        self.max_models = settings.max_models
         self.keep_alive = settings.keep_alive
         self.read_timeout = settings.read_timeout
         self.connect_timeout = settings.connect_timeout
         self.busy_retries = BUSY_RETRIES
 
     @functools.cached_property
-    def client(self) -> ollama.Client:
-        """The HTTP client, made on first use (building its TLS context takes tens of milliseconds)."""
+    def client(self):
+        """The ollama.Client, made on first use (building its TLS context takes tens of milliseconds)."""
+        import ollama
+
         return ollama.Client(host=self.url, timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout))
 
-    def list_models(self) -> list[str]:
-        """Names of the installed models, tagged."""
+    def installed(self) -> set[str]:
+        """Names of every installed model, tagged."""
         with self.translated(""):
-            return sorted(normalise_model(m.model) for m in self.client.list().models if m.model)
+            listed = self.client.list().models
+        return {normalise_model(m.model) for m in listed if m.model and len(m.model) <= MAX_MODEL_NAME}
+
+    def list_models(self) -> list[str]:
+        """Names of the installed models, tagged, sorted, at most RAG_MAX_MODELS of them."""
+        return sorted(self.installed())[: self.max_models]
 
     def has_model(self, model: str) -> bool:
         """True when the model is installed, whether or not its name carries a tag."""
-        return normalise_model(model) in self.list_models()
+        return normalise_model(model) in self.installed()
 
     def model_info(self, model: str) -> ModelInfo:
         """The model's trained context length and capabilities, from /api/show, asked once per process."""
@@ -150,7 +171,12 @@ class Ollama:
             _MODEL_INFO.pop((self.url, normalise_model(model)), None)
 
     def stream_chat(self, model: str, messages: list[dict], options: dict, stats: ChatStats) -> Iterator[str]:
-        """Stream the answer's text; stats is filled from the final chunk; 503s are retried before the first token."""
+        """Stream the answer's text; stats is filled from the final chunk; 503s are retried before the first token.
+
+        The answer is cut at options["num_predict"] pieces (Ollama sends a token per piece), or at CHARS_PER_TOKEN_MAX
+        characters per token, even when the server ignores the limit: stats.done_reason is then "length".
+        """
+        budget = AnswerBudget(options.get("num_predict"))
         for delay in (*self.busy_retries, None):
             started = False
             stream = None
@@ -162,7 +188,12 @@ class Ollama:
                     for chunk in stream:
                         started = True
                         if chunk.message and chunk.message.content:
-                            yield chunk.message.content
+                            text = budget.take(chunk.message.content)
+                            if text:
+                                yield text
+                            if budget.spent:
+                                stats.done_reason, stats.eval_count = "length", budget.pieces
+                                return
                         if chunk.done:
                             record_stats(stats, chunk)
                     return
@@ -197,6 +228,30 @@ class Ollama:
         return _Translate(self, model, partial, action)
 
 
+class AnswerBudget:
+    """How much of an answer may still be taken: num_predict pieces and CHARS_PER_TOKEN_MAX characters a token."""
+
+    def __init__(self, num_predict: int | None):
+        self.pieces_left = num_predict if num_predict is not None and num_predict >= 0 else None
+        self.chars_left = None if self.pieces_left is None else self.pieces_left * CHARS_PER_TOKEN_MAX
+        self.pieces = 0
+        self.spent = False
+
+    def take(self, text: str) -> str:
+        """The part of a piece that fits; spent turns True once a piece went over the limit."""
+        if self.pieces_left is None:
+            return text
+        if self.pieces_left == 0:
+            self.spent = True
+            return ""
+        self.pieces_left -= 1
+        self.pieces += 1
+        if len(text) > self.chars_left:
+            text, self.spent = text[: self.chars_left], True
+        self.chars_left -= len(text)
+        return text
+
+
 def record_stats(stats: ChatStats, chunk) -> None:
     """Copy the final chunk's counts and durations into stats."""
     stats.prompt_eval_count = chunk.prompt_eval_count or 0
@@ -226,9 +281,11 @@ class _Translate:
         raise translated from None
 
     def translate(self, exc: BaseException) -> BaseException:
+        import ollama
+
         url, model = self.llm.url, self.model
         if isinstance(exc, ollama.ResponseError):
-            message = exc.error or str(exc)
+            message = server_text(exc.error or str(exc))
             if self.action == "pull":
                 if exc.status_code == 503:
                     return OllamaBusy(f"Ollama at {url} is busy ({message}). Try again in a moment.")
@@ -256,6 +313,8 @@ class _Translate:
                     "Wait for other requests to finish, or raise OLLAMA_NUM_PARALLEL / OLLAMA_MAX_QUEUE, then try again."
                 )
             return OllamaError(f"Ollama at {url} answered {exc.status_code}: {message}")
+        if isinstance(exc, (ValueError, TypeError, AttributeError)):  # not JSON, or JSON not shaped as Ollama's
+            return self.not_ollama(exc)
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
             return OllamaTimeout(
                 f"Ollama at {url} sent nothing for {self.llm.read_timeout:g} s (a large model may still be loading). "
@@ -277,3 +336,19 @@ class _Translate:
                 "or set OLLAMA_HOST to where it runs."
             )
         return exc
+
+    def not_ollama(self, exc: BaseException) -> OllamaError:
+        """A reply that is not Ollama's JSON: mid-answer it broke the answer off, before it the server is not Ollama."""
+        sent = getattr(exc, "doc", None)
+        shown = server_text(sent) if sent else ""
+        what = shown if shown in ("", "an HTML page") else repr(shown)
+        what = what or f"a reply shaped unlike Ollama's, {type(exc).__name__}"
+        if self.partial():
+            return StreamInterrupted(
+                f"Ollama's reply broke off in the middle of the answer: it sent something that is not Ollama's JSON "
+                f"({what}); the text above is incomplete. Ask again."
+            )
+        return OllamaUnavailable(
+            f"The server at {self.llm.url} did not answer as Ollama does (it sent {what}). "
+            "Set OLLAMA_HOST to where Ollama runs (default 127.0.0.1:11434)."
+        )

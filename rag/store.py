@@ -1,17 +1,65 @@
 """Opens the Chroma collection, embedded on disk or on a Chroma server, and guards its embedder."""
 from __future__ import annotations
 
+import errno
 import os
+import shutil
+import time
+from pathlib import Path
 from urllib.parse import urlparse
 
 from rag.errors import EmbedderMismatch, StoreError
 from rag.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+DATABASE = "chroma.sqlite3"
+DAMAGE_SIGNS = ("malformed", "not a database", "(code: 11)", "(code: 26)", "file is encrypted", "no such table", "corrupt")
+FULL_SIGNS = ("disk is full", "no space left")
+FULL_HINTS = ("(code: 13)", "compaction", "i/o error", "(code: 10)")  # Chroma's words when a write found no room
+FULL_BELOW_BYTES = 64 * 2**20  # a write that failed with less free space than this failed because the disk is full
 
 
-def open_client(settings: Settings):
-    """A Chroma client for the configured folder or server, with telemetry off."""
+class StoreDamaged(StoreError):
+    """The embedded store's files are damaged: it must be rebuilt."""
+
+
+def database_file(settings: Settings) -> Path:
+    """The embedded store's SQLite file."""
+    return settings.store_dir / DATABASE
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free space on the disk holding folder, or None when it cannot be read."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def store_error(exc: BaseException, settings: Settings, doing: str = "Using", fix: str = "") -> StoreError:
+    """A Chroma or file-system failure as the sentence the user needs: a damaged store, a full disk, or what it said."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if not settings.chroma_url:
+        free = free_bytes(settings.store_dir)
+        said_full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(s in lowered for s in FULL_SIGNS)
+        looks_full = any(sign in lowered for sign in FULL_HINTS) and free is not None and free < FULL_BELOW_BYTES
+        if said_full or looks_full:
+            shown = f"{free / 2**20:.1f} MB free" if free is not None else "no space left"
+            return StoreError(
+                f"The disk holding the store at {settings.store_dir} is full ({shown}). Free some space, then run "
+                "again; what was written before is kept."
+            )
+        if any(sign in lowered for sign in DAMAGE_SIGNS):
+            return StoreDamaged(
+                f"The store database {database_file(settings)} is damaged ({str(exc)[:120]}). Rebuild it with "
+                "`python -m ingest --reset PATH ...` (conversations and uploads are kept), or move that file aside."
+            )
+    return StoreError(f"{doing} the store at {store_location(settings)} failed ({text[:200]}).{fix}")
+
+
+def open_client(settings: Settings, create: bool = True):
+    """A Chroma client for the configured folder or server, with telemetry off; a missing folder is made only to create."""
     import chromadb
     from chromadb.config import Settings as ChromaSettings
 
@@ -30,11 +78,61 @@ def open_client(settings: Settings):
                 f"Cannot reach the Chroma server at {settings.chroma_url} ({exc}). "
                 f"Start it with `chroma run --path DIR --port {url.port or 8000}` or unset RAG_CHROMA_URL."
             ) from None
+    if not create and not database_file(settings).is_file():
+        raise StoreError(
+            f"The store at {settings.store_dir} has no collection {settings.collection!r}. The folder has no {DATABASE}: "
+            "run `python -m ingest` first (or `python -m ingest PATH` for your documents), or set RAG_STORE_DIR to "
+            "where the store is."
+        )
     try:
         settings.store_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"Cannot make the store folder {settings.store_dir} ({exc.strerror or exc}). Check RAG_STORE_DIR.") from None
+    try:
         return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
     except Exception as exc:
-        raise StoreError(f"Cannot open the store folder {settings.store_dir} ({exc}). Check RAG_STORE_DIR.") from None
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # else this process keeps a half-made client for the folder
+        raise store_error(exc, settings, "Opening") from None
+
+
+def reset_store(settings: Settings):
+    """A client whose collection is gone, to rebuild it; a damaged store's files are first moved aside, other files kept."""
+    try:
+        client = open_client(settings)
+        if settings.collection in [c.name if hasattr(c, "name") else c for c in client.list_collections()]:
+            client.delete_collection(settings.collection)
+        return client
+    except StoreDamaged:
+        pass
+    except StoreError:
+        raise
+    except Exception as exc:
+        failure = store_error(exc, settings, "Resetting")
+        if not isinstance(failure, StoreDamaged):
+            raise failure from None
+    move_damaged_aside(settings)
+    return open_client(settings)
+
+
+def move_damaged_aside(settings: Settings) -> Path:
+    """Move Chroma's files (the database and its index folders) into damaged-<time>/ in the store; keep the rest."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    aside = settings.store_dir / time.strftime("damaged-%Y%m%d-%H%M%S")
+    aside.mkdir()
+    for entry in settings.store_dir.iterdir():
+        if entry.name.startswith(DATABASE) or (entry.is_dir() and is_index_folder(entry.name)):
+            entry.rename(aside / entry.name)
+    return aside
+
+
+def is_index_folder(name: str) -> bool:
+    """True for Chroma's per-collection index folders, named by a UUID."""
+    parts = name.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdef" for c in name.replace("-", ""))
 
 
 def store_location(settings: Settings) -> str:
@@ -61,8 +159,13 @@ def open_collection(settings: Settings, embedder_name: str, dimension: int, *, c
                 f"The store at {store_location(settings)} has no collection {settings.collection!r}. "
                 "Run `python -m ingest` first (or `python -m ingest PATH` for your documents)."
             ) from None
-        raise StoreError(f"Cannot use the store at {store_location(settings)}: {exc}") from None
-    check_embedder(collection, embedder_name, dimension)
+        raise store_error(exc, settings) from None
+    try:
+        check_embedder(collection, embedder_name, dimension)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise store_error(exc, settings) from None
     return collection
 
 
@@ -71,12 +174,25 @@ def check_embedder(collection, embedder_name: str, dimension: int) -> None:
     meta = collection.metadata or {}
     stored_name, stored_dim = meta.get("embedder"), meta.get("dimension")
     if stored_name is None:
+        check_vector_size(collection, embedder_name, dimension)
         return
     if stored_name != embedder_name or int(stored_dim) != dimension:
         raise EmbedderMismatch(
             f"The store was built with embedder {stored_name!r} ({stored_dim} dims) but RAG_EMBED_MODEL is "
             f"{embedder_name!r} ({dimension} dims). Rebuild it: `python -m ingest --reset PATH ...`, "
             f"or set RAG_EMBED_MODEL={stored_name}."
+        )
+
+
+def check_vector_size(collection, embedder_name: str, dimension: int) -> None:
+    """Raise if a collection that does not name its embedder holds vectors of another size than the embedder's."""
+    peek = collection.get(limit=1, include=["embeddings"])
+    vectors = peek.get("embeddings")
+    if vectors is not None and len(vectors) and len(vectors[0]) != dimension:
+        raise EmbedderMismatch(
+            f"The store's vectors have {len(vectors[0])} dimensions, but RAG_EMBED_MODEL {embedder_name!r} makes "
+            f"{dimension}; the store does not say which embedder built it. Rebuild it: `python -m ingest --reset PATH ...`, "
+            "or set RAG_EMBED_MODEL to the model that built it."
         )
 
 
@@ -97,6 +213,8 @@ class LiveCollection:
                 f"the Chroma server at {self.settings.chroma_url} did not answer ({type(exc).__name__}). "
                 "Check that it runs (`chroma run --path DIR --port PORT`) and that RAG_CHROMA_URL points at it."
             )
+        if self.settings is not None:
+            return str(store_error(exc, self.settings, "Reading"))
         return f"the store did not answer ({exc})."
 
     def reopen(self):
@@ -105,7 +223,7 @@ class LiveCollection:
             from chromadb.api.shared_system_client import SharedSystemClient
 
             SharedSystemClient.clear_system_cache()
-            self.client = open_client(self.settings)
+            self.client = open_client(self.settings, create=False)
         self.collection = self.fresh()
         return self.collection
 

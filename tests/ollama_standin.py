@@ -27,6 +27,7 @@ UNRELATED_REPLY = "Bananas ripen faster in a paper bag. Penguins live mostly in 
 DOCUMENT_BLOCK = re.compile(r"^\[(\d+)\]([^\n]*)\n(.*?)(?=\n\n\[\d+\]|\Z)", re.DOTALL | re.MULTILINE)
 WORD = re.compile(r"\w{4,}")
 CONTEXT_SENTENCE = re.compile(r"(?<=[.!?])\s+|\n+")
+GARBAGE_LINE = "<html><body>502 Bad Gateway</body></html>"
 DEFAULT_NUM_CTX = 4096
 DEFAULT_KEEP_ALIVE_NS = 5 * 60 * 10**9
 FOREVER_NS = 2**63 - 1  # Go's largest time.Duration, what a negative keep_alive means
@@ -195,6 +196,10 @@ class OllamaStandin:
         self.fail_after_chunks: int | None = None
         self.busy_responses = 0
         self.show_context_length = True  # False: model_info lacks "<arch>.context_length" (some imported GGUFs)
+        # Hostile modes: a server that misbehaves as a broken proxy or a malicious host would.
+        self.garbage_after_chunks: int | None = None  # send this many answer pieces, then a line that is not JSON
+        self.html_page: str | None = None  # answer every request with HTTP 200 and this HTML page
+        self.ignore_num_predict = False  # stream the whole reply whatever num_predict says
         self.requests: list[tuple[str, str, dict | None]] = []
         self.model_replies: dict[str, str | Callable[[dict], str]] = {}  # tagged name -> that model's reply
         self.failing_models: dict[str, int] = {}  # tagged name -> answers it gives before its runner fails
@@ -379,7 +384,7 @@ class OllamaStandin:
         reply = self.model_replies.get(model.name, self.reply)
         pieces = split_reply(reply(body) if callable(reply) else reply)
         done_reason = "stop"
-        num_predict = options.get("num_predict")
+        num_predict = None if self.ignore_num_predict else options.get("num_predict")
         if num_predict is not None and 0 <= num_predict < len(pieces):
             pieces, done_reason = pieces[:num_predict], "length"
         estimate = estimate_prompt_tokens(messages)
@@ -408,6 +413,9 @@ class OllamaStandin:
         for index, piece in enumerate(pieces):
             if index == fail_after:
                 break
+            if index == self.garbage_after_chunks:
+                yield RawLine(GARBAGE_LINE)
+                return
             if index:
                 time.sleep(self.token_delay)
             yield _chat_chunk(name, piece)
@@ -541,6 +549,9 @@ class _Handler(BaseHTTPRequestHandler):
     def _serve(self) -> None:
         """Read the body, dispatch, and write a JSON answer or an NDJSON stream."""
         raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if self.server.standin.html_page is not None:
+            self._send(200, "text/html; charset=utf-8", self.server.standin.html_page.encode())
+            return
         answer = self.server.standin._handle(self.command, urlsplit(self.path).path, raw)
         if not isinstance(answer, tuple):
             self._stream(answer)
@@ -566,7 +577,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.end_headers()
         try:
             for line in lines:
-                data = _encode(line) + b"\n"
+                data = (line.encode() if isinstance(line, RawLine) else _encode(line)) + b"\n"
                 self.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
                 self.wfile.flush()
                 if "error" in line:
@@ -575,6 +586,10 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             self.close_connection = True
+
+
+class RawLine(str):
+    """A line written into an NDJSON stream as it is, not encoded as JSON (to break the stream)."""
 
 
 def _encode(obj: dict) -> bytes:

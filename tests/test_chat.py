@@ -7,7 +7,7 @@ from rag.chat import prepare_turn, stream_answer
 from rag.errors import ModelCannotChat, ModelNotFound, OllamaUnavailable, StreamInterrupted
 from rag.llm import Ollama
 from rag.pipeline import open_retriever
-from rag.prompt import SYSTEM_RULES, estimate_messages
+from rag.prompt import SYSTEM_RULES, estimate_messages, neutral
 from rag.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
 
@@ -39,7 +39,7 @@ def test_turn_streams_the_answer_with_the_retrieved_context_num_ctx_and_keep_ali
     assert pieces == ["The", " answer", " is", " 42", " [1]."] and turn.answer == "The answer is 42 [1]."
     assert body["messages"] == turn.prompt.messages
     assert body["messages"][0] == {"role": "system", "content": SYSTEM_RULES}
-    assert turn.citations and all(c.text in body["messages"][-1]["content"] for c in turn.citations)
+    assert turn.citations and all(neutral(c.text) in body["messages"][-1]["content"] for c in turn.citations)
     assert "adding-documents.md" in [c.doc_id for c in turn.citations]
     assert body["options"] == {"num_ctx": 8192, "temperature": 0.1, "num_predict": 1024}
     assert body["keep_alive"] == "30m"

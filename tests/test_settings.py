@@ -48,3 +48,35 @@ def test_cli_reports_bad_setting_in_one_line_without_traceback(module, tmp_path)
     assert done.returncode == 2
     assert "Traceback" not in done.stderr
     assert done.stderr.strip().splitlines()[-1].startswith("error: RAG_TOP_K='zero' is not valid:")
+
+
+@pytest.mark.parametrize(
+    ("host", "kept"),
+    [("", "http://127.0.0.1:11434"), ("gpu-box", "gpu-box"), (":11500", ":11500"), ("https://[::1]:8080/x", "https://[::1]:8080/x")],
+)
+def test_ollama_host_forms_that_ollama_accepts_are_kept(monkeypatch, host, kept):
+    monkeypatch.setenv("OLLAMA_HOST", host)
+
+    assert load_settings().ollama_host == kept
+
+
+@pytest.mark.parametrize(
+    ("host", "why"),
+    [
+        ("http://[::1", " (Invalid IPv6 URL)"),
+        ("box:99999", " (Port out of range 0-65535)"),
+        ("box:abc", " (Port could not be cast to integer value as 'abc')"),
+        ("ftp://box", ""),
+        ("http://", ""),
+    ],
+)
+def test_ollama_host_that_is_not_an_address_names_the_variable(monkeypatch, host, why):
+    monkeypatch.setenv("OLLAMA_HOST", host)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    assert str(raised.value) == (
+        f"OLLAMA_HOST={host!r} is not valid: not an address like 127.0.0.1:11434 or http://host:11434{why}. "
+        "Fix it in the environment or .env."
+    )

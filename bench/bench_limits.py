@@ -1,0 +1,169 @@
+"""Peak memory and time of hostile inputs, each in its own process: what the RAG_MAX_* limits and num_predict bound.
+
+Each case runs in a child process that imports what it needs, notes its peak RSS, does the work and reports the growth
+of its peak RSS (ru_maxrss) and the seconds taken. The stand-in Ollama runs in this parent process, so its memory is
+not counted. Run from the repository root: `python bench/bench_limits.py`.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+CASES = ("docx_bomb", "docx_500k_paragraphs", "pdf_5000_pages", "text_100mb", "reply_1m_tokens", "reply_200k_tokens_unbounded", "models_10k")
+
+
+def peak_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux reports KB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def run_case(name: str, host: str, folder: Path) -> dict:
+    """Build the input, note the peak RSS, do the work; the peak's growth and the seconds taken."""
+    from ingest.documents import LoadError
+    from ingest.loaders import Limits, RecordFields, load_path
+    from rag.chat import Turn
+    from rag.llm import ChatStats, Ollama
+    from rag.settings import Settings
+
+    note = ""
+    if name == "docx_bomb":
+        from tests.fixtures.hostile import zip_bomb
+
+        path = folder / "bomb.docx"
+        path.write_bytes(zip_bomb(2**30))
+        note = f"{path.stat().st_size / 2**20:.1f} MB file declaring 1 GB"
+    elif name == "docx_500k_paragraphs":
+        from tests.fixtures.hostile import docx_with_paragraphs
+
+        path = folder / "long.docx"
+        path.write_bytes(docx_with_paragraphs(500_000))
+        note = f"{path.stat().st_size / 2**10:.0f} KB file"
+    elif name == "pdf_5000_pages":
+        from tests.fixtures.ingest_files import make_pdf
+
+        path = folder / "long.pdf"
+        path.write_bytes(make_pdf([f"Page {n} has a line of text on it." for n in range(5000)]))
+        note = f"{path.stat().st_size / 2**20:.1f} MB file"
+    elif name == "text_100mb":
+        path = folder / "huge.txt"
+        with path.open("w") as handle:
+            for _ in range(100):
+                handle.write(("All work and no play makes a dull document. " * 23 + "\n") * 1000)
+        note = f"{path.stat().st_size / 2**20:.0f} MB file"
+    settings = Settings(ollama_host=host)
+    tracemalloc.start()
+    before, started = peak_mb(), time.perf_counter()
+    if name in ("docx_bomb", "docx_500k_paragraphs", "pdf_5000_pages", "text_100mb"):
+        try:
+            documents, problems = load_path(path, path.name, RecordFields(), Limits.from_settings(settings))
+            outcome = f"read {sum(len(s.text) for d in documents for s in d.sections):,} chars; " + "; ".join(p.reason for p in problems)
+        except LoadError as exc:
+            outcome = f"skipped: {exc}"
+    elif name.startswith("reply"):
+        num_predict = 200_000 if name == "reply_200k_tokens_unbounded" else settings.answer_tokens
+        turn = Turn("q", "q", "qwen2.5:3b", 8192, [], None)
+        stats = ChatStats()
+        for piece in Ollama(settings).stream_chat("qwen2.5:3b", [{"role": "user", "content": "q"}], {"num_predict": num_predict}, stats):
+            turn.pieces.append(piece)
+        outcome = f"{len(turn.pieces):,} pieces, {len(turn.answer):,} chars, done_reason {stats.done_reason}"
+    else:
+        models = Ollama(settings).list_models()
+        outcome = f"{len(models)} names listed"
+    seconds = time.perf_counter() - started
+    python_peak = tracemalloc.get_traced_memory()[1] / 2**20
+    return {"case": name, "input": note, "outcome": outcome, "peak_growth_mb": round(peak_mb() - before, 1),
+            "python_peak_mb": round(python_peak, 1), "seconds": round(seconds, 2)}
+
+
+def style_lookup_ratio(folder: Path) -> dict:
+    """Seconds per DOCX paragraph: python-docx's paragraph.style against the styles resolved once, in one run."""
+    import docx
+
+    from ingest.loaders import paragraph_styles
+    from tests.fixtures.hostile import docx_with_paragraphs
+
+    word = docx.Document(io.BytesIO(docx_with_paragraphs(5000, "Some text.")))
+    paragraphs = word.paragraphs
+    started = time.perf_counter()
+    slow = [p.style.name for p in paragraphs]
+    middle = time.perf_counter()
+    style_of = paragraph_styles(word)
+    fast = [style_of(p) for p in paragraphs]
+    ended = time.perf_counter()
+    assert slow == fast
+    return {"paragraphs": len(paragraphs), "python_docx_ms_per_paragraph": round((middle - started) / len(paragraphs) * 1000, 3),
+            "resolved_once_ms_per_paragraph": round((ended - middle) / len(paragraphs) * 1000, 4),
+            "speedup": round((middle - started) / (ended - middle), 1)}
+
+
+def answer_building_ratio(pieces: int = 400_000) -> dict:
+    """Seconds to build an answer of many pieces: `turn.answer += piece` (as before) against Turn.pieces, in one run."""
+    from rag.chat import Turn
+
+    class Old:
+        answer = ""
+
+    old, turn = Old(), Turn("q", "q", "m", 1, [], None)
+    started = time.perf_counter()
+    for _ in range(pieces):
+        old.answer += " token"
+    middle = time.perf_counter()
+    for _ in range(pieces):
+        turn.pieces.append(" token")
+    assert turn.answer == old.answer
+    ended = time.perf_counter()
+    return {"pieces": pieces, "concatenated_s": round(middle - started, 2), "collected_s": round(ended - middle, 3),
+            "speedup": round((middle - started) / (ended - middle), 1)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--case", choices=CASES, help="run one case in this process (used by the parent)")
+    parser.add_argument("--host", default="")
+    args = parser.parse_args()
+    if args.case:
+        with tempfile.TemporaryDirectory() as folder:
+            print(json.dumps(run_case(args.case, args.host, Path(folder))))
+        return
+
+    from tests.ollama_standin import OllamaStandin
+
+    results = []
+    with OllamaStandin(models=[f"model-{n:05d}:latest" for n in range(10_000)] + ["qwen2.5:3b"]) as standin:
+        standin.ignore_num_predict = True
+        for case in CASES:
+            standin.reply = " ".join(["token"] * (200_000 if "200k" in case else 1_000_000)) if case.startswith("reply") else "ok"
+            child = subprocess.run(
+                [sys.executable, __file__, "--case", case, "--host", standin.host],
+                capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)},
+            )
+            if child.returncode:
+                raise SystemExit(child.stderr)
+            result = json.loads(child.stdout.splitlines()[-1])
+            results.append(result)
+            print(
+                f"{case}: {result['input']} -> {result['outcome']}; peak RSS +{result['peak_growth_mb']} MB, "
+                f"Python allocations peak {result['python_peak_mb']} MB, {result['seconds']} s (traced)"
+            )
+    with tempfile.TemporaryDirectory() as folder:
+        styles = style_lookup_ratio(Path(folder))
+    pieces = answer_building_ratio()
+    print(f"DOCX style lookup: {styles}")
+    print(f"Answer of 400,000 pieces: {pieces}")
+    print(json.dumps({"cases": results, "docx_styles": styles, "answer_pieces": pieces}))
+
+
+if __name__ == "__main__":
+    main()

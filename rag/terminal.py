@@ -1,0 +1,87 @@
+"""Untrusted text made safe for a terminal: control, escape, C1 and bidi characters are shown, never emitted."""
+from __future__ import annotations
+
+import json
+import re
+import sys
+from collections.abc import Iterable, Iterator
+
+# C0 controls (ESC among them), DEL and C1 controls (0x9b is a one-byte CSI); bidi embeddings, overrides, isolates
+# and marks (they reorder what the user reads) and the Unicode line and paragraph separators; lone surrogates (they
+# cannot be encoded, so printing them raises).
+CONTROLS = "\x00-\x1f\x7f-\x9f"
+FORMATTING = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+SURROGATES = "\ud800-\udfff"
+ONE_LINE = re.compile(f"[{CONTROLS}{FORMATTING}{SURROGATES}]")
+TEXT = re.compile(f"\r\n?|[{CONTROLS}{FORMATTING}{SURROGATES}]")
+JSON_UNSAFE = re.compile(f"[\x7f-\x9f{FORMATTING}{SURROGATES}]")  # json.dumps already escapes C0 controls
+KEPT_IN_TEXT = ("\n", "\t")
+LINE_BREAKS = ("\r\n", "\r")
+NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def escaped(char: str) -> str:
+    """The visible form of one unsafe character: \\x1b, \\u202e."""
+    if char in NAMED:
+        return NAMED[char]
+    code = ord(char)
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def _one_line(match: re.Match) -> str:
+    """An unsafe character found in one-line text, escaped."""
+    return escaped(match.group(0))
+
+
+def _multi_line(match: re.Match) -> str:
+    """An unsafe character (or a \r\n) found in a block of text: kept, made a line break, or escaped."""
+    char = match.group(0)
+    if char in KEPT_IN_TEXT:
+        return char
+    return "\n" if char in LINE_BREAKS else escaped(char)
+
+
+def safe_line(text: object) -> str:
+    """Text for one line of output (an id, a title, a file name, an error): every unsafe character shown escaped."""
+    return ONE_LINE.sub(_one_line, str(text))
+
+
+def safe_text(text: str) -> str:
+    """Text for a block of output (an answer): line breaks and tabs kept, \\r\\n and \\r read as line breaks, the rest escaped."""
+    return TEXT.sub(_multi_line, text)
+
+
+def safe_stream(pieces: Iterable[str]) -> Iterator[str]:
+    """safe_text over a stream of pieces, piece by piece; a \\r at the end of a piece waits for a \\n that may follow."""
+    held = ""
+    for piece in pieces:
+        text, held = held + piece, ""
+        if text.endswith("\r"):
+            text, held = text[:-1], "\r"
+        if text:
+            yield safe_text(text)
+    if held:
+        yield safe_text(held)
+
+
+def safe_json(value: object) -> str:
+    """JSON text in which every character a terminal could act on is a \\u escape (json.dumps leaves C1 and bidi raw)."""
+    return JSON_UNSAFE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", json.dumps(value, ensure_ascii=False))
+
+
+def error_line(message: object) -> str:
+    """The one `error:` line a CLI prints for a failure."""
+    return f"error: {safe_line(message)}"
+
+
+def print_error(message: object) -> None:
+    """Print the `error:` line on stderr."""
+    print(error_line(message), file=sys.stderr, flush=True)
+
+
+def tolerant_output() -> None:
+    """Make stdout and stderr show characters their encoding lacks as escapes, instead of raising mid-answer."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            reconfigure(errors="backslashreplace")
