@@ -2,10 +2,12 @@
 from __future__ import annotations
 
 import json
+import math
+import operator
 import threading
 import time
-
-import operator
+from collections import Counter
+from dataclasses import dataclass
 
 import bm25s
 import numpy as np
@@ -15,6 +17,8 @@ PAGE = 5000
 RECHECK_SECONDS = 2.0
 STEMMER = Stemmer.Stemmer("english")
 ORDERINGS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
+BM25_K1 = 0.9
+BM25_B = 0.4
 
 
 def keyword_text(text: str, metadata: dict) -> str:
@@ -62,15 +66,39 @@ def compare(value, condition) -> bool:
         return False
 
 
+@dataclass
+class Derived:
+    """What search needs beyond the chunk records, computed from them alone so a persisted index can rebuild it."""
+
+    doc_of: np.ndarray
+    doc_ids: list[str]
+    doc_vectors: np.ndarray
+    document_frequency: Counter
+    bm25: bm25s.BM25
+
+
+def derive(texts: list[str], metadatas: list[dict], vectors: np.ndarray) -> Derived:
+    """Each chunk's document, document vectors (the normalised mean of their chunks' vectors), term frequencies, BM25."""
+    positions: dict[str, int] = {}
+    doc_of = np.fromiter((positions.setdefault(m["doc_id"], len(positions)) for m in metadatas), np.int64, len(metadatas))
+    doc_vectors = np.zeros((len(positions), vectors.shape[1] if len(vectors) else 0), dtype=np.float32)
+    np.add.at(doc_vectors, doc_of, vectors)
+    doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
+    tokens = tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)])
+    frequency = Counter(term for chunk_tokens in tokens for term in set(chunk_tokens))
+    bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
+    if texts:
+        bm25.index(tokens, show_progress=False)
+    return Derived(doc_of, list(positions), doc_vectors, frequency, bm25)
+
+
 class ChunkIndex:
     """Every chunk of a collection with its vector, a BM25 index over its text, and cached filter masks."""
 
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple):
         self.ids, self.texts, self.metadatas, self.version = ids, texts, metadatas, version
         self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        if ids:
-            self.bm25.index(tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)]), show_progress=False)
+        self.derived = derive(texts, metadatas, self.vectors)
         self.masks: dict[str, np.ndarray] = {}
 
     @classmethod
@@ -98,33 +126,28 @@ class ChunkIndex:
             self.masks[key] = np.fromiter((matches(m, where) for m in self.metadatas), bool, len(self.metadatas))
         return self.masks[key]
 
-    def nearest(self, vector: list[float], n: int, where: dict | None = None) -> list[tuple[int, float]]:
-        """Indices and cosine similarities of the n chunks nearest to a unit vector, among those passing the filter."""
-        if not self.ids:
-            return []
+    def similarities(self, vector: list[float], where: dict | None = None) -> np.ndarray:
+        """Cosine similarity of every chunk to a unit vector; -inf for chunks the filter excludes."""
         scores = self.vectors @ np.asarray(vector, dtype=np.float32)
         mask = self.mask(where)
-        if mask is not None:
-            scores = np.where(mask, scores, -np.inf)
-        return top(scores, n, lambda score: score > -np.inf)
+        return scores if mask is None else np.where(mask, scores, -np.inf)
 
-    def keywords(self, query: str, n: int, where: dict | None = None) -> list[tuple[int, float]]:
-        """Indices and BM25 scores of the top n chunks that pass the filter and share a word with query."""
+    def keyword_scores(self, query: str, where: dict | None = None) -> tuple[np.ndarray, float]:
+        """BM25 score of every chunk (0 where the filter excludes it) and the best score the query could reach.
+
+        The best reachable score counts every query word, found in the store or not, at the rarity of a
+        word seen nowhere: a score divided by it is the share of the question's keywords a chunk matches.
+        """
         tokens = tokenize([query])[0]
         if not self.ids or not tokens:
-            return []
-        scores = self.bm25.get_scores(tokens)
+            return np.zeros(len(self.ids)), 0.0
+        scores = self.derived.bm25.get_scores(tokens)
         mask = self.mask(where)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
-        return top(scores, n, lambda score: score > 0)
-
-
-def top(scores: np.ndarray, n: int, keep) -> list[tuple[int, float]]:
-    """The n best (index, score) pairs in descending order, keeping only scores that pass keep."""
-    n = min(n, len(scores))
-    best = np.argpartition(-scores, n - 1)[:n]
-    return [(int(i), float(scores[i])) for i in best[np.argsort(-scores[best])] if keep(scores[i])]
+        n, frequency = len(self.ids), self.derived.document_frequency
+        reachable = sum(math.log(1 + (n - frequency[t] + 0.5) / (frequency[t] + 0.5)) for t in tokens) * (BM25_K1 + 1)
+        return scores, reachable
 
 
 class ChunkIndexCache:

@@ -4,14 +4,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.store import LiveCollection
 from rag.chunk_index import ChunkIndex, ChunkIndexCache
 
 Mode = Literal["dense", "keyword", "hybrid"]
-CANDIDATE_CHUNKS = 60
+DOC_VECTOR_WEIGHT = 0.25
+KEYWORD_SCALE_FLOOR = 0.3
+CHUNKS_PER_DOC = 3
+BACKGROUND_WEIGHT = 2.5
+COVERAGE_WEIGHT = 0.5
 BEST_SCORES_SHOWN = 3
+WEAK_SIMILARITY = 0.3
+FEW_KEYWORDS = 0.15
+UNRELATED_BACKGROUND = 0.03
 
 
 @dataclass
@@ -26,6 +35,28 @@ class RetrievedChunk:
     score: float = 0.0
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """Why a document is taken to answer the question: compared with the relevance floor as one number."""
+
+    similarity: float
+    background: float
+    coverage: float
+
+    @property
+    def allowance(self) -> float:
+        """How far the floor is lowered: more when the question resembles the whole store and its keywords are found."""
+        return BACKGROUND_WEIGHT * self.background + COVERAGE_WEIGHT * self.coverage
+
+    def needed(self, floor: float) -> float:
+        """The similarity this document needs to count as relevant."""
+        return floor - self.allowance
+
+    def passes(self, floor: float) -> bool:
+        """True when the document's best similarity reaches the floor lowered by the allowance."""
+        return self.similarity >= self.needed(floor)
+
+
 @dataclass
 class RetrievedDoc:
     """A distinct document in rank order, with its fused score and the chunks of it that matched."""
@@ -35,6 +66,7 @@ class RetrievedDoc:
     score: float
     similarity: float | None
     chunks: list[RetrievedChunk] = field(default_factory=list)
+    evidence: Evidence | None = None
 
     @property
     def metadata(self) -> dict:
@@ -63,74 +95,144 @@ class Retriever:
         """The top k distinct documents for query, optionally restricted by a metadata filter."""
         try:
             index = self.index.get()
-            dense = self.dense_chunks(index, query, where) if self.mode != "keyword" else []
-            keyword = self.keyword_chunks(index, query, where) if self.mode != "dense" else []
+            vector = self.embedder.embed_query(query) if self.mode != "keyword" else None
+            scores = score_chunks(index, vector, query, where)
         except Exception as exc:
             raise StoreError(f"Search failed: {self.live.describe_failure(exc)}") from None
         weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
-        return fuse(dense, keyword, weight)[:k]
-
-    def dense_chunks(self, index: ChunkIndex, query: str, where: dict | None) -> list[RetrievedChunk]:
-        """Nearest chunks by cosine similarity, computed exactly over the collection's vectors."""
-        hits = index.nearest(self.embedder.embed_query(query), CANDIDATE_CHUNKS, where)
-        return [RetrievedChunk(index.ids[i], index.texts[i], index.metadatas[i], score) for i, score in hits]
-
-    def keyword_chunks(self, index: ChunkIndex, query: str, where: dict | None) -> list[RetrievedChunk]:
-        """Best chunks by BM25, their scores scaled so the best is 1."""
-        hits = index.keywords(query, CANDIDATE_CHUNKS, where)
-        if not hits:
-            return []
-        best = hits[0][1]
-        return [RetrievedChunk(index.ids[i], index.texts[i], index.metadatas[i], None, score / best) for i, score in hits]
+        return rank_documents(index, scores, weight, k)
 
 
-def fuse(dense: list[RetrievedChunk], keyword: list[RetrievedChunk], dense_weight: float) -> list[RetrievedDoc]:
-    """Documents ranked by dense_weight * best similarity + (1 - dense_weight) * best scaled BM25 score."""
-    chunks: dict[str, RetrievedChunk] = {c.id: c for c in dense}
-    for hit in keyword:
-        if hit.id in chunks:
-            chunks[hit.id].keyword = hit.keyword
-        else:
-            chunks[hit.id] = hit
-    docs: dict[str, RetrievedDoc] = {}
-    for chunk in chunks.values():
-        doc_id = chunk.metadata["doc_id"]
-        doc = docs.setdefault(doc_id, RetrievedDoc(doc_id, chunk.metadata.get("title", doc_id), 0.0, None))
-        doc.chunks.append(chunk)
-    for doc in docs.values():
-        similarities = [c.similarity for c in doc.chunks if c.similarity is not None]
-        doc.similarity = max(similarities) if similarities else None
-        best_keyword = max(c.keyword for c in doc.chunks)
-        doc.score = dense_weight * (doc.similarity or 0.0) + (1 - dense_weight) * best_keyword
-        for chunk in doc.chunks:
-            chunk.score = dense_weight * (chunk.similarity or 0.0) + (1 - dense_weight) * chunk.keyword
-        doc.chunks.sort(key=lambda c: c.score, reverse=True)
-    return sorted(docs.values(), key=lambda d: d.score, reverse=True)
+@dataclass
+class ChunkScores:
+    """Per-chunk arrays for one question: cosine similarity, dense score with the document's vector, keyword share."""
+
+    similarity: np.ndarray | None
+    dense: np.ndarray | None
+    keyword: np.ndarray
+    coverage: np.ndarray
+    background: float
+    allowed: np.ndarray
+
+
+def score_chunks(index: ChunkIndex, vector: list[float] | None, query: str, where: dict | None) -> ChunkScores:
+    """Score every chunk that passes the filter, densely (when a query vector is given) and by keywords."""
+    keyword, reachable = index.keyword_scores(query, where)
+    mask = index.mask(where)
+    allowed = np.ones(len(index.ids), bool) if mask is None else mask
+    coverage = keyword / reachable if reachable > 0 else keyword
+    scale = max(float(keyword.max(initial=0.0)), KEYWORD_SCALE_FLOOR * reachable)
+    scaled = keyword / scale if scale > 0 else keyword
+    if vector is None:
+        return ChunkScores(None, None, scaled, coverage, 0.0, allowed)
+    similarity = index.similarities(vector, where)
+    documents = index.derived.doc_vectors @ np.asarray(vector, dtype=np.float32)
+    dense = (similarity + DOC_VECTOR_WEIGHT * documents[index.derived.doc_of]) / (1 + DOC_VECTOR_WEIGHT)
+    background = float(similarity[allowed].mean()) if allowed.any() else 0.0
+    return ChunkScores(similarity, dense, scaled, coverage, background, allowed)
+
+
+def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int) -> list[RetrievedDoc]:
+    """Documents ranked by their best chunk's fused score, each with its best few chunks."""
+    if scores.dense is None:
+        fused, candidates = scores.keyword, scores.allowed & (scores.keyword > 0)
+    else:
+        fused, candidates = dense_weight * scores.dense + (1 - dense_weight) * scores.keyword, scores.allowed
+    doc_of = index.derived.doc_of
+    best = np.full(len(index.derived.doc_ids), -np.inf)
+    np.maximum.at(best, doc_of[candidates], fused[candidates])
+    found = np.flatnonzero(best > -np.inf)
+    chosen = found[np.argsort(-best[found], kind="stable")][:k]
+    in_chosen = np.zeros(len(best), bool)
+    in_chosen[chosen] = True
+    members = np.flatnonzero(scores.allowed & in_chosen[doc_of])
+    evidence = document_evidence(scores, doc_of[members], members, len(best))
+    members = members[candidates[members]]
+    members = members[np.argsort(-fused[members], kind="stable")]
+    picked: dict[int, list[int]] = {int(d): [] for d in chosen}
+    for i in members:
+        if len(picked[doc_of[i]]) < CHUNKS_PER_DOC:
+            picked[doc_of[i]].append(int(i))
+    docs = []
+    for d, chunk_ids in picked.items():
+        chunks = [chunk_at(index, scores, fused, i) for i in chunk_ids]
+        metadata = chunks[0].metadata
+        doc = RetrievedDoc(metadata["doc_id"], metadata.get("title", metadata["doc_id"]), float(best[d]), None, chunks)
+        if evidence is not None:
+            doc.evidence = Evidence(float(evidence[0][d]), scores.background, float(evidence[1][d]))
+            doc.similarity = doc.evidence.similarity
+        docs.append(doc)
+    return docs
+
+
+def document_evidence(scores: ChunkScores, docs: np.ndarray, members: np.ndarray, n_docs: int) -> tuple | None:
+    """Per document: the best similarity and the best keyword share among its chunks that pass the filter."""
+    if scores.similarity is None:
+        return None
+    similarity = np.full(n_docs, -np.inf)
+    np.maximum.at(similarity, docs, scores.similarity[members])
+    coverage = np.zeros(n_docs)
+    np.maximum.at(coverage, docs, scores.coverage[members])
+    return similarity, coverage
+
+
+def chunk_at(index: ChunkIndex, scores: ChunkScores, fused: np.ndarray, i: int) -> RetrievedChunk:
+    """One chunk of the index with its scores for this question."""
+    similarity = None if scores.similarity is None else float(scores.similarity[i])
+    return RetrievedChunk(index.ids[i], index.texts[i], index.metadatas[i], similarity, float(scores.keyword[i]), float(fused[i]))
 
 
 def is_relevant(docs: list[RetrievedDoc], floor: float) -> bool:
-    """True when the best dense similarity reaches the floor; keyword-only results pass when found."""
-    similarities = [doc.similarity for doc in docs if doc.similarity is not None]
-    return max(similarities) >= floor if similarities else bool(docs)
+    """True when a document's similarity reaches its lowered floor; keyword-only results pass when found."""
+    judged = [doc.evidence for doc in docs if doc.evidence is not None]
+    return any(e.passes(floor) for e in judged) if judged else bool(docs)
 
 
-def relevance(doc: RetrievedDoc) -> float:
-    """The score the relevance floor is compared with: the dense similarity when there is one."""
-    return doc.score if doc.similarity is None else doc.similarity
+def margin(doc: RetrievedDoc, floor: float) -> float:
+    """How far a document's similarity is above (or below) what it needs; its keyword score when it has no vector."""
+    return doc.score if doc.evidence is None else doc.evidence.similarity - doc.evidence.needed(floor)
 
 
-def best_scores(docs: list[RetrievedDoc]) -> list[dict]:
-    """The best few retrieved documents and their relevance, for an honest 'nothing relevant' answer."""
-    ranked = sorted(docs, key=relevance, reverse=True)[:BEST_SCORES_SHOWN]
-    return [{"title": d.title, "doc_id": d.doc_id, "score": round(relevance(d), 4)} for d in ranked]
+def best_scores(docs: list[RetrievedDoc], floor: float) -> list[dict]:
+    """The few documents closest to passing, with the figures the floor was compared with."""
+    ranked = sorted(docs, key=lambda d: margin(d, floor), reverse=True)[:BEST_SCORES_SHOWN]
+    return [
+        {"title": d.title, "doc_id": d.doc_id, "score": round(d.score, 4)}
+        | ({} if d.evidence is None else {
+            "similarity": round(d.evidence.similarity, 4),
+            "needed": round(d.evidence.needed(floor), 4),
+            "background": round(d.evidence.background, 4),
+            "keywords_found": round(d.evidence.coverage, 4),
+        })
+        for d in ranked
+    ]
 
 
 def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
-    """The answer given when nothing passes the relevance floor."""
+    """The answer given when nothing passes the relevance floor: the figures compared, and why in words."""
     if not docs:
         return "Nothing in your documents matches this question: the search returned no passages."
-    scores = ", ".join(f"{d['score']:.2f} ({d['title']})" for d in best_scores(docs))
+    shown = best_scores(docs, floor)
+    if "similarity" not in shown[0]:
+        return "Nothing in your documents looks relevant to this question."
+    lines = ", ".join(f"{s['similarity']:.2f} of {s['needed']:.2f} needed ({s['title']})" for s in shown)
+    best = shown[0]
     return (
-        f"Nothing in your documents looks relevant to this question: no passage scored at or above the "
-        f"relevance floor of {floor:.2f}. Best scores: {scores}."
+        f"Nothing in your documents looks relevant to this question: {why(best)}. "
+        f"Best passage similarity against the similarity it needed: {lines}. The relevance floor is {floor:.2f}, "
+        f"lowered by {BACKGROUND_WEIGHT:g} x the question's average similarity to your documents "
+        f"({best['background']:.2f}) and by {COVERAGE_WEIGHT:g} x the share of its keywords found "
+        f"({best['keywords_found']:.0%})."
     )
+
+
+def why(best: dict) -> str:
+    """The reasons, in words, that the closest document fell short."""
+    reasons = []
+    if best["similarity"] < WEAK_SIMILARITY:
+        reasons.append("no passage is close to it in meaning")
+    if best["keywords_found"] < FEW_KEYWORDS:
+        reasons.append("few of its words occur in them")
+    if best["background"] < UNRELATED_BACKGROUND:
+        reasons.append("it is far from what your documents are about")
+    return " and ".join(reasons) or "the closest passages match it only partly"

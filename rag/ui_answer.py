@@ -126,7 +126,7 @@ def no_match_meta(turn: Turn, floor: float) -> dict:
         "question": turn.question,
         "query": turn.query,
         "model": turn.model,
-        "best_scores": best_scores(turn.docs),
+        "best_scores": best_scores(turn.docs, floor),
         "floor": floor,
     }
 

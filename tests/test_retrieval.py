@@ -10,28 +10,54 @@ from ingest.pipeline import IngestOptions, ingest
 from rag import chunk_index
 from rag.chunk_index import ChunkIndex, matches
 from rag.pipeline import open_retriever
-from rag.retrieval import RetrievedChunk, fuse, is_relevant
+from rag.retrieval import is_relevant, no_match_text, rank_documents, score_chunks
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def chunk(chunk_id, doc_id, similarity=None, keyword_score=0.0):
-    return RetrievedChunk(chunk_id, f"text of {chunk_id}", {"doc_id": doc_id, "title": doc_id.upper()}, similarity, keyword_score)
+def small_index() -> ChunkIndex:
+    return ChunkIndex(
+        ["1", "2", "3", "4"],
+        ["Installing on Linux needs apt", "Windows installer steps", "Nothing relevant here", "More on apt sources"],
+        [{"doc_id": "a", "os": "linux"}, {"doc_id": "b", "os": "windows"}, {"doc_id": "c", "os": "linux"}, {"doc_id": "a", "os": "linux"}],
+        np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0], [0.0, 1.0]]),
+        (4, None),
+    )
 
 
-def test_fuse_weights_dense_and_keyword_and_counts_each_document_once():
-    dense = [chunk("a1", "a", 0.9), chunk("a2", "a", 0.5), chunk("b1", "b", 0.7)]
-    keywords = [chunk("b1", "b", None, 1.0), chunk("c1", "c", None, 0.8)]
-    docs = fuse(dense, keywords, 0.6)
+def test_document_vectors_are_the_normalised_mean_of_their_chunks():
+    derived = small_index().derived
+    assert derived.doc_ids == ["a", "b", "c"]
+    assert derived.doc_of.tolist() == [0, 1, 2, 0]
+    assert np.allclose(derived.doc_vectors, [[0.5 ** 0.5, 0.5 ** 0.5], [0.6, 0.8], [0.0, 1.0]])
+
+
+def test_every_document_is_ranked_by_its_best_chunk_with_dense_and_keyword_evidence():
+    index = small_index()
+    scores = score_chunks(index, [0.8, 0.6], "apt", None)
+    docs = rank_documents(index, scores, 0.6, 10)
+    assert [d.doc_id for d in docs] == ["a", "b", "c"]
+    first, second = docs[0].chunks
+    assert (first.id, second.id) == ("1", "4")
+    assert second.keyword > first.keyword > 0  # the shorter chunk has the better BM25 score
+    # chunk 1: cosine 0.8, blended with its document's vector (cosine 0.98995) at 0.25, then fused 0.6 / 0.4
+    assert np.isclose(first.score, 0.6 * (0.8 + 0.25 * 0.98995) / 1.25 + 0.4 * first.keyword, atol=1e-4)
+    assert docs[0].score == first.score > second.score
+    assert np.allclose([docs[0].similarity, docs[1].similarity], [0.8, 0.96])
+    assert docs[0].evidence.background == docs[1].evidence.background == np.float32(np.mean([0.8, 0.96, 0.6, 0.6]))
+    assert docs[1].evidence.coverage == 0.0 < docs[0].evidence.coverage
+
+
+def test_dense_weight_one_ranks_by_similarity_and_document_vector_only():
+    index = small_index()
+    docs = rank_documents(index, score_chunks(index, [0.8, 0.6], "apt", None), 1.0, 10)
     assert [d.doc_id for d in docs] == ["b", "a", "c"]
-    assert [round(d.score, 4) for d in docs] == [0.82, 0.54, 0.32]
-    assert [c.id for c in docs[1].chunks] == ["a1", "a2"]
-    assert (docs[0].similarity, docs[2].similarity, docs[0].title) == (0.7, None, "B")
 
 
-def test_dense_weight_one_ranks_by_similarity_only():
-    docs = fuse([chunk("a1", "a", 0.3), chunk("b1", "b", 0.4)], [chunk("a1", "a", None, 1.0)], 1.0)
-    assert [d.doc_id for d in docs] == ["b", "a"]
+def test_keyword_mode_returns_only_documents_sharing_a_word():
+    index = small_index()
+    docs = rank_documents(index, score_chunks(index, None, "apt", None), 0.0, 10)
+    assert [(d.doc_id, [c.id for c in d.chunks], d.evidence) for d in docs] == [("a", ["4", "1"], None)]
 
 
 def test_metadata_filter_semantics_match_chroma_operators():
@@ -45,28 +71,19 @@ def test_metadata_filter_semantics_match_chroma_operators():
     assert matches(meta, {"course": {"$ne": "de"}})
 
 
-def small_index() -> ChunkIndex:
-    return ChunkIndex(
-        ["1", "2", "3"],
-        ["Installing on Linux needs apt", "Windows installer steps", "Nothing relevant here"],
-        [{"doc_id": "a", "os": "linux"}, {"doc_id": "b", "os": "windows"}, {"doc_id": "c", "os": "linux"}],
-        np.array([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]]),
-        (3, None),
-    )
-
-
-def test_keyword_search_finds_stemmed_words_and_respects_filters():
+def test_keyword_scores_find_stemmed_words_respect_filters_and_know_the_best_reachable_score():
     index = small_index()
-    assert sorted(i for i, _ in index.keywords("how to install", 10)) == [0, 1]
-    assert [i for i, _ in index.keywords("install", 10, {"os": "windows"})] == [1]
-    assert index.keywords("the and of", 10) == []
+    scores, reachable = index.keyword_scores("how to install", None)
+    assert np.flatnonzero(scores).tolist() == [0, 1]
+    assert scores.max() < reachable
+    assert np.flatnonzero(index.keyword_scores("install", {"os": "windows"})[0]).tolist() == [1]
+    assert index.keyword_scores("the and of", None)[1] == 0.0
 
 
-def test_nearest_is_exact_cosine_order_within_the_filter():
+def test_similarities_are_exact_cosines_within_the_filter():
     index = small_index()
-    assert [(i, round(s, 2)) for i, s in index.nearest([0.8, 0.6], 3)] == [(1, 0.96), (0, 0.8), (2, 0.6)]
-    assert [i for i, _ in index.nearest([0.8, 0.6], 3, {"os": "linux"})] == [0, 2]
-    assert index.nearest([0.8, 0.6], 3, {"os": "mac"}) == []
+    assert np.allclose(index.similarities([0.8, 0.6]), [0.8, 0.96, 0.6, 0.6])
+    assert index.similarities([0.8, 0.6], {"os": "mac"}).tolist() == [-np.inf] * 4
 
 
 def test_hybrid_search_returns_distinct_documents_with_matched_chunks(sample_store):
@@ -102,29 +119,91 @@ def test_keyword_index_sees_documents_ingested_after_it_was_built(sample_store, 
     assert [d.doc_id for d in retriever.search("zanzibar", 1)] == ["travel.md"]
 
 
-def test_off_topic_question_falls_below_the_default_floor(sample_store):
+OFF_TOPIC = ["What is the boiling point of water on Mount Everest?", "Who won the 2018 World Cup?", "recipe for chicken curry"]
+GUIDE = ["What formats can I ingest?", "How do I add my own documents?", "can it read pdfs", "cannot connect to ollama"]
+
+
+def test_short_questions_about_the_guide_pass_the_floor_and_off_topic_ones_do_not(sample_store):
     retriever = open_retriever(sample_store)
-    assert not is_relevant(retriever.search("What is the boiling point of water on Mount Everest?", 5), sample_store.relevance_floor)
-    assert is_relevant(retriever.search("How do I add my own documents?", 5), sample_store.relevance_floor)
+    floor = sample_store.relevance_floor
+    assert [is_relevant(retriever.search(q, 5), floor) for q in GUIDE] == [True] * len(GUIDE)
+    assert [is_relevant(retriever.search(q, 5), floor) for q in OFF_TOPIC] == [False] * len(OFF_TOPIC)
 
 
-def test_eval_reports_hit_rate_and_mrr_as_last_line(sample_store, tmp_path):
+def test_formats_question_ranks_the_supported_formats_section_first(sample_store):
+    docs = open_retriever(sample_store).search("What formats can I ingest?", 5)
+    assert (docs[0].doc_id, docs[0].chunks[0].metadata["headings"]) == ("adding-documents.md", "Supported formats")
+
+
+def test_refusal_shows_the_similarities_compared_and_says_why_in_words(sample_store):
+    docs = open_retriever(sample_store).search(OFF_TOPIC[0], 5)
+    text = no_match_text(docs, 0.4)
+    best = max(docs, key=lambda d: d.evidence.similarity - d.evidence.needed(0.4)).evidence
+    assert text.startswith("Nothing in your documents looks relevant to this question: ")
+    assert f"{best.similarity:.2f} of {best.needed(0.4):.2f} needed (" in text
+    assert text.endswith(
+        f"The relevance floor is 0.40, lowered by 2.5 x the question's average similarity to your documents "
+        f"({best.background:.2f}) and by 0.5 x the share of its keywords found ({best.coverage:.0%})."
+    )
+    assert "no passage is close to it in meaning" in text
+
+
+def test_search_returns_as_many_documents_as_asked_when_the_store_holds_them(sample_store):
+    retriever = open_retriever(sample_store)
+    assert len(retriever.search("zanzibar ferry timetable", 100)) == 5
+    assert len(retriever.search("How do I add my own documents?", 2)) == 2
+
+
+def run_eval(tmp_path, rows: str, *args: str) -> dict:
     truth = tmp_path / "truth.csv"
-    truth.write_text(
+    truth.write_text(rows)
+    done = subprocess.run(
+        [sys.executable, "-m", "rag.eval", str(truth), *args],
+        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_eval_reports_quality_refusals_and_latency_as_last_line(sample_store, tmp_path):
+    result = run_eval(
+        tmp_path,
         "question,document,kind\n"
         "How do I pull a model with ollama?,troubleshooting.md,x\n"
         "Which environment variable sets the context window?,configuration.md,x\n"
         "How do I add my own documents?,no-such-doc.md,x\n"
+        "Who won the 2018 World Cup?,,x\n",
+        "--k", "3",
     )
-    done = subprocess.run(
-        [sys.executable, "-m", "rag.eval", str(truth), "--k", "3"],
-        cwd=tmp_path, capture_output=True, text=True, timeout=300, env={**__import__("os").environ, "PYTHONPATH": str(ROOT)},
-    )
-    assert done.returncode == 0, done.stderr
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    assert (result["questions"], result["hit_rate"]) == (3, 0.6667)
+    assert (result["questions"], result["labelled"], result["hit_rate"], result["recall@3"]) == (4, 3, 0.6667, 0.6667)
     assert 0.3333 < result["mrr"] <= 0.6667
-    assert set(result) == {"questions", "hit_rate", "mrr", "p50_ms", "p95_ms"}
+    assert 0.3333 < result["ndcg@10"] <= 0.6667
+    assert result["refusal_rate"] == 0.25
+    assert set(result) == {"questions", "labelled", "hit_rate", "mrr", "ndcg@10", "recall@3", "refusal_rate", "p50_ms", "p95_ms"}
+
+
+def test_eval_merges_rows_of_one_question_and_counts_recall_over_all_relevant_documents(sample_store, tmp_path):
+    result = run_eval(
+        tmp_path,
+        "question,document\n"
+        "change the embedding model,configuration.md;troubleshooting.md\n"
+        "change the embedding model,no-such-doc.md\n",
+        "--k", "100",
+    )
+    assert (result["questions"], result["hit_rate"], result["recall@100"]) == (1, 1.0, 0.6667)
+    assert result["ndcg@10"] < 1.0
+
+
+def test_eval_by_section_scores_the_heading_of_the_chunks_found(sample_store, tmp_path):
+    rows = (
+        "question,document\n"
+        "What formats can I ingest?,adding-documents.md#Supported formats\n"
+        "What formats can I ingest?,adding-documents.md#running IT again\n"
+    )
+    by_section = run_eval(tmp_path, rows, "--by-section", "--k", "1")
+    by_document = run_eval(tmp_path, rows, "--k", "1")
+    assert (by_section["hit_rate"], by_section["mrr"], by_section["recall@1"]) == (1.0, 1.0, 0.5)
+    assert (by_document["hit_rate"], by_document["recall@1"], by_document["ndcg@10"]) == (1.0, 1.0, 1.0)
 
 
 def test_eval_names_a_missing_column(sample_store, tmp_path):
