@@ -97,7 +97,7 @@ class ChunkIndex:
 
     def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple):
         self.ids, self.texts, self.metadatas, self.version = ids, texts, metadatas, version
-        self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
+        self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1) if ids else np.zeros((0, 0), np.float32)
         self.derived = derive(texts, metadatas, self.vectors)
         self.masks: dict[str, np.ndarray] = {}
 

@@ -123,7 +123,7 @@ def score_chunks(index: ChunkIndex, vector: list[float] | None, query: str, wher
     coverage = keyword / reachable if reachable > 0 else keyword
     scale = max(float(keyword.max(initial=0.0)), KEYWORD_SCALE_FLOOR * reachable)
     scaled = keyword / scale if scale > 0 else keyword
-    if vector is None:
+    if vector is None or not index.ids:
         return ChunkScores(None, None, scaled, coverage, 0.0, allowed)
     similarity = index.similarities(vector, where)
     documents = index.derived.doc_vectors @ np.asarray(vector, dtype=np.float32)

@@ -54,6 +54,11 @@ def test_dense_weight_one_ranks_by_similarity_and_document_vector_only():
     assert [d.doc_id for d in docs] == ["b", "a", "c"]
 
 
+def test_an_empty_collection_finds_nothing():
+    index = ChunkIndex([], [], [], np.zeros((0, 0)), (0, None))
+    assert rank_documents(index, score_chunks(index, [0.6, 0.8], "install", None), 0.6, 5) == []
+
+
 def test_keyword_mode_returns_only_documents_sharing_a_word():
     index = small_index()
     docs = rank_documents(index, score_chunks(index, None, "apt", None), 0.0, 10)
