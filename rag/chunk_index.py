@@ -1,18 +1,15 @@
-"""An in-memory copy of a collection's chunks: exact vector search, BM25 keywords, filters; rebuilt when it changes."""
+"""An in-memory copy of a collection's chunks: exact vector search, BM25 keywords, filters."""
 from __future__ import annotations
 
 import json
-import threading
-import time
-
 import operator
 
 import bm25s
 import numpy as np
 import Stemmer
 
-PAGE = 5000
-RECHECK_SECONDS = 2.0
+from rag.bm25 import BM25, TermCounts
+
 STEMMER = Stemmer.Stemmer("english")
 ORDERINGS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 
@@ -62,32 +59,27 @@ def compare(value, condition) -> bool:
         return False
 
 
-class ChunkIndex:
-    """Every chunk of a collection with its vector, a BM25 index over its text, and cached filter masks."""
+def chunk_tokens(texts: list[str], metadatas: list[dict]) -> list[list[str]]:
+    """The BM25 tokens of each chunk."""
+    return tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)])
 
-    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple):
+
+class ChunkIndex:
+    """Every chunk of a collection with its vector, BM25 over its text, and cached filter masks.
+
+    Everything here derives from the chunk records (and their term counts, computed when not given),
+    so an index built from updated records equals one built from scratch.
+    """
+
+    def __init__(
+        self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple,
+        terms: TermCounts | None = None,
+    ):
         self.ids, self.texts, self.metadatas, self.version = ids, texts, metadatas, version
         self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1)
-        self.bm25 = bm25s.BM25(k1=1.2, b=0.75)
-        if ids:
-            self.bm25.index(tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)]), show_progress=False)
+        self.terms = terms if terms is not None else TermCounts.from_tokens(chunk_tokens(texts, metadatas))
+        self.bm25 = BM25(self.terms)
         self.masks: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def from_collection(cls, collection, version: tuple) -> ChunkIndex:
-        """Read every chunk of the collection, page by page, and index it."""
-        ids, texts, metadatas, vectors = [], [], [], []
-        offset = 0
-        while True:
-            page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
-            ids += page["ids"]
-            texts += page["documents"]
-            metadatas += page["metadatas"]
-            if len(page["ids"]):
-                vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
-            if len(page["ids"]) < PAGE:
-                return cls(ids, texts, metadatas, np.concatenate(vectors) if vectors else np.zeros((0, 0)), version)
-            offset += PAGE
 
     def mask(self, where: dict | None) -> np.ndarray | None:
         """Which chunks pass the filter, cached per filter."""
@@ -113,7 +105,7 @@ class ChunkIndex:
         tokens = tokenize([query])[0]
         if not self.ids or not tokens:
             return []
-        scores = self.bm25.get_scores(tokens)
+        scores = self.bm25.scores(tokens)
         mask = self.mask(where)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
@@ -125,33 +117,3 @@ def top(scores: np.ndarray, n: int, keep) -> list[tuple[int, float]]:
     n = min(n, len(scores))
     best = np.argpartition(-scores, n - 1)[:n]
     return [(int(i), float(scores[i])) for i in best[np.argsort(-scores[best])] if keep(scores[i])]
-
-
-class ChunkIndexCache:
-    """Keeps a collection's chunk index current: rebuilt, from a reopened store, when another ingest changed it."""
-
-    def __init__(self, live):
-        self.live = live
-        self.index: ChunkIndex | None = None
-        self.checked_at = 0.0
-        self.lock = threading.Lock()
-
-    def version(self) -> tuple:
-        """The collection's chunk count and ingest generation, read fresh from the store."""
-        fresh = self.live.fresh()
-        metadata = fresh.metadata or {}
-        return fresh.count(), metadata.get("generation", metadata.get("updated_at"))
-
-    def get(self) -> ChunkIndex:
-        """The index, rebuilt if the collection changed since it was built (checked every few seconds)."""
-        with self.lock:
-            now = time.monotonic()
-            if self.index is None:
-                self.index = ChunkIndex.from_collection(self.live.collection, self.version())
-                self.checked_at = now
-            elif now - self.checked_at > RECHECK_SECONDS:
-                version = self.version()
-                self.checked_at = now
-                if version != self.index.version:
-                    self.index = ChunkIndex.from_collection(self.live.reopen(), version)
-            return self.index
