@@ -57,7 +57,7 @@ class Saved:
 def index_path(folder: Path, location: str, collection_name: str) -> Path:
     """The file for one store and collection inside the cache folder."""
     key = hashlib.sha256(f"{location}|{collection_name}".encode()).hexdigest()[:16]
-    return Path(folder) / f"chunk-index-{key}.npz"
+    return Path(folder) / f"chunk-index-{key}.bin"
 
 
 def json_part(value) -> np.ndarray:
