@@ -12,10 +12,10 @@ from rag.embeddings import load_embedder
 from rag.errors import ModelNotFound, OllamaError, RagError
 from rag.history import History, Message, chat_history, history_path
 from rag.llm import Ollama
-from rag.pipeline import open_retriever
 from rag.retrieval import is_relevant, no_match_text
 from rag.settings import Settings, load_settings
 from rag.store import store_location
+from rag.ui_loading import BackgroundRetriever, show_loading
 from rag.ui_stream import Waiting, relay
 
 LOADING_NOTICE_AFTER_S = 1.0
@@ -27,16 +27,16 @@ st.set_page_config(page_title="Chat with your documents", page_icon="💬", layo
 
 # ---------- shared objects ----------
 
-@st.cache_resource(show_spinner="Loading the embedder and opening the store…")
-def get_retriever(key: str, _settings: Settings):
-    """The retriever for one store, collection and embedder (key names them)."""
-    return open_retriever(_settings)
+@st.cache_resource(show_spinner=False)
+def get_retriever(key: str, _settings: Settings) -> BackgroundRetriever:
+    """The retriever for one store, collection and embedder (key names them), loading in the background."""
+    return BackgroundRetriever(_settings)
 
 
 @st.cache_resource(show_spinner=False)
-def get_store_summary(key: str, chunks: int, updated_at: str, _collection) -> ui_store.StoreSummary:
+def get_store_summary(key: str, chunks: int, updated_at: str, _collection, _metadatas: list[dict]) -> ui_store.StoreSummary:
     """The store's counts and filter choices, recomputed when its size or last ingest changes."""
-    return ui_store.summarise_store(_collection)
+    return ui_store.summarise_store(_collection, _metadatas)
 
 
 @st.cache_resource(show_spinner=False)
@@ -215,7 +215,6 @@ def store_section(settings: Settings) -> None:
         except RagError as exc:
             sidebar.error(str(exc))
         else:
-            get_retriever.clear()
             get_store_summary.clear()
             st.session_state.ingest_summary = (len(saved), ingest_summary(report, store_location(settings)))
             st.rerun()  # redraw the filters and the store state from the new contents
@@ -227,19 +226,30 @@ def store_section(settings: Settings) -> None:
 
 
 def store_state(settings: Settings) -> tuple[object | None, ui_store.StoreSummary | None, str | None]:
-    """The retriever and the store summary, or the message saying why the store cannot be used."""
+    """The retriever and the store summary, or the message saying why the store cannot be used; (None, None, None) while loading."""
     try:
-        retriever = get_retriever(store_key(settings), settings)
+        background = get_retriever(store_key(settings), settings)
+        if background.error:
+            get_retriever.clear()  # try again on the next run
+        if background.loading or background.error:
+            return None, None, background.error
+        retriever = background.retriever
+        index = retriever.index.get(recheck=True)
         chunks, updated_at = ui_store.store_version(retriever.collection)
-        summary = get_store_summary(store_key(settings), chunks, updated_at, retriever.collection)
+        summary = get_store_summary(store_key(settings), chunks, updated_at, retriever.collection, index.metadatas)
     except RagError as exc:
         return None, None, str(exc)
+    except Exception as exc:  # Chroma raises many kinds when its folder or server goes away
+        return None, None, f"Cannot read the store: {retriever.live.describe_failure(exc)}"
     return retriever, summary, None
 
 
 def show_store_state(settings: Settings, summary: ui_store.StoreSummary | None, problem: str | None) -> None:
     if summary is None:
-        st.sidebar.warning(problem)
+        if problem:
+            st.sidebar.warning(problem)
+        else:
+            st.sidebar.caption(f"Loading the store at {store_location(settings)}…")
         return
     st.sidebar.caption(
         f"{summary.documents} documents · {summary.chunks} chunks · embedder {summary.embedder or '?'} · "
@@ -352,6 +362,11 @@ def run_turn(question: str, ctx: dict, *, query: str | None = None, force: bool 
                         query = condense_question(question, turns, llm, model, choose_num_ctx(llm, model, settings)[0])
                     except OllamaError:
                         query = question
+        if ctx["retriever"] is None and ctx["store_problem"] is None:
+            background = get_retriever(store_key(settings), settings)
+            with st.spinner(background.status()):
+                ctx["retriever"] = background.wait()
+            ctx["store_problem"] = background.error
         if ctx["retriever"] is None:
             st.error(ctx["store_problem"])
             history.add(conversation_id, "assistant", ctx["store_problem"], {"kind": "error"})
@@ -419,6 +434,8 @@ def main() -> None:
     st.title("Chat with your documents")
     if store_problem:
         st.info(store_problem + " You can also add files with the upload box in the sidebar.")
+    elif retriever is None:
+        show_loading(get_retriever(store_key(settings), settings))
 
     messages = history.messages(conversation_id) if conversation_id else []
     for index, message in enumerate(messages):

@@ -9,7 +9,6 @@ from tqdm import tqdm
 
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, IngestReport, ingest
-from rag.embeddings import load_embedder
 from rag.errors import RagError
 from rag.settings import load_settings
 from rag.store import store_location
@@ -92,10 +91,9 @@ def main(argv: list[str] | None = None) -> int:
     progress = None
     try:
         settings = load_settings()
-        embedder = load_embedder(settings.embed_model)
         options = IngestOptions(RecordFields(args.id_field, args.text_field, args.title_field), args.reset, args.dry_run)
         progress = Progress()
-        report = ingest(paths, settings, embedder, options, progress)
+        report = ingest(paths, settings, None, options, progress)
     except RagError as exc:
         if progress:
             progress.close()

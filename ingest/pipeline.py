@@ -14,6 +14,7 @@ import re
 import threading
 import time
 from collections.abc import Callable
+from concurrent.futures import Future
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -22,10 +23,11 @@ from pathlib import Path
 from ingest.chunking import Chunk, ChunkPlan, chunk_document
 from ingest.documents import LoadError
 from ingest.loaders import Limits, RecordFields, load_path
-from rag.embeddings import Embedder
+from rag.changelog import ChangeRecorder, log_name, writable_metadata
+from rag.embeddings import Embedder, load_embedder_in_background
 from rag.errors import RagError, StoreError
 from rag.settings import Settings
-from rag.store import batched, open_client, open_collection, reset_store, store_error, store_location
+from rag.store import batched, check_embedder, open_client, open_collection, reset_store, store_error, store_location
 
 EMBED_BATCH = 512
 FIRST_BATCH = 32
@@ -238,32 +240,73 @@ def lock_holder(content: bytes) -> str:
     return f"pid {match.group(1).decode()}" if match else "another process"
 
 
-def prepare_collection(settings: Settings, embedder: Embedder, plan: ChunkPlan, reset: bool, dry_run: bool):
-    """Open (or rebuild) the collection and refuse one whose chunking differs from this plan; None in a dry run with no store."""
+class LazyEmbedder:
+    """The embedder named in the settings, loaded only once something must be chunked or embedded.
+
+    An unchanged re-run or a dry run never loads it (nor torch): the collection's metadata names the
+    embedder it was built with, which is all the checks before embedding need.
+    """
+
+    def __init__(self, name: str, embedder: Embedder | None = None):
+        self.name = name
+        self.embedder = embedder
+        self.loading: Future | None = None
+        self.check: Callable[[Embedder], None] = lambda embedder: None
+        self.lock = threading.Lock()
+
+    def prefetch(self) -> None:
+        """Start loading it in the background."""
+        with self.lock:
+            if self.embedder is None and self.loading is None:
+                self.loading = load_embedder_in_background(self.name)
+
+    def get(self) -> Embedder:
+        """The loaded embedder, checked against the store (once it is open)."""
+        self.prefetch()
+        embedder = self.embedder or self.loading.result()
+        self.check(embedder)
+        self.embedder = embedder
+        return embedder
+
+
+def collection_names(client) -> list[str]:
+    """The names of the collections in the store."""
+    return [c.name if hasattr(c, "name") else c for c in client.list_collections()]
+
+
+def prepare_collection(settings: Settings, embedders: LazyEmbedder, chunking: str, reset: bool, dry_run: bool):
+    """The client and the collection (None in a dry run with no store), rebuilt if asked; refuses another chunking.
+
+    The embedder is loaded here only to create a collection (its dimension is recorded with it).
+    """
     client = reset_store(settings) if reset and not dry_run else open_client(settings)
-    if dry_run:
-        try:
-            collection = open_collection(settings, embedder.name, embedder.dimension, create=False, client=client)
-        except StoreError as exc:
-            if "has no collection" in str(exc) or reset:
-                return None
-            raise
-    else:
+    names = collection_names(client)
+    if reset and not dry_run and log_name(settings.collection) in names:
+        client.delete_collection(log_name(settings.collection))
+    exists = settings.collection in names
+    if not exists:
+        if dry_run:
+            return client, None
+        embedder = embedders.get()
         collection = open_collection(settings, embedder.name, embedder.dimension, create=True, client=client)
+        return client, collection
+    else:
+        collection = open_collection(settings, embedders.name, None, create=False, client=client)
+    embedders.check = lambda embedder: check_embedder(collection, embedder.name, embedder.dimension)
     stored_plan = (collection.metadata or {}).get("chunking")
-    if stored_plan and stored_plan != plan.describe() and collection.count() and not reset:
+    if stored_plan and stored_plan != chunking and collection.count() and not reset:
         raise StoreError(
             f"The store at {store_location(settings)} was chunked with {stored_plan}, the settings now say "
-            f"{plan.describe()}. Rebuild it: `python -m ingest --reset PATH ...` "
+            f"{chunking}. Rebuild it: `python -m ingest --reset PATH ...` "
             "(or set RAG_CHUNK_TOKENS and RAG_CHUNK_OVERLAP back)."
         )
-    return collection
+    return client, collection
 
 
 def ingest(
     paths: list[Path],
     settings: Settings,
-    embedder: Embedder,
+    embedder: Embedder | None = None,
     options: IngestOptions = IngestOptions(),
     on_progress: Callable[[str, int], None] = lambda kind, n: None,
 ) -> IngestReport:
@@ -271,28 +314,33 @@ def ingest(
 
     on_progress(kind, n) is called with ("files", total files), ("file", 1) per file read,
     ("planned", n) for chunks queued for embedding and ("chunks", n) for chunks written.
+    Without an embedder, the one named in the settings is loaded if (and only when) something must be embedded.
     """
     started = time.perf_counter()
     report = IngestReport(dry_run=options.dry_run)
-    plan = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
+    embedders = LazyEmbedder(embedder.name if embedder else settings.embed_model, embedder)
+    chunking = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, 0).describe()
     with writer_lock(settings, active=not options.dry_run), store_errors(settings):
-        collection = prepare_collection(settings, embedder, plan, options.reset, options.dry_run)
+        client, collection = prepare_collection(settings, embedders, chunking, options.reset, options.dry_run)
         stored = read_manifest(collection) if collection is not None else {}
         exclude = set() if settings.chroma_url else {os.path.realpath(settings.store_dir)}
         sources = discover(paths, report, exclude)
         on_progress("files", len(sources))
-        planner = Planner(stored, report, embedder, plan, options, Limits.from_settings(settings))
+        planner = Planner(stored, report, embedders, settings, options, Limits.from_settings(settings))
         if options.dry_run:
             for _ in planner.works(sources, on_progress):
                 pass
         else:
-            stamp(collection, embedder, plan, finished=False)
-            report.chunks_written = run_writes(collection, embedder, planner, sources, on_progress, settings)
+            recorder = ChangeRecorder(client, collection)
+            stamp(collection, embedders, chunking)
+            report.chunks_written = run_writes(collection, embedders, recorder, planner, sources, on_progress, settings)
         removed = sorted(vanished(stored, planner.seen, planner.loaded, paths))
         report.removed.extend(removed)
         if not options.dry_run:
-            delete_ids(collection, [chunk_id for doc_id in removed for chunk_id in stored[doc_id].all_ids()])
-            stamp(collection, embedder, plan, finished=bool(report.added or report.updated or report.removed))
+            delete_ids(collection, recorder, [chunk_id for doc_id in removed for chunk_id in stored[doc_id].all_ids()])
+            finished = recorder.finished()
+            if finished or report.added or report.updated or report.removed:
+                stamp(collection, embedders, chunking, finished)
     report.seconds = time.perf_counter() - started
     return report
 
@@ -301,10 +349,10 @@ class Planner:
     """Loads and chunks the sources, deciding per document whether it is new, changed or unchanged."""
 
     def __init__(
-        self, stored: dict[str, StoredDoc], report: IngestReport, embedder: Embedder, plan: ChunkPlan, options: IngestOptions,
-        limits: Limits = Limits(),
+        self, stored: dict[str, StoredDoc], report: IngestReport, embedders: LazyEmbedder, settings: Settings,
+        options: IngestOptions, limits: Limits = Limits(),
     ):
-        self.stored, self.report, self.embedder, self.plan, self.options = stored, report, embedder, plan, options
+        self.stored, self.report, self.embedders, self.settings, self.options = stored, report, embedders, settings, options
         self.limits = limits
         self.seen: dict[str, str] = {}
         self.loaded: set[str] = set()
@@ -359,13 +407,18 @@ class Planner:
             return Work([], previous.other_ids(doc_hash))
         if self.options.dry_run:
             return None
-        chunks = chunk_document(document, doc_hash, self.embedder.token_offsets, self.plan)
+        embedder = self.embedders.get()
+        plan = ChunkPlan(self.settings.chunk_tokens, self.settings.chunk_overlap, embedder.max_tokens)
+        chunks = chunk_document(document, doc_hash, embedder.token_offsets, plan)
         for chunk in chunks:
             chunk.metadata.update(source=owner, root=str(source.root))
         return Work(chunks, previous.other_ids(doc_hash) if previous else [])
 
 
-def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[Source], on_progress, settings: Settings) -> int:
+def run_writes(
+    collection, embedders: LazyEmbedder, recorder: ChangeRecorder, planner: Planner, sources: list[Source], on_progress,
+    settings: Settings,
+) -> int:
     """Embed the planned chunks in batches and write them, with planning and writing in threads around the embedder.
 
     on_progress is only ever called from the caller's thread (the app's callback draws Streamlit widgets).
@@ -400,10 +453,10 @@ def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[S
                     collection.upsert(
                         ids=[c.id for c in part],
                         documents=[c.text for c in part],
-                        metadatas=[c.metadata for c in part],
+                        metadatas=recorder.tagged([c.metadata for c in part]),
                         embeddings=vectors[start : start + limit],
                     )
-                delete_ids(collection, deletes)
+                delete_ids(collection, recorder, deletes)
                 written_events.append(len(chunks))
             except BaseException as exc:
                 failure.append(exc)
@@ -442,7 +495,7 @@ def run_writes(collection, embedder: Embedder, planner: Planner, sources: list[S
                 sent += len(part)
                 deletes = [i for end, ids in waiting_deletes if end <= sent for i in ids]
                 waiting_deletes = [(end, ids) for end, ids in waiting_deletes if end > sent]
-                vectors = embedder.embed([chunk.embed_text for chunk in part]) if part else []
+                vectors = embedders.get().embed([chunk.embed_text for chunk in part]) if part else []
                 to_write.put((part, vectors, deletes))
     finally:
         stop.set()
@@ -497,21 +550,22 @@ def vanished(stored: dict[str, StoredDoc], seen: dict[str, str], loaded: set[str
     }
 
 
-def delete_ids(collection, ids: list[str]) -> None:
-    """Delete chunks by id, in batches."""
+def delete_ids(collection, recorder: ChangeRecorder, ids: list[str]) -> None:
+    """Delete chunks by id, in batches, each logged before it is deleted."""
     for part in batched(ids, 1000):
+        recorder.log_deletions(part)
         collection.delete(ids=part)
 
 
-def stamp(collection, embedder: Embedder, plan: ChunkPlan, finished: bool) -> None:
-    """Record the embedder and chunking on the collection; when finished, also the time and a new generation.
+def stamp(collection, embedders: LazyEmbedder, chunking: str, finished: dict | None = None) -> None:
+    """Record the embedder and chunking on the collection; when finished, also the run, the time and a new generation.
 
     Readers in other processes (the app) compare `generation` to know when to reopen the store.
     """
     current = collection.metadata or {}
-    metadata = {key: value for key, value in current.items() if not key.startswith("hnsw:")}
-    metadata.update(embedder=embedder.name, dimension=embedder.dimension, chunking=plan.describe())
-    if finished:
-        metadata.update(updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), generation=str(time.time_ns()))
+    dimension = embedders.embedder.dimension if embedders.embedder else current.get("dimension")
+    metadata = writable_metadata(current, embedder=embedders.name, dimension=dimension, chunking=chunking)
+    if finished is not None:
+        metadata.update(finished, updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), generation=str(time.time_ns()))
     if any(current.get(key) != value for key, value in metadata.items()):
         collection.modify(metadata=metadata)

@@ -1,20 +1,17 @@
-"""An in-memory copy of a collection's chunks: exact vector search, BM25 keywords, filters; rebuilt when it changes."""
+"""An in-memory copy of a collection's chunks: exact vector search, BM25 keywords, filters."""
 from __future__ import annotations
 
 import json
 import math
 import operator
-import threading
-import time
-from collections import Counter
 from dataclasses import dataclass
 
 import bm25s
 import numpy as np
 import Stemmer
 
-PAGE = 5000
-RECHECK_SECONDS = 2.0
+from rag.bm25 import BM25, TermCounts
+
 STEMMER = Stemmer.Stemmer("english")
 ORDERINGS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 BM25_K1 = 0.9
@@ -68,54 +65,45 @@ def compare(value, condition) -> bool:
 
 @dataclass
 class Derived:
-    """What search needs beyond the chunk records, computed from them alone so a persisted index can rebuild it."""
+    """What search needs beyond the chunk records and their term counts, computed from them alone."""
 
     doc_of: np.ndarray
     doc_ids: list[str]
     doc_vectors: np.ndarray
-    document_frequency: Counter
-    bm25: bm25s.BM25
 
 
-def derive(texts: list[str], metadatas: list[dict], vectors: np.ndarray) -> Derived:
-    """Each chunk's document, document vectors (the normalised mean of their chunks' vectors), term frequencies, BM25."""
+def derive(metadatas: list[dict], vectors: np.ndarray) -> Derived:
+    """Each chunk's document and the document vectors (the normalised mean of their chunks' vectors)."""
     positions: dict[str, int] = {}
     doc_of = np.fromiter((positions.setdefault(m["doc_id"], len(positions)) for m in metadatas), np.int64, len(metadatas))
     doc_vectors = np.zeros((len(positions), vectors.shape[1] if len(vectors) else 0), dtype=np.float32)
     np.add.at(doc_vectors, doc_of, vectors)
     doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
-    tokens = tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)])
-    frequency = Counter(term for chunk_tokens in tokens for term in set(chunk_tokens))
-    bm25 = bm25s.BM25(k1=BM25_K1, b=BM25_B)
-    if texts:
-        bm25.index(tokens, show_progress=False)
-    return Derived(doc_of, list(positions), doc_vectors, frequency, bm25)
+    return Derived(doc_of, list(positions), doc_vectors)
+
+
+def chunk_tokens(texts: list[str], metadatas: list[dict]) -> list[list[str]]:
+    """The BM25 tokens of each chunk."""
+    return tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)])
 
 
 class ChunkIndex:
-    """Every chunk of a collection with its vector, a BM25 index over its text, and cached filter masks."""
+    """Every chunk of a collection with its vector, BM25 over its text, and cached filter masks.
 
-    def __init__(self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple):
+    Everything here derives from the chunk records (and their term counts, computed when not given),
+    so an index built from updated records equals one built from scratch.
+    """
+
+    def __init__(
+        self, ids: list[str], texts: list[str], metadatas: list[dict], vectors: np.ndarray, version: tuple,
+        terms: TermCounts | None = None,
+    ):
         self.ids, self.texts, self.metadatas, self.version = ids, texts, metadatas, version
         self.vectors = np.asarray(vectors, dtype=np.float32).reshape(len(ids), -1) if ids else np.zeros((0, 0), np.float32)
-        self.derived = derive(texts, metadatas, self.vectors)
+        self.terms = terms if terms is not None else TermCounts.from_tokens(chunk_tokens(texts, metadatas))
+        self.bm25 = BM25(self.terms, BM25_K1, BM25_B)
+        self.derived = derive(metadatas, self.vectors)
         self.masks: dict[str, np.ndarray] = {}
-
-    @classmethod
-    def from_collection(cls, collection, version: tuple) -> ChunkIndex:
-        """Read every chunk of the collection, page by page, and index it."""
-        ids, texts, metadatas, vectors = [], [], [], []
-        offset = 0
-        while True:
-            page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
-            ids += page["ids"]
-            texts += page["documents"]
-            metadatas += page["metadatas"]
-            if len(page["ids"]):
-                vectors.append(np.asarray(page["embeddings"], dtype=np.float32))
-            if len(page["ids"]) < PAGE:
-                return cls(ids, texts, metadatas, np.concatenate(vectors) if vectors else np.zeros((0, 0)), version)
-            offset += PAGE
 
     def mask(self, where: dict | None) -> np.ndarray | None:
         """Which chunks pass the filter, cached per filter."""
@@ -141,40 +129,10 @@ class ChunkIndex:
         tokens = tokenize([query])[0]
         if not self.ids or not tokens:
             return np.zeros(len(self.ids)), 0.0
-        scores = self.derived.bm25.get_scores(tokens)
+        scores = self.bm25.scores(tokens)
         mask = self.mask(where)
         if mask is not None:
             scores = np.where(mask, scores, 0.0)
-        n, frequency = len(self.ids), self.derived.document_frequency
-        reachable = sum(math.log(1 + (n - frequency[t] + 0.5) / (frequency[t] + 0.5)) for t in tokens) * (BM25_K1 + 1)
+        frequencies = (self.bm25.frequency_of(t) for t in tokens)
+        reachable = sum(math.log(1 + (len(self.ids) - f + 0.5) / (f + 0.5)) for f in frequencies) * (BM25_K1 + 1)
         return scores, reachable
-
-
-class ChunkIndexCache:
-    """Keeps a collection's chunk index current: rebuilt, from a reopened store, when another ingest changed it."""
-
-    def __init__(self, live):
-        self.live = live
-        self.index: ChunkIndex | None = None
-        self.checked_at = 0.0
-        self.lock = threading.Lock()
-
-    def version(self) -> tuple:
-        """The collection's chunk count and ingest generation, read fresh from the store."""
-        fresh = self.live.fresh()
-        metadata = fresh.metadata or {}
-        return fresh.count(), metadata.get("generation", metadata.get("updated_at"))
-
-    def get(self) -> ChunkIndex:
-        """The index, rebuilt if the collection changed since it was built (checked every few seconds)."""
-        with self.lock:
-            now = time.monotonic()
-            if self.index is None:
-                self.index = ChunkIndex.from_collection(self.live.collection, self.version())
-                self.checked_at = now
-            elif now - self.checked_at > RECHECK_SECONDS:
-                version = self.version()
-                self.checked_at = now
-                if version != self.index.version:
-                    self.index = ChunkIndex.from_collection(self.live.reopen(), version)
-            return self.index

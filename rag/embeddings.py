@@ -4,6 +4,8 @@ from __future__ import annotations
 import copy
 import functools
 import os
+import threading
+from concurrent.futures import Future
 from pathlib import Path
 
 from rag.errors import SettingsError
@@ -75,3 +77,17 @@ class Embedder:
 def load_embedder(name: str) -> Embedder:
     """Load an embedder once per process."""
     return Embedder(name)
+
+
+def load_embedder_in_background(name: str) -> Future:
+    """Start loading an embedder in a daemon thread (a process that stops early does not wait for it)."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(load_embedder(name))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="load-embedder", daemon=True).start()
+    return future

@@ -1,16 +1,54 @@
 """Builds the shared objects every entry point needs from the settings."""
 from __future__ import annotations
 
-from rag.embeddings import load_embedder
+import threading
+
+from rag.embeddings import load_embedder_in_background
+from rag.index_cache import ChunkIndexCache
+from rag.index_file import index_path
 from rag.retrieval import Retriever
-from rag.settings import Settings
-from rag.store import LiveCollection, open_client, open_collection
+from rag.settings import Settings, index_folder
+from rag.store import LiveCollection, check_embedder, open_client, open_collection, store_location
+
+
+class RetrieverLoader:
+    """Opens the store while the embedder loads; then loads the chunk index, still in parallel with the embedder."""
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.embedder = load_embedder_in_background(settings.embed_model)
+        client = open_client(settings, create=False)
+        self.collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
+        self.live = LiveCollection(self.collection, settings, client)
+        path = index_path(index_folder(settings), store_location(settings), settings.collection)
+        self.index = ChunkIndexCache(self.live, path)
+
+    @property
+    def embedder_loading(self) -> bool:
+        """True while the embedder is still loading."""
+        return not self.embedder.done()
+
+    def load(self) -> Retriever:
+        """The retriever, once the embedder and the chunk index are both ready."""
+        failure: list[BaseException] = []
+
+        def load_index():
+            try:
+                self.index.get()
+            except BaseException as exc:  # re-raised below, in the caller's thread
+                failure.append(exc)
+
+        indexing = threading.Thread(target=load_index, name="load-chunk-index", daemon=True)
+        indexing.start()
+        embedder = self.embedder.result()
+        check_embedder(self.collection, embedder.name, embedder.dimension)
+        indexing.join()
+        if failure:
+            raise failure[0]
+        settings = self.settings
+        return Retriever(self.collection, embedder, settings.retrieval_mode, settings.dense_weight, live=self.live, index=self.index)
 
 
 def open_retriever(settings: Settings) -> Retriever:
-    """A retriever over the configured collection with the configured embedder and search mode."""
-    embedder = load_embedder(settings.embed_model)
-    client = open_client(settings, create=False)
-    collection = open_collection(settings, embedder.name, embedder.dimension, create=False, client=client)
-    live = LiveCollection(collection, settings, client)
-    return Retriever(collection, embedder, settings.retrieval_mode, settings.dense_weight, live=live)
+    """A retriever over the configured collection with the configured embedder and search mode, its index loaded."""
+    return RetrieverLoader(settings).load()

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.store import LiveCollection
-from rag.chunk_index import ChunkIndex, ChunkIndexCache
+
+if TYPE_CHECKING:  # the index brings numpy, scipy and bm25s: imported when a retriever is made, not with this module
+    from rag.chunk_index import ChunkIndex
+    from rag.index_cache import ChunkIndexCache
 
 Mode = Literal["dense", "keyword", "hybrid"]
 DOC_VECTOR_WEIGHT = 0.25
@@ -78,13 +81,16 @@ class Retriever:
     """Finds the documents that best match a question in one collection."""
 
     def __init__(
-        self, collection, embedder: Embedder, mode: Mode = "hybrid", dense_weight: float = 0.6, live: LiveCollection | None = None
+        self, collection, embedder: Embedder, mode: Mode = "hybrid", dense_weight: float = 0.6,
+        live: LiveCollection | None = None, index: ChunkIndexCache | None = None,
     ):
         self.live = live or LiveCollection(collection)
         self.embedder = embedder
         self.mode = mode
         self.dense_weight = dense_weight
-        self.index = ChunkIndexCache(self.live)
+        from rag.index_cache import ChunkIndexCache
+
+        self.index = index or ChunkIndexCache(self.live)
 
     @property
     def collection(self):

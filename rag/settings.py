@@ -1,6 +1,7 @@
 """All configuration: environment variables prefixed RAG_, a .env file, and OLLAMA_HOST."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -22,6 +23,7 @@ class Settings(BaseSettings):
 
     store_dir: Path = Path("store")
     chroma_url: str | None = None
+    index_dir: Path | None = None
     collection: str = Field("docs", min_length=1)
     embed_model: str = DEFAULT_EMBED_MODEL
     model: str = Field("qwen2.5:3b", min_length=1)
@@ -73,6 +75,16 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or (not parts.hostname and not address.startswith(":")):
             raise ValueError("not an address like 127.0.0.1:11434 or http://host:11434")
         return address
+
+
+def index_folder(settings: Settings) -> Path:
+    """Where this process keeps its saved chunk index: RAG_INDEX_DIR; else `index` in the store folder, or,
+    with a Chroma server (whose folder is elsewhere), the user's cache folder."""
+    if settings.index_dir:
+        return settings.index_dir
+    if settings.chroma_url:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag-chunk-index"
+    return settings.store_dir / "index"
 
 
 def load_settings(**overrides) -> Settings:

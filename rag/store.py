@@ -140,8 +140,8 @@ def store_location(settings: Settings) -> str:
     return settings.chroma_url or str(settings.store_dir)
 
 
-def open_collection(settings: Settings, embedder_name: str, dimension: int, *, create: bool, client=None):
-    """The collection, created if asked, refusing one built with another embedder."""
+def open_collection(settings: Settings, embedder_name: str, dimension: int | None, *, create: bool, client=None):
+    """The collection, created if asked, refusing one built with another embedder (its dimension checked when given)."""
     client = client or open_client(settings)
     try:
         if create:
@@ -169,17 +169,18 @@ def open_collection(settings: Settings, embedder_name: str, dimension: int, *, c
     return collection
 
 
-def check_embedder(collection, embedder_name: str, dimension: int) -> None:
-    """Raise if the collection was built with a different embedder or dimension."""
+def check_embedder(collection, embedder_name: str, dimension: int | None) -> None:
+    """Raise if the collection was built with a different embedder, or dimension when given."""
     meta = collection.metadata or {}
     stored_name, stored_dim = meta.get("embedder"), meta.get("dimension")
     if stored_name is None:
-        check_vector_size(collection, embedder_name, dimension)
+        if dimension is not None:
+            check_vector_size(collection, embedder_name, dimension)
         return
-    if stored_name != embedder_name or int(stored_dim) != dimension:
+    if stored_name != embedder_name or (dimension is not None and int(stored_dim) != dimension):
         raise EmbedderMismatch(
             f"The store was built with embedder {stored_name!r} ({stored_dim} dims) but RAG_EMBED_MODEL is "
-            f"{embedder_name!r} ({dimension} dims). Rebuild it: `python -m ingest --reset PATH ...`, "
+            f"{embedder_name!r}{'' if dimension is None else f' ({dimension} dims)'}. Rebuild it: `python -m ingest --reset PATH ...`, "
             f"or set RAG_EMBED_MODEL={stored_name}."
         )
 

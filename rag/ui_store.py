@@ -7,9 +7,8 @@ from pathlib import Path, PurePosixPath
 from rag.errors import StoreError
 from rag.settings import Settings
 
-PAGE = 5000
 MAX_FILTER_VALUES = 50
-INTERNAL_FIELDS = {"doc_id", "title", "headings", "chunk_index", "n_chunks", "doc_hash", "source", "root", "page"}
+INTERNAL_FIELDS = {"doc_id", "title", "headings", "chunk_index", "n_chunks", "doc_hash", "source", "root", "page", "ingest_seq"}
 UPLOAD_TYPES = ["md", "markdown", "txt", "text", "json", "jsonl", "ndjson", "pdf", "html", "htm", "docx"]
 FOLDER = "folder"
 
@@ -40,24 +39,18 @@ def store_version(collection) -> tuple[int, str]:
         raise StoreError(f"Cannot read the store: {exc}") from None
 
 
-def summarise_store(collection) -> StoreSummary:
-    """Read every chunk's metadata once and summarise it."""
+def summarise_store(collection, metadatas: list[dict]) -> StoreSummary:
+    """Summarise every chunk's metadata (as the chunk index holds it) under the collection's own stamps."""
     meta = collection.metadata or {}
     summary = StoreSummary(embedder=str(meta.get("embedder", "")), updated_at=str(meta.get("updated_at", "")))
     values: dict[str, set] = {}
     doc_ids: set[str] = set()
-    offset = 0
-    while True:
-        page = collection.get(include=["metadatas"], limit=PAGE, offset=offset)
-        for chunk in page["metadatas"]:
-            summary.chunks += 1
-            doc_ids.add(chunk["doc_id"])
-            for key, value in chunk.items():
-                if key not in INTERNAL_FIELDS and isinstance(value, (str, int, bool)):
-                    values.setdefault(key, set()).add(value)
-        if len(page["ids"]) < PAGE:
-            break
-        offset += PAGE
+    for chunk in metadatas:
+        summary.chunks += 1
+        doc_ids.add(chunk["doc_id"])
+        for key, value in chunk.items():
+            if key not in INTERNAL_FIELDS and isinstance(value, (str, int, bool)):
+                values.setdefault(key, set()).add(value)
     summary.documents = len(doc_ids)
     summary.fields = {
         key: sorted(found, key=str) for key, found in sorted(values.items()) if 1 < len(found) <= MAX_FILTER_VALUES

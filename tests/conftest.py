@@ -21,6 +21,7 @@ def isolated_env(monkeypatch, tmp_path):
     for name in list(os.environ):
         if name.startswith("RAG_") or name == "OLLAMA_HOST":
             monkeypatch.delenv(name)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # a Chroma server's saved chunk index goes here
     monkeypatch.chdir(tmp_path)
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, ingest
-from rag import chunk_index
+from rag import index_cache
 from rag.errors import StoreError
 from rag.pipeline import open_retriever
 from tests.ollama_standin import unused_port
@@ -95,7 +95,7 @@ def test_server_and_embedded_store_reach_the_same_retrieval_quality(chroma_serve
 
 
 def test_search_fails_clearly_while_the_server_is_down_and_works_after_restart(chroma_server, settings, embedder, monkeypatch):
-    monkeypatch.setattr(chunk_index, "RECHECK_SECONDS", 0.0)  # every search asks the server whether the store changed
+    monkeypatch.setattr(index_cache, "RECHECK_SECONDS", 0.0)  # every search asks the server whether the store changed
     store = settings.model_copy(update={"chroma_url": chroma_server["url"]})
     ingest([ROOT / "ingest" / "sample"], store, embedder, IngestOptions())
     retriever = open_retriever(store)

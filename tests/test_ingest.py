@@ -13,6 +13,7 @@ import pytest
 from ingest.__main__ import main as ingest_main
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
 from rag.errors import EmbedderMismatch, StoreError
+from rag.changelog import SEQ_KEY
 from rag.retrieval import Retriever
 from rag.settings import Settings
 from rag.store import open_client, open_collection
@@ -47,10 +48,16 @@ def counting(embedder) -> CountingEmbedder:
 
 
 def contents(settings: Settings) -> dict[str, tuple[str, dict]]:
-    """Every chunk in the store: id -> (text, metadata)."""
+    """Every chunk in the store: id -> (text, metadata without the change-log sequence, which numbers runs)."""
     collection = open_client(settings).get_collection(settings.collection)
     got = collection.get(include=["documents", "metadatas"])
-    return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+    return {i: (d, without_seq(m)) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+
+
+def without_seq(metadata: dict) -> dict:
+    """A chunk's metadata without `ingest_seq`, after checking the ingest set it."""
+    assert isinstance(metadata.pop(SEQ_KEY), int)
+    return metadata
 
 
 def generation_of(settings: Settings) -> int:

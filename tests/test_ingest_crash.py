@@ -14,6 +14,7 @@ from chromadb.api.shared_system_client import SharedSystemClient
 
 from ingest.pipeline import IngestOptions, ingest
 from rag.settings import Settings
+from tests.test_ingest import without_seq
 
 REPO = Path(__file__).resolve().parent.parent
 WORDS = "river otter beaver heron kayak paddle canoe forest valley bridge harbour lantern meadow orchard".split()
@@ -49,7 +50,7 @@ def snapshot(store: Path) -> dict[str, tuple[str, dict]]:
     got = collection.get(include=["documents", "metadatas", "embeddings"])
     found = collection.query(query_embeddings=[list(e) for e in got["embeddings"]], n_results=1)["ids"]
     assert [i for i, f in zip(got["ids"], found) if f != [i]] == [], "chunks their own vector does not find: a damaged index"
-    return {i: (d, m) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
+    return {i: (d, without_seq(m)) for i, d, m in zip(got["ids"], got["documents"], got["metadatas"])}
 
 
 def writes(store: Path) -> int:

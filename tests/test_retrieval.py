@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ingest.pipeline import IngestOptions, ingest
-from rag import chunk_index
+from rag import index_cache
 from rag.chunk_index import ChunkIndex, matches
 from rag.pipeline import open_retriever
 from rag.retrieval import is_relevant, no_match_text, rank_documents, score_chunks
@@ -114,7 +114,7 @@ def test_where_filter_restricts_both_dense_and_keyword_results(sample_store):
 
 
 def test_keyword_index_sees_documents_ingested_after_it_was_built(sample_store, embedder, tmp_path, monkeypatch):
-    monkeypatch.setattr(chunk_index, "RECHECK_SECONDS", 0.0)
+    monkeypatch.setattr(index_cache, "RECHECK_SECONDS", 0.0)
     retriever = open_retriever(sample_store.model_copy(update={"retrieval_mode": "keyword"}))
     assert retriever.search("zanzibar", 1) == []
     extra = tmp_path / "extra"

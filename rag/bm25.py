@@ -1,0 +1,113 @@
+"""BM25 over per-chunk term counts, with the corpus statistics (IDF, average length) derived on demand.
+
+bm25s bakes IDF and the average length into every stored score, so one added chunk changes them all.
+Keeping the raw term counts instead makes an incremental update exact and cheap: the statistics are
+recomputed from the counts in O(terms), and the scores equal bm25s's Lucene variant bit for bit.
+"""
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+from scipy import sparse
+
+K1, B = 1.2, 0.75
+
+
+class TermCounts:
+    """How often each vocabulary term occurs in each chunk: a chunks x terms sparse matrix and its vocabulary."""
+
+    def __init__(self, matrix: sparse.csr_matrix, vocabulary: list[str], columns: sparse.csc_matrix | None = None):
+        self.matrix, self.vocabulary, self.known_columns = matrix, vocabulary, columns
+
+    @property
+    def columns(self) -> sparse.csc_matrix:
+        """The same counts stored by term, for scoring a query's terms (converted once)."""
+        if self.known_columns is None:
+            self.known_columns = self.matrix.tocsc()
+            self.known_columns.sort_indices()
+        return self.known_columns
+
+    @classmethod
+    def empty(cls) -> TermCounts:
+        """No chunks, no terms."""
+        return cls(sparse.csr_matrix((0, 0), dtype=np.float32), [])
+
+    @classmethod
+    def from_tokens(cls, tokens: list[list[str]], vocabulary: list[str] | None = None) -> TermCounts:
+        """Count the tokens of each chunk, numbering new terms after the given vocabulary."""
+        vocabulary = list(vocabulary or [])
+        numbers = {term: number for number, term in enumerate(vocabulary)}
+        for term in sorted(set().union(*tokens) - numbers.keys()):
+            numbers[term] = len(vocabulary)
+            vocabulary.append(term)
+        flat = np.fromiter(map(numbers.__getitem__, itertools.chain.from_iterable(tokens)), np.int64)
+        lengths = np.fromiter(map(len, tokens), np.int64, len(tokens))
+        rows = np.repeat(np.arange(len(tokens)), lengths)
+        matrix = sparse.csr_matrix(
+            (np.ones(len(flat), np.float32), (rows, flat)), shape=(len(tokens), len(vocabulary)), dtype=np.float32
+        )
+        matrix.sum_duplicates()
+        return cls(matrix, vocabulary)
+
+    def __len__(self) -> int:
+        return self.matrix.shape[0]
+
+    def widened(self, terms: int) -> sparse.csr_matrix:
+        """The matrix with room for a vocabulary grown to the given size."""
+        m = self.matrix
+        return sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], terms))
+
+    def rows(self, order: np.ndarray) -> TermCounts:
+        """The counts of the chunks at the given positions, in that order."""
+        return TermCounts(self.matrix[order], self.vocabulary)
+
+    def extended(self, tokens: list[list[str]]) -> tuple[TermCounts, TermCounts]:
+        """(self, new chunks' counts) over one shared, grown vocabulary."""
+        new = TermCounts.from_tokens(tokens, self.vocabulary)
+        return TermCounts(self.widened(len(new.vocabulary)), new.vocabulary), new
+
+    @staticmethod
+    def stacked(first: TermCounts, second: TermCounts) -> TermCounts:
+        """first's chunks followed by second's; second's vocabulary must extend first's."""
+        terms = len(second.vocabulary)
+        matrix = sparse.vstack([first.widened(terms), second.widened(terms)], format="csr", dtype=np.float32)
+        return TermCounts(matrix, second.vocabulary)
+
+
+class BM25:
+    """Lucene-variant BM25 over a set of term counts: each (chunk, term) weight computed once per index, as bm25s
+    does (float64 terms rounded to float32, float32 sums), from statistics that follow the counts exactly."""
+
+    def __init__(self, counts: TermCounts, k1: float = K1, b: float = B):
+        matrix = counts.matrix
+        chunks = matrix.shape[0]
+        self.numbers = {term: number for number, term in enumerate(counts.vocabulary)}
+        length = np.diff(np.concatenate([[0.0], np.cumsum(matrix.data, dtype=np.float64)])[matrix.indptr])
+        average = float(length.sum()) / chunks if chunks and length.sum() else 1.0
+        frequency = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float64)
+        idf = np.log(1 + (chunks - frequency + 0.5) / (frequency + 0.5))
+        self.idf = np.where(frequency > 0, idf, 0.0).astype(np.float32)
+        self.frequency = frequency
+        norm = k1 * ((1 - b) + b * length / average)
+        self.chunks = chunks
+        self.columns = counts.columns
+        terms = np.repeat(np.arange(self.columns.shape[1]), np.diff(self.columns.indptr))
+        tf = self.columns.data.astype(np.float64)
+        self.weights = (self.idf[terms].astype(np.float64) * (tf / (norm[self.columns.indices] + tf))).astype(np.float32)
+
+    def frequency_of(self, token: str) -> float:
+        """How many chunks contain the token (0 for a word the store has never seen)."""
+        number = self.numbers.get(token)
+        return 0.0 if number is None else float(self.frequency[number])
+
+    def scores(self, tokens: list[str]) -> np.ndarray:
+        """Every chunk's score for the query tokens (repeated tokens count again; unknown ones add nothing)."""
+        scores = np.zeros(self.chunks, np.float32)
+        indptr, indices = self.columns.indptr, self.columns.indices
+        for token in tokens:
+            number = self.numbers.get(token)
+            if number is not None:
+                start, end = indptr[number], indptr[number + 1]
+                scores[indices[start:end]] += self.weights[start:end]
+        return scores

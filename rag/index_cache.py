@@ -1,0 +1,264 @@
+"""Keeps a collection's chunk index current: loaded from its saved copy, caught up from the change log, saved back.
+
+A full read of the collection happens only when there is no usable saved copy or the change log cannot
+prove an incremental update exact (it was pruned past the copy, or the chunk count disagrees once no
+ingest is running). Chroma stays the source of truth; the saved file is a cache.
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import threading
+import time
+import weakref
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from rag import index_file
+from rag.bm25 import TermCounts
+from rag.changelog import Changes, done_mark, read_changes, run_state
+from rag.chunk_index import ChunkIndex, chunk_tokens
+
+PAGE = 5000
+RECHECK_SECONDS = 0.5
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Loading:
+    """How far the index has got, for a progress line: stage, chunks done and chunks in all."""
+
+    stage: str = "waiting"
+    done: int = 0
+    total: int = 0
+
+
+def collection_version(collection) -> tuple:
+    """What changes whenever an ingest writes: chunk count, finished-ingest generation, last run started."""
+    metadata = collection.metadata or {}
+    return collection.count(), metadata.get("generation", metadata.get("updated_at")), run_state(metadata)[0]
+
+
+def is_quiet(metadata: dict | None) -> bool:
+    """True when no ingest run is in progress (or one was killed and nothing has run since: then it is over)."""
+    started, done = run_state(metadata)
+    return started == done
+
+
+class ChunkIndexCache:
+    """The current chunk index of one collection, refreshed from the change log when another ingest wrote."""
+
+    def __init__(self, live, path: Path | None = None):
+        self.live, self.path = live, path
+        self.index: ChunkIndex | None = None
+        self.seq = 0
+        self.checked_at = 0.0
+        self.lock = threading.Lock()
+        self.loading = Loading()
+        self.saver: threading.Thread | None = None
+        self.unsaved = False
+        self.full_builds = 0
+        self.refresh_seconds = 0.0
+
+    def get(self, recheck: bool = False) -> ChunkIndex:
+        """The index, brought up to date if the collection changed (checked every RECHECK_SECONDS, or now if asked).
+
+        While another thread is bringing it up to date, the current index is returned at once.
+        """
+        if self.index is not None and not self.lock.acquire(blocking=False):
+            return self.index
+        if self.index is None:
+            self.lock.acquire()
+        try:
+            now = time.monotonic()
+            if self.index is None:
+                self.load()
+                self.checked_at = now
+            elif recheck or now - self.checked_at > RECHECK_SECONDS:
+                self.checked_at = now
+                if collection_version(self.live.fresh()) != self.index.version:
+                    self.refresh(self.live.reopen())
+            return self.index
+        finally:
+            self.lock.release()
+
+    def watch(self) -> None:
+        """Keep the index current from a background thread, so searches never wait for a refresh."""
+        cache = weakref.ref(self)
+
+        def loop():
+            while (alive := cache()) is not None:
+                try:
+                    alive.get()
+                except Exception as exc:  # the store may be down for a while; searches report it
+                    log.debug("chunk index: refresh failed (%s)", exc)
+                del alive
+                time.sleep(RECHECK_SECONDS)
+
+        threading.Thread(target=loop, name="chunk-index-watch", daemon=True).start()
+
+    def load(self) -> None:
+        """Start from the saved copy when it matches this collection and embedder, else read everything."""
+        collection = self.live.collection
+        self.loading = Loading("opening the saved index")
+        try:
+            saved = self.saved_copy(collection)
+        except index_file.IndexFileError as exc:
+            log.info("chunk index: rebuilding (%s)", exc)
+            self.rebuild(collection)
+            return
+        self.loading = Loading("loading the saved index", 0, saved.header.chunks)
+        self.index = ChunkIndex(saved.ids, saved.texts, saved.metadatas, saved.vectors, (), saved.terms)
+        self.seq = saved.header.seq
+        self.refresh(collection)
+        self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
+
+    def saved_copy(self, collection) -> index_file.Saved:
+        """The saved index if it is whole and was built from this collection with its embedder."""
+        if self.path is None:
+            raise index_file.IndexFileError("no cache folder")
+        saved = index_file.load(self.path)
+        metadata = collection.metadata or {}
+        header = saved.header
+        if header.collection_id != str(collection.id):
+            raise index_file.IndexFileError("it was built from another collection")
+        if header.embedder != metadata.get("embedder") or header.dimension != int(metadata.get("dimension", -1)):
+            raise index_file.IndexFileError(f"it was built with embedder {header.embedder!r} ({header.dimension} dims)")
+        return saved
+
+    def refresh(self, collection) -> None:
+        """Apply what changed since self.seq; rebuild when the log cannot prove the result exact."""
+        started = time.perf_counter()
+        version = collection_version(collection)
+        changes = read_changes(self.live.client, collection, self.seq)
+        if changes is None:
+            self.rebuild(collection)
+            return
+        if changes.ids or changes.removed:
+            self.index = apply_changes(self.index, changes, version)
+            self.unsaved = True
+        else:
+            self.index.version = version
+        self.seq = changes.seq
+        self.refresh_seconds = time.perf_counter() - started
+        if self.verified(collection, version):
+            self.save()
+
+    def verified(self, collection, version: tuple) -> bool:
+        """False (after rebuilding) when no ingest ran while reading and still the count disagrees."""
+        after = self.live.fresh()
+        if not (is_quiet(collection.metadata) and run_state(after.metadata) == run_state(collection.metadata)):
+            return False
+        if len(self.index.ids) != version[0]:
+            log.warning("chunk index: %d chunks after an update, the store has %d; rebuilding", len(self.index.ids), version[0])
+            self.rebuild(collection)
+            return False
+        return True
+
+    def rebuild(self, collection) -> None:
+        """Read every chunk of the collection, page by page, and index it."""
+        self.full_builds += 1
+        version = collection_version(collection)
+        seq = done_mark(collection.metadata)
+        total = version[0]
+        self.loading = Loading("reading chunks", 0, total)
+        changes = Changes()
+        offset = 0
+        while True:
+            page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
+            changes.add(page)
+            self.loading = Loading("reading chunks", len(changes.ids), max(total, len(changes.ids)))
+            if len(page["ids"]) < PAGE:
+                break
+            offset += PAGE
+        self.loading = Loading("indexing chunks", len(changes.ids), len(changes.ids))
+        self.index = build_index(changes, version)
+        self.seq = seq
+        self.unsaved = True
+        self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
+        if is_quiet(collection.metadata) and run_state(self.live.fresh().metadata) == run_state(collection.metadata):
+            self.save()
+
+    def save(self) -> None:
+        """Write the current index to its file in a background thread (one at a time, the latest wins)."""
+        if self.path is None or not self.unsaved:
+            return
+        self.unsaved = False
+        index, seq, collection = self.index, self.seq, self.live.collection
+        metadata = collection.metadata or {}
+        header = index_file.Header(
+            str(collection.id), str(metadata.get("embedder")), int(metadata.get("dimension", index.vectors.shape[1])),
+            seq, len(index.ids), index.version[1],
+        )
+        saved = index_file.Saved(header, index.ids, index.texts, index.metadatas, index.vectors, index.terms)
+        previous = self.saver
+
+        def write():
+            if previous is not None:
+                previous.join()
+            try:
+                index_file.save(self.path, saved)
+            except OSError as exc:
+                log.warning("chunk index: could not save to %s (%s)", self.path, exc)
+
+        self.saver = threading.Thread(target=write, name="chunk-index-save")
+        self.saver.start()
+
+    def wait_saved(self) -> None:
+        """Block until the last save has been written."""
+        if self.saver is not None:
+            self.saver.join()
+
+
+def sorted_records(changes: Changes) -> tuple[list[int], np.ndarray]:
+    """The positions of the records in id order (the last of repeated ids), and their vectors stacked."""
+    last = {chunk_id: n for n, chunk_id in enumerate(changes.ids)}
+    order = [last[chunk_id] for chunk_id in sorted(last)]
+    vectors = np.concatenate(changes.vectors) if changes.vectors else np.zeros((0, 0), np.float32)
+    return order, vectors
+
+
+def build_index(changes: Changes, version: tuple) -> ChunkIndex:
+    """An index of the records, in id order."""
+    order, vectors = sorted_records(changes)
+    ids = [changes.ids[n] for n in order]
+    texts = [changes.texts[n] for n in order]
+    metadatas = [changes.metadatas[n] for n in order]
+    return ChunkIndex(ids, texts, metadatas, vectors[order] if len(order) else vectors, version)
+
+
+def apply_changes(index: ChunkIndex, changes: Changes, version: tuple) -> ChunkIndex:
+    """The index with the changed records replaced or added and the removed ones dropped, still in id order."""
+    order, vectors = sorted_records(changes)
+    new_ids = [changes.ids[n] for n in order]
+    gone = changes.removed | set(new_ids)
+    dropped = [p for chunk_id in gone if (p := position(index.ids, chunk_id)) is not None]
+    keep = np.delete(np.arange(len(index.ids)), dropped)
+    kept_ids = [index.ids[p] for p in keep] if dropped else index.ids
+    slots = [bisect.bisect_left(kept_ids, chunk_id) for chunk_id in new_ids]
+    take = np.insert(keep, slots, -1 - np.arange(len(new_ids)))
+    is_new = take < 0
+    ids = [index.ids[t] if t >= 0 else new_ids[-1 - t] for t in take.tolist()]
+    texts = [index.texts[t] if t >= 0 else changes.texts[order[-1 - t]] for t in take.tolist()]
+    metadatas = [index.metadatas[t] if t >= 0 else changes.metadatas[order[-1 - t]] for t in take.tolist()]
+    dimension = index.vectors.shape[1] if len(index.ids) else vectors.shape[1]
+    merged = np.empty((len(take), dimension), np.float32)
+    merged[~is_new] = index.vectors[keep] if dropped else index.vectors
+    if len(order):
+        merged[is_new] = vectors[order]
+    kept_terms = index.terms.rows(keep) if dropped else index.terms
+    old_terms, new_terms = kept_terms.extended(chunk_tokens([changes.texts[n] for n in order], [changes.metadatas[n] for n in order]))
+    stacked = TermCounts.stacked(old_terms, new_terms)
+    rank = np.empty(len(take), np.int64)
+    rank[~is_new] = np.arange(len(keep))
+    rank[is_new] = len(keep) + (-1 - take[is_new])
+    return ChunkIndex(ids, texts, metadatas, merged, version, stacked.rows(rank))
+
+
+def position(ids: list[str], chunk_id: str) -> int | None:
+    """Where chunk_id sits in the sorted ids, or None."""
+    at = bisect.bisect_left(ids, chunk_id)
+    return at if at < len(ids) and ids[at] == chunk_id else None
+

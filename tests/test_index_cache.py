@@ -1,0 +1,145 @@
+"""The saved chunk index: reused after a restart, refused when stale, truncated, damaged or from another embedder,
+and refreshed from the change log to exactly what a full rebuild gives, after adds, updates, deletes and a kill -9."""
+from __future__ import annotations
+
+import signal
+
+import bm25s
+import numpy as np
+from chromadb.api.shared_system_client import SharedSystemClient
+
+from ingest.pipeline import IngestOptions, ingest
+from rag import index_cache, index_file
+from rag.bm25 import BM25, TermCounts
+from rag.chunk_index import ChunkIndex, chunk_tokens, tokenize
+from rag.index_cache import ChunkIndexCache
+from rag.settings import Settings, index_folder
+from rag.store import LiveCollection, open_client, open_collection, store_location
+from tests.test_ingest_crash import finish, run_and_kill, write_corpus
+
+QUERIES = ["river otter", "kayak paddle canoe bridge", "new page heron", "orchard", "page edited lantern meadow"]
+
+
+def open_cache(settings: Settings, saved: bool = True) -> ChunkIndexCache:
+    """A chunk index cache over the store as a fresh reader opens it; saved=False never touches the index file."""
+    SharedSystemClient.clear_system_cache()
+    client = open_client(settings)
+    collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
+    path = index_file.index_path(index_folder(settings), store_location(settings), settings.collection) if saved else None
+    return ChunkIndexCache(LiveCollection(collection, settings, client), path)
+
+
+def assert_same(index: ChunkIndex, rebuilt: ChunkIndex) -> None:
+    """Same ids in the same order, same texts, metadata and vectors, and the same BM25 scores for every query."""
+    assert index.ids == rebuilt.ids
+    assert index.texts == rebuilt.texts
+    assert index.metadatas == rebuilt.metadatas
+    assert np.array_equal(index.vectors, rebuilt.vectors)
+    for query in QUERIES:
+        tokens = tokenize([query])[0]
+        assert np.array_equal(index.bm25.scores(tokens), rebuilt.bm25.scores(tokens)), query
+
+
+def full_rebuild(settings: Settings) -> ChunkIndex:
+    """The index read whole from the store, ignoring any saved copy."""
+    cache = open_cache(settings, saved=False)
+    index = cache.get()
+    assert cache.full_builds == 1
+    return index
+
+
+def refreshed(cache: ChunkIndexCache) -> ChunkIndex:
+    """The cache's index after it has noticed what changed in the store."""
+    cache.checked_at = float("-inf")
+    return cache.get()
+
+
+def test_scores_equal_bm25s_lucene_bit_for_bit():
+    texts = ["Installing on Linux needs apt and apt-get", "Windows installer steps", "", "the the the", "Linux kernel modules on Linux"]
+    metadatas = [{"title": "Install"}, {"title": "Windows"}, {}, {}, {"title": "Kernel", "headings": "Linux > Modules"}]
+    tokens = chunk_tokens(texts, metadatas)
+    reference = bm25s.BM25(k1=1.2, b=0.75)
+    reference.index(tokens, show_progress=False)
+    ours = BM25(TermCounts.from_tokens(tokens))
+    for query in ["linux install", "linux linux windows", "kernel", "apt modules steps"]:
+        words = tokenize([query])[0]
+        assert np.array_equal(ours.scores(words), reference.get_scores(words)), query
+
+
+def test_a_restart_loads_the_saved_index_without_reading_the_store(tmp_path, embedder, monkeypatch):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_corpus(docs, 1)
+    ingest([docs], settings, embedder, IngestOptions())
+    first = open_cache(settings)
+    built = first.get()
+    first.wait_saved()
+    assert first.full_builds == 1 and first.path.is_file()
+
+    again = open_cache(settings)
+    assert_same(again.get(), built)
+    assert again.full_builds == 0
+
+
+def test_a_stale_saved_index_is_caught_up_from_the_change_log(tmp_path, embedder):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_corpus(docs, 1)
+    ingest([docs], settings, embedder, IngestOptions())
+    first = open_cache(settings)
+    first.get()
+    first.wait_saved()
+    write_corpus(docs, 2)  # edits most pages, deletes five, adds five
+    ingest([docs], settings, embedder, IngestOptions())
+
+    again = open_cache(settings)
+    assert_same(again.get(), full_rebuild(settings))
+    assert again.full_builds == 0
+
+
+def test_a_truncated_damaged_or_other_embedder_index_is_rebuilt(tmp_path, embedder):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_corpus(docs, 1)
+    ingest([docs], settings, embedder, IngestOptions())
+    first = open_cache(settings)
+    built = first.get()
+    first.wait_saved()
+    path, whole = first.path, first.path.read_bytes()
+
+    def reopened_after(damage) -> ChunkIndexCache:
+        damage()
+        cache = open_cache(settings)
+        assert_same(cache.get(), built)
+        assert cache.full_builds == 1
+        cache.wait_saved()
+        restarted = open_cache(settings)  # saved again, whole: the next start reads no chunk from the store
+        assert_same(restarted.get(), built)
+        assert restarted.full_builds == 0
+        return cache
+
+    reopened_after(lambda: path.write_bytes(whole[: len(whole) // 2]))
+    flipped = bytearray(whole)
+    flipped[-100] ^= 0xFF
+    reopened_after(lambda: path.write_bytes(bytes(flipped)))
+    saved = index_file.load(path)
+    saved.header.embedder = "another-embedder"
+    reopened_after(lambda: index_file.save(path, saved))
+    reopened_after(lambda: path.unlink())
+
+
+def test_incremental_refresh_equals_a_full_rebuild_after_adds_updates_deletes_and_a_kill_9(tmp_path, embedder, monkeypatch):
+    monkeypatch.setattr(index_cache, "RECHECK_SECONDS", 0.0)
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_corpus(docs, 1)
+    ingest([docs], settings, embedder, IngestOptions())
+    reader = open_cache(settings)
+    reader.get()
+
+    write_corpus(docs, 2)
+    run_and_kill(docs, settings.store_dir, signal.SIGKILL)  # killed after its first batch: half the update is in
+    assert_same(refreshed(reader), full_rebuild(settings))
+    finish(docs, settings.store_dir)
+    assert_same(refreshed(reader), full_rebuild(settings))
+
+    write_corpus(docs, 1)  # back: the new pages go, the edits are undone, the deleted pages return
+    ingest([docs], settings, embedder, IngestOptions())
+    assert_same(refreshed(reader), full_rebuild(settings))
+    assert reader.full_builds == 1
