@@ -33,6 +33,7 @@ EMBED_BATCH = 512
 FIRST_BATCH = 32
 MANIFEST_PAGE = 5000
 LOCK_NAME = "ingest.lock"
+HEARTBEAT_S = 0.25  # how often a caller hears from a run that is busy reading one file
 DONE = object()
 
 
@@ -313,7 +314,9 @@ def ingest(
     """Bring the store in line with the given paths and report what changed.
 
     on_progress(kind, n) is called with ("files", total files), ("file", 1) per file read,
-    ("planned", n) for chunks queued for embedding and ("chunks", n) for chunks written.
+    ("planned", n) for chunks queued for embedding, ("chunks", n) for chunks written, and ("waiting", 0) every
+    HEARTBEAT_S while a file is being read. An exception raised by on_progress (e.g. IngestCancelled) stops the run
+    and frees the lock.
     Without an embedder, the one named in the settings is loaded if (and only when) something must be embedded.
     """
     started = time.perf_counter()
@@ -430,16 +433,23 @@ def run_writes(
     failure: list[BaseException] = []
     stop = threading.Event()
 
+    def hand_over(item) -> None:
+        while not stop.is_set():  # once the caller stopped, nobody reads: drop the item instead of blocking
+            try:
+                return planned.put(item, timeout=HEARTBEAT_S)
+            except queue.Full:
+                continue
+
     def produce():
         try:
-            for work in planner.works(sources, lambda kind, n: planned.put((kind, n))):
+            for work in planner.works(sources, lambda kind, n: hand_over((kind, n))):
                 if stop.is_set():
                     return
-                planned.put(work)
+                hand_over(work)
         except BaseException as exc:  # re-raised in the caller's thread
             failure.append(exc)
         finally:
-            planned.put(DONE)
+            hand_over(DONE)
 
     def write():
         limit = max_batch(collection)
@@ -476,7 +486,11 @@ def run_writes(
     try:
         finished = False
         while not finished and not failure:
-            item = planned.get()
+            try:
+                item = planned.get(timeout=HEARTBEAT_S)
+            except queue.Empty:
+                on_progress("waiting", 0)  # while one big file is read: the caller may cancel by raising here
+                continue
             relay_written()
             if item is DONE:
                 finished = True
@@ -498,12 +512,7 @@ def run_writes(
                 vectors = embedders.get().embed([chunk.embed_text for chunk in part]) if part else []
                 to_write.put((part, vectors, deletes))
     finally:
-        stop.set()
-        while producer.is_alive():
-            try:
-                planned.get(timeout=0.1)
-            except queue.Empty:
-                pass
+        stop.set()  # the planner only reads files: it may finish its current one after the lock is freed
         to_write.put(DONE)
         writer.join()
     relay_written()

@@ -1,6 +1,10 @@
 """Rewrite a follow-up question into a standalone search query with the chat model."""
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
+
+from rag.errors import OllamaError
 from rag.llm import ChatStats, Ollama
 
 CONDENSE_RULES = (
@@ -12,6 +16,17 @@ TURN_CHARS = 400
 TURNS_KEPT = 6
 MAX_QUERY_CHARS = 300
 QUERY_TOKENS = 64
+LONGER_THAN_QUESTION = 4  # a rewrite this many times longer than the question (plus a clause) is an answer, not a query
+SLACK_CHARS = 60
+CITATION_MARK = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+
+
+@dataclass(frozen=True)
+class Condensed:
+    """The query to search for, and why the question itself was used when the rewrite was not."""
+
+    query: str
+    fallback: str | None = None
 
 
 def condense_messages(question: str, history: list[dict]) -> list[dict]:
@@ -42,16 +57,26 @@ def clean_query(text: str) -> str:
     return line.strip("\"'“”` ").strip()
 
 
-def condense_question(question: str, history: list[dict], llm: Ollama, model: str, num_ctx: int) -> str:
-    """A standalone query for a follow-up; the question itself when there is no history.
+def rewrite_problem(question: str, query: str) -> str | None:
+    """Why a model's rewrite cannot be a standalone query, or None when it can."""
+    if not query:
+        return "the model's rewrite was empty"
+    if CITATION_MARK.search(query):
+        return "the model's rewrite cited documents, so it was an answer, not a question"
+    if len(query) > min(MAX_QUERY_CHARS, LONGER_THAN_QUESTION * len(question) + SLACK_CHARS):
+        return "the model's rewrite was much longer than the question"
+    return None
 
-    Raises the OllamaError the model produced; callers fall back to the question itself.
-    """
+
+def condense_question(question: str, history: list[dict], llm: Ollama, model: str, num_ctx: int) -> Condensed:
+    """A standalone query for a follow-up; the question itself when there is no history or the rewrite is unusable."""
     if not history:
-        return question
+        return Condensed(question)
     options = {"num_ctx": num_ctx, "temperature": 0.0, "num_predict": QUERY_TOKENS}
-    reply = "".join(llm.stream_chat(model, condense_messages(question, history), options, ChatStats()))
+    try:
+        reply = "".join(llm.stream_chat(model, condense_messages(question, history), options, ChatStats()))
+    except OllamaError:
+        return Condensed(question, "the model could not rewrite it")
     query = clean_query(reply)
-    if not query or len(query) > MAX_QUERY_CHARS:
-        return question
-    return query
+    problem = rewrite_problem(question, query)
+    return Condensed(question, problem) if problem else Condensed(query)

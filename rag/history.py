@@ -1,17 +1,20 @@
-"""Conversations kept in a local SQLite file beside the store, so a reload or restart restores them."""
+"""Conversations kept in a local SQLite file beside the store, per browser, so a reload or restart restores them."""
 from __future__ import annotations
 
 import json
 import sqlite3
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from rag.errors import RagError
 from rag.settings import Settings
 
 FILENAME = "conversations.sqlite3"
 TITLE_CHARS = 60
+UNDO_DAYS = 1  # a deleted conversation can be restored for this long, then it is purged
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS conversations (
@@ -29,7 +32,18 @@ CREATE TABLE IF NOT EXISTS messages (
     created_at TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS messages_by_conversation ON messages(conversation_id, id);
+CREATE TABLE IF NOT EXISTS browsers (
+    owner TEXT PRIMARY KEY,
+    preferences TEXT NOT NULL DEFAULT '{}'
+);
 """
+ADDED_COLUMNS = {"owner": "TEXT NOT NULL DEFAULT ''", "deleted_at": "TEXT"}
+
+
+class HistoryError(RagError):
+    """The conversation file cannot be read or written."""
+
+    exit_code = 3
 
 
 @dataclass
@@ -44,7 +58,7 @@ class Conversation:
 
 @dataclass
 class Message:
-    """One saved message; meta holds what the page needs to redraw an answer (sources, figures, error)."""
+    """One saved message; meta holds what the page needs to redraw an answer (sources, figures, error, state)."""
 
     id: int
     role: str
@@ -68,20 +82,55 @@ def title_from(question: str) -> str:
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
 
 
-class History:
-    """Conversations and their messages in one SQLite file; one short connection per call."""
+def damaged(path: Path, exc: BaseException) -> HistoryError:
+    """The one line that names a damaged or unusable conversation file and how to recover."""
+    return HistoryError(
+        f"The conversation file {path} cannot be used ({exc}). Your documents are fine. Move the file aside "
+        f"(`mv {path} {path}.broken`) and reload to start a new one; `sqlite3 {path}.broken .recover` "
+        "can get old conversations back."
+    )
 
-    def __init__(self, path: Path):
+
+class History:
+    """One browser's conversations and messages in a shared SQLite file; one short connection per call.
+
+    owner is the browser's secret id: a conversation is listed, opened, changed and deleted only by its owner.
+    """
+
+    def __init__(self, path: Path, owner: str = ""):
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.owner = owner
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise damaged(self.path, exc) from None
         with self.connect() as db:
             db.executescript(SCHEMA)
+            columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
+            for name, kind in ADDED_COLUMNS.items():
+                if name not in columns:
+                    db.execute(f"ALTER TABLE conversations ADD COLUMN {name} {kind}")
+            purge_before = (datetime.now(timezone.utc) - timedelta(days=UNDO_DAYS)).isoformat()
+            db.execute("DELETE FROM conversations WHERE deleted_at IS NOT NULL AND deleted_at < ?", (purge_before,))
 
-    def connect(self) -> sqlite3.Connection:
-        """A connection with foreign keys on; used as a context manager it commits or rolls back."""
-        db = sqlite3.connect(self.path, timeout=10)
-        db.execute("PRAGMA foreign_keys = ON")
-        return db
+    @contextmanager
+    def connect(self):
+        """A connection with foreign keys on that commits or rolls back; a damaged file raises HistoryError."""
+        try:
+            db = sqlite3.connect(self.path, timeout=10)
+            try:
+                with db:
+                    db.execute("PRAGMA foreign_keys = ON")
+                    yield db
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as exc:
+            raise damaged(self.path, exc) from None
+
+    def claim_unowned(self) -> int:
+        """Give this browser the conversations saved before history was kept per browser; returns how many."""
+        with self.connect() as db:
+            return db.execute("UPDATE conversations SET owner = ? WHERE owner = ''", (self.owner,)).rowcount
 
     def create(self, first_question: str) -> Conversation:
         """Start a conversation titled after its first question."""
@@ -89,32 +138,38 @@ class History:
         conversation = Conversation(uuid.uuid4().hex, title_from(first_question), stamp, stamp)
         with self.connect() as db:
             db.execute(
-                "INSERT INTO conversations (id, title, created_at, updated_at) VALUES (?, ?, ?, ?)",
-                (conversation.id, conversation.title, stamp, stamp),
+                "INSERT INTO conversations (id, title, created_at, updated_at, owner) VALUES (?, ?, ?, ?, ?)",
+                (conversation.id, conversation.title, stamp, stamp, self.owner),
             )
         return conversation
 
     def list(self) -> list[Conversation]:
-        """Every conversation, most recently active first."""
+        """This browser's conversations, most recently active first."""
         with self.connect() as db:
             rows = db.execute(
-                "SELECT id, title, created_at, updated_at FROM conversations ORDER BY updated_at DESC, rowid DESC"
+                "SELECT id, title, created_at, updated_at FROM conversations WHERE owner = ? AND deleted_at IS NULL "
+                "ORDER BY updated_at DESC, rowid DESC",
+                (self.owner,),
             ).fetchall()
         return [Conversation(*row) for row in rows]
 
     def get(self, conversation_id: str) -> Conversation | None:
-        """One conversation, or None when it does not exist (e.g. deleted in another tab)."""
+        """One of this browser's conversations, or None (deleted, another browser's, or never existed)."""
         with self.connect() as db:
             row = db.execute(
-                "SELECT id, title, created_at, updated_at FROM conversations WHERE id = ?", (conversation_id,)
+                "SELECT id, title, created_at, updated_at FROM conversations "
+                "WHERE id = ? AND owner = ? AND deleted_at IS NULL",
+                (conversation_id, self.owner),
             ).fetchone()
         return Conversation(*row) if row else None
 
     def add(self, conversation_id: str, role: str, content: str, meta: dict | None = None) -> Message:
-        """Append a message and mark the conversation active."""
+        """Append a message to one of this browser's conversations and mark it active."""
         stamp = now()
         encoded = json.dumps(meta or {}, ensure_ascii=False)
         with self.connect() as db:
+            if not self._owns(db, conversation_id):
+                raise HistoryError("This conversation was deleted or belongs to another browser; start a new chat.")
             cursor = db.execute(
                 "INSERT INTO messages (conversation_id, role, content, meta, created_at) VALUES (?, ?, ?, ?, ?)",
                 (conversation_id, role, content, encoded, stamp),
@@ -122,18 +177,66 @@ class History:
             db.execute("UPDATE conversations SET updated_at = ? WHERE id = ?", (stamp, conversation_id))
         return Message(cursor.lastrowid, role, content, meta or {})
 
+    def update(self, message_id: int, content: str, meta: dict) -> None:
+        """Replace a message's text and meta (an answer saved as it streams)."""
+        with self.connect() as db:
+            db.execute(
+                "UPDATE messages SET content = ?, meta = ? WHERE id = ? AND conversation_id IN "
+                "(SELECT id FROM conversations WHERE owner = ?)",
+                (content, json.dumps(meta, ensure_ascii=False), message_id, self.owner),
+            )
+
+    def message(self, message_id: int) -> Message | None:
+        """One of this browser's messages."""
+        with self.connect() as db:
+            row = db.execute(
+                "SELECT m.id, m.role, m.content, m.meta FROM messages m JOIN conversations c ON c.id = m.conversation_id "
+                "WHERE m.id = ? AND c.owner = ?",
+                (message_id, self.owner),
+            ).fetchone()
+        return Message(row[0], row[1], row[2], json.loads(row[3])) if row else None
+
     def messages(self, conversation_id: str) -> list[Message]:
         """A conversation's messages in the order they were said."""
         with self.connect() as db:
+            if not self._owns(db, conversation_id):
+                return []
             rows = db.execute(
                 "SELECT id, role, content, meta FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
             ).fetchall()
         return [Message(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
 
     def delete(self, conversation_id: str) -> None:
-        """Delete a conversation and its messages."""
+        """Delete a conversation; it can be restored for UNDO_DAYS, then it is purged with its messages."""
         with self.connect() as db:
-            db.execute("DELETE FROM conversations WHERE id = ?", (conversation_id,))
+            db.execute(
+                "UPDATE conversations SET deleted_at = ? WHERE id = ? AND owner = ?", (now(), conversation_id, self.owner)
+            )
+
+    def restore(self, conversation_id: str) -> None:
+        """Undo a delete."""
+        with self.connect() as db:
+            db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ? AND owner = ?", (conversation_id, self.owner))
+
+    def preferences(self) -> dict:
+        """This browser's saved choices (model, retrieval and generation settings)."""
+        with self.connect() as db:
+            row = db.execute("SELECT preferences FROM browsers WHERE owner = ?", (self.owner,)).fetchone()
+        return json.loads(row[0]) if row else {}
+
+    def save_preferences(self, preferences: dict) -> None:
+        """Replace this browser's saved choices."""
+        with self.connect() as db:
+            db.execute(
+                "INSERT INTO browsers (owner, preferences) VALUES (?, ?) "
+                "ON CONFLICT(owner) DO UPDATE SET preferences = excluded.preferences",
+                (self.owner, json.dumps(preferences, ensure_ascii=False)),
+            )
+
+    def _owns(self, db: sqlite3.Connection, conversation_id: str) -> bool:
+        return db.execute(
+            "SELECT 1 FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL", (conversation_id, self.owner)
+        ).fetchone() is not None
 
 
 def chat_history(messages: list[Message]) -> list[dict]:

@@ -5,9 +5,14 @@ import re
 
 from rag.chat import Turn
 from rag.retrieval import best_scores
+from rag.ui_store import INTERNAL_FIELDS
+from rag.ui_text import readable
 
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 SNIPPET_CHARS = 600
+ALSO_SNIPPET_CHARS = 160
+DETAIL_FIELDS = 4  # metadata fields shown per source, e.g. course and section
+DETAIL_CHARS = 60
 
 
 def cited_numbers(answer: str) -> set[int]:
@@ -22,8 +27,18 @@ def shorten(text: str, limit: int) -> str:
 
 
 def snippet(text: str) -> str:
-    """The chunk text, shortened for display."""
-    return shorten(text, SNIPPET_CHARS)
+    """The chunk's words as a reader sees them (no Markdown syntax), on one line, shortened for display."""
+    return shorten(readable(text), SNIPPET_CHARS)
+
+
+def details_of(metadata: dict) -> dict:
+    """The metadata that tells sources apart (e.g. course, section): scalar fields that are not internal."""
+    fields = {
+        str(key): shorten(str(value), DETAIL_CHARS)
+        for key, value in sorted(metadata.items())
+        if key not in INTERNAL_FIELDS and isinstance(value, (str, int, float, bool)) and str(value).strip()
+    }
+    return dict(list(fields.items())[:DETAIL_FIELDS])
 
 
 def location_of(metadata: dict) -> str:
@@ -34,7 +49,7 @@ def location_of(metadata: dict) -> str:
 
 
 def source_entries(turn: Turn, answer: str) -> list[dict]:
-    """Every source of a turn: the numbered chunks sent (cited or not), then documents retrieved but not sent."""
+    """Every source of a turn, best score first: the numbered chunks sent (cited or not), then documents not sent."""
     cited = cited_numbers(answer)
     entries = [
         {
@@ -45,6 +60,7 @@ def source_entries(turn: Turn, answer: str) -> list[dict]:
             "snippet": snippet(c.text),
             "score": round(float(c.score), 4),
             "cited": c.number in cited,
+            "details": details_of(c.metadata),
         }
         for c in turn.citations
     ]
@@ -60,9 +76,18 @@ def source_entries(turn: Turn, answer: str) -> list[dict]:
                     "snippet": snippet(doc.chunks[0].text),
                     "score": round(float(doc.score), 4),
                     "cited": False,
+                    "details": details_of(doc.chunks[0].metadata),
                 }
             )
-    return entries
+    return sorted(entries, key=lambda entry: entry["score"], reverse=True)
+
+
+def sources_label(sources: list[dict]) -> str:
+    """'Sources: 5 documents, 10 passages', with how many the answer cites."""
+    documents = len({source["doc_id"] for source in sources})
+    cited = sum(1 for source in sources if source["cited"])
+    label = f"Sources: {documents} document{'s' if documents != 1 else ''}, {len(sources)} passage{'s' if len(sources) != 1 else ''}"
+    return label + (f", {cited} cited" if cited else "")
 
 
 def unknown_citations(answer: str, turn: Turn) -> list[int]:
@@ -101,20 +126,18 @@ def truncation_warning(turn: Turn) -> str | None:
     )
 
 
-def answer_meta(turn: Turn, *, floor: float, error: str | None = None, missing_model: str | None = None) -> dict:
-    """Everything needed to redraw a streamed answer later."""
+def answer_meta(turn: Turn, answer: str, *, floor: float) -> dict:
+    """Everything needed to redraw an answer later (also while it streams; the caller adds state and error)."""
     return {
         "kind": "answer",
         "question": turn.question,
         "query": turn.query,
         "model": turn.model,
-        "sources": source_entries(turn, turn.answer),
-        "unknown_citations": unknown_citations(turn.answer, turn),
+        "sources": source_entries(turn, answer),
+        "unknown_citations": unknown_citations(answer, turn),
         "figures": figures_line(turn),
         "truncation": truncation_warning(turn),
         "cut_short": turn.stats.done_reason == "length",
-        "error": error,
-        "missing_model": missing_model,
         "floor": floor,
     }
 
@@ -129,29 +152,3 @@ def no_match_meta(turn: Turn, floor: float) -> dict:
         "best_scores": best_scores(turn.docs, floor),
         "floor": floor,
     }
-
-
-MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
-
-
-def escape_markdown(text: str) -> str:
-    """Text that Streamlit's Markdown shows literally: every ASCII punctuation mark backslash-escaped."""
-    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
-
-
-def safe_answer(text: str) -> str:
-    """An answer as Markdown without images, so a document cannot make the page fetch a URL."""
-    return text.replace("![", "!\\[")
-
-
-def safe_pieces(pieces):
-    """safe_answer applied to a stream of pieces, holding back a trailing '!' that a '[' may follow."""
-    held = ""
-    for piece in pieces:
-        text, held = held + piece, ""
-        if text.endswith("!"):
-            text, held = text[:-1], "!"
-        if text:
-            yield safe_answer(text)
-    if held:
-        yield held

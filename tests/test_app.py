@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import re
 import shutil
+import sqlite3
 import time
 from pathlib import Path
 
@@ -12,19 +13,23 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from ingest.pipeline import IngestOptions, ingest
+from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
 from rag.condense import CONDENSE_RULES, clean_query
 from rag.errors import OllamaError
-from rag.history import History, history_path
+from rag.history import FILENAME, History, history_path
 from rag.llm import ChatStats, Ollama
 from rag.settings import Settings
-from rag.ui_answer import cited_numbers, escape_markdown, safe_pieces
+from rag.ui_answer import cited_numbers
+from rag.ui_text import WORD_JOINER, answer_html
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import MID_STREAM_ERROR, OllamaStandin, estimate_prompt_tokens, unused_port
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ANSWER = "The answer is 42 [1]."
 STANDALONE = "How do I install the app on Windows?"
+BROWSER = "b" * 40
+OTHER_BROWSER = "o" * 40
+OUTSIDE = "http://198.51.100.7"
 
 
 def reply(body: dict) -> str:
@@ -65,9 +70,12 @@ def fresh_caches():
     st.cache_resource.clear()
 
 
-def open_app() -> AppTest:
-    """A first page load."""
-    return AppTest.from_file(APP, default_timeout=30).run()
+def open_app(browser: str = BROWSER, **query) -> AppTest:
+    """A page load in a browser whose secret id (its cookie) is browser, with the URL's query parameters."""
+    at = AppTest.from_file(APP, default_timeout=30)
+    at.session_state["browser_id"] = browser
+    at.query_params.update(query)
+    return at.run()
 
 
 def ask(at: AppTest, question: str) -> AppTest:
@@ -81,8 +89,14 @@ def assistant(at: AppTest, index: int = -1):
 
 
 def plain(markdown: str) -> str:
-    """Markdown with its backslash escapes removed: the text the reader sees."""
-    return re.sub(r"\\(.)", r"\1", markdown)
+    """Markdown with its backslash escapes and autolink breakers removed: the text the reader sees."""
+    return re.sub(r"\\(.)", r"\1", markdown).replace(WORD_JOINER, "")
+
+
+def inert(markdown: str) -> bool:
+    """True when Markdown can make no image, link, HTML or code span: those marks are all escaped, no URL start."""
+    unescaped = re.sub(r"\\[!-/:-@\[-`{-~]", "", markdown)
+    return not re.search(r"[\[\]()<>!`]", unescaped) and not re.search(r"(?i)https?:|www\.", markdown)
 
 
 def library_error(model: str) -> str:
@@ -102,35 +116,43 @@ def warm_ups(server: OllamaStandin) -> list[dict]:
     return [b for b in server.chat_requests() if b.get("messages") == []]
 
 
+def conversations(browser: str = BROWSER) -> list:
+    return History(history_path(Settings()), browser).list()
+
+
 def test_question_streams_an_answer_with_numbered_sources_and_figures(store, ollama_server):
     at = ask(open_app(), "How do I install the app?")
 
     assert not at.exception
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     message = assistant(at)
-    assert message.markdown[0].value == ANSWER
+    assert message.markdown[0].value == answer_html(ANSWER)
+    assert message.markdown[0].allow_html
     [request] = chat_answers(ollama_server)
     assert request["model"] == "qwen2.5:3b"
     assert request["options"]["num_ctx"] == 8192
     assert request["options"]["temperature"] == 0.1
     prompt = request["messages"][-1]["content"]
     [expander] = message.expander
-    sent = len(re.findall(r"^\[\d+\] ", prompt, flags=re.M))
-    assert expander.label == f"Sources: 1 cited, {sent - 1} also retrieved"
+    sent = re.findall(r"^\[(\d+)\] ", prompt, flags=re.M)
+    assert expander.label == f"Sources: 5 documents, {len(sent)} passages, 1 cited"  # top k 5
     assert expander.caption[0].value == "Searched for: How do I install the app\\?"
     lines = [m.value for m in expander.markdown]
     assert lines[0] == "**Cited in the answer**"
     assert lines[2] == "**Also retrieved**"
     block = re.search(r"^\[1\] (.*?)\n\n\[2\] ", prompt, flags=re.M | re.S).group(1)
-    header, text = block.split("\n", 1)
+    header, body = block.split("\n", 1)
     title, location = re.fullmatch(r"(.*?) \((.*)\)", header).groups()
-    assert lines[1].startswith(f"\\[1\\] **{title}** · {location}")
-    assert expander.text[0].value == text.strip()
+    assert plain(lines[1]).startswith(f"[1] **{title}** · {location} · score ")
+    snippet = plain(expander.caption[1].value)
+    assert snippet.startswith(" ".join(body.split())[:80].rstrip("`*_").split("`")[0][:40])
+    scores = [float(re.search(r"score (\d\.\d+)", plain(line)).group(1)) for line in lines if "score" in line]
+    assert scores[1:] == sorted(scores[1:], reverse=True)  # also-retrieved sources: best score first
     figures = plain(message.caption[-1].value)
     tokens = estimate_prompt_tokens(request["messages"])
     assert re.fullmatch(
         rf"retrieval \d+ ms · first token \d+ ms · 50\.0 tokens/s · prompt {tokens:,} / 8,192 tokens · "
-        rf"{sent} chunks used · qwen2\.5:3b",
+        rf"{len(sent)} chunks used · qwen2\.5:3b",
         figures,
     ), figures
 
@@ -146,6 +168,27 @@ def test_dropdown_lists_chat_models_and_the_choice_is_used_from_the_next_questio
 
     assert [r["model"] for r in chat_answers(ollama_server)] == ["llama3.2:latest"]
     assert at.sidebar.selectbox(key="model").value == "llama3.2:latest"
+
+
+def test_model_and_settings_survive_a_reload_in_the_same_browser_only(store, ollama_server):
+    at = open_app()
+    at.sidebar.selectbox(key="model").set_value("llama3.2:latest").run()
+    at.sidebar.slider(key="top_k").set_value(7).run()
+    at.sidebar.slider(key="temperature").set_value(0.7).run()
+    at.sidebar.checkbox(key="condense").uncheck().run()
+
+    reloaded = open_app()
+    assert reloaded.sidebar.selectbox(key="model").value == "llama3.2:latest"
+    assert reloaded.sidebar.slider(key="top_k").value == 7
+    assert reloaded.sidebar.slider(key="temperature").value == 0.7
+    assert reloaded.sidebar.checkbox(key="condense").value is False
+    ask(reloaded, "How do I install the app?")
+    [request] = chat_answers(ollama_server)
+    assert (request["model"], request["options"]["temperature"]) == ("llama3.2:latest", 0.7)
+
+    elsewhere = open_app(OTHER_BROWSER)
+    assert elsewhere.sidebar.selectbox(key="model").value == "qwen2.5:3b"
+    assert elsewhere.sidebar.slider(key="top_k").value == 5
 
 
 def test_choosing_a_model_warms_it_with_an_empty_chat(store, ollama_server):
@@ -178,8 +221,8 @@ def test_pull_shows_progress_and_selects_the_pulled_model(store, ollama_server):
 
     assert not at.exception
     [bar] = at.sidebar.get("progress")
-    assert (bar.value, bar.text) == (100, "tinyllama: success")
-    assert at.sidebar.success[0].value == "Pulled tinyllama:latest; it is selected for the next question."
+    assert (bar.value, plain(bar.text)) == (100, "tinyllama: success")
+    assert plain(at.sidebar.success[0].value) == "Pulled tinyllama:latest; it is selected for the next question."
     model = at.sidebar.selectbox(key="model")
     assert model.value == "tinyllama:latest"
     assert "tinyllama:latest" in model.options
@@ -193,7 +236,7 @@ def test_pull_of_a_name_ollama_does_not_have_says_so(store, ollama_server):
     at.sidebar.button(key="pull").click().run()
 
     assert not at.exception
-    assert at.sidebar.error[0].value == (
+    assert plain(at.sidebar.error[0].value) == (
         "Ollama has no model called 'no-such-model'. Check the name and tag at https://ollama.com/library "
         "(e.g. llama3.2:3b)."
     )
@@ -209,54 +252,58 @@ def test_ollama_down_page_loads_says_where_it_looked_and_still_shows_sources(sto
     )
     at = open_app()
     assert not at.exception
-    assert at.sidebar.error[0].value == message
+    assert plain(at.sidebar.error[0].value) == message
 
     ask(at, "How do I install the app?")
     answer = assistant(at)
     assert not at.exception
-    assert answer.markdown[0].value != ANSWER
-    assert answer.error[0].value == message
+    assert answer.markdown == [] or answer.markdown[0].value != answer_html(ANSWER)
+    assert plain(answer.error[0].value) == message
     [expander] = answer.expander
-    assert re.fullmatch(r"Sources: \d+ retrieved", expander.label)
+    assert re.fullmatch(r"Sources: \d+ documents, \d+ passages", expander.label)
     assert expander.markdown[0].value == "**Also retrieved**"
-    assert len(expander.text) >= 1
 
 
 def test_missing_model_offers_a_pull_and_answers_after_it(store, monkeypatch):
     with OllamaStandin(models=(), reply=ANSWER, pullable=("qwen2.5:3b",)) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.host)
         at = open_app()
-        assert at.sidebar.warning[0].value == f"No chat model is installed in Ollama at {server.url}."
+        assert plain(at.sidebar.warning[0].value) == f"No chat model is installed in Ollama at {server.url}."
         ask(at, "How do I install the app?")
         answer = assistant(at)
-        error = answer.error[0].value
-        assert error == library_error("qwen2.5:3b")
-        assert error.startswith(f"Model 'qwen2.5:3b' is not installed in Ollama at {server.url}.")
+        assert plain(answer.error[0].value) == (
+            "The model qwen2.5:3b is not installed in Ollama. Pull it with the button below, or run "
+            "`ollama pull qwen2.5:3b`."
+        )
+        assert answer.expander[0].label == "Details"
+        assert answer.expander[0].text[0].value == library_error("qwen2.5:3b")
         [pull] = [b for b in answer.button if b.key.startswith("pull_missing_")]
-        assert pull.label == "Pull qwen2.5:3b"
+        assert plain(pull.label) == "Pull qwen2.5:3b"
 
         pull.click().run()
         [bar] = at.sidebar.get("progress")
-        assert (bar.value, bar.text) == (100, "qwen2.5:3b: success")
+        assert (bar.value, plain(bar.text)) == (100, "qwen2.5:3b: success")
         ask(at, "How do I install the app?")
-        assert assistant(at).markdown[0].value == ANSWER
+        assert assistant(at).markdown[0].value == answer_html(ANSWER)
+        assert not [b for b in assistant(at, 0).button if b.key.startswith("pull_missing_")]  # only the latest acts
 
 
-def test_error_mid_stream_keeps_the_partial_answer_and_appends_the_error(store, ollama_server):
+def test_error_mid_stream_keeps_the_partial_answer_and_says_so_in_plain_words(store, ollama_server):
     ollama_server.fail_after_chunks = 3
     at = ask(open_app(), "How do I install the app?")
 
     answer = assistant(at)
-    assert answer.markdown[0].value == "The answer is"
-    error = answer.error[0].value
-    assert error.startswith("Ollama stopped in the middle of the answer")
-    assert MID_STREAM_ERROR in error
-    assert answer.expander[0].label.startswith("Sources: ")
+    assert answer.markdown[0].value == answer_html("The answer is")
+    headline = "Ollama stopped in the middle of the answer; the text above is incomplete. Ask again."
+    assert plain(answer.error[0].value) == headline
+    [details, sources] = answer.expander
+    assert details.label == "Details"
+    assert MID_STREAM_ERROR in details.text[0].value
+    assert sources.label.startswith("Sources: ")
 
-    reloaded = open_app()
-    restored = assistant(reloaded)
-    assert restored.markdown[0].value == "The answer is"
-    assert restored.error[0].value == error
+    restored = assistant(open_app(c=at.query_params["c"]))
+    assert restored.markdown[0].value == answer_html("The answer is")
+    assert plain(restored.error[0].value) == headline
 
 
 def test_slow_first_token_shows_that_the_model_is_loading(store, ollama_server):
@@ -265,8 +312,8 @@ def test_slow_first_token_shows_that_the_model_is_loading(store, ollama_server):
 
     answer = assistant(at)
     assert re.fullmatch(r"qwen2\.5:3b started answering after 1\.[6-9] s \(the model was loading\)\.",
-                        answer.caption[0].value)
-    assert answer.markdown[0].value == ANSWER
+                        plain(answer.caption[0].value))
+    assert answer.markdown[0].value == answer_html(ANSWER)
 
 
 def test_fast_first_token_shows_no_loading_note(store, ollama_server):
@@ -274,21 +321,23 @@ def test_fast_first_token_shows_no_loading_note(store, ollama_server):
     assert not any("started answering" in c.value for c in assistant(at).caption)
 
 
-def test_nothing_relevant_says_so_with_best_scores_and_can_ask_anyway(store, ollama_server):
+def test_nothing_relevant_says_so_and_can_ask_anyway_from_the_latest_turn_only(store, ollama_server):
     at = open_app()
     at.sidebar.slider(key="floor").set_value(0.99).run()
     ask(at, "How do I install the app?")
 
-    notice = assistant(at).markdown[0].value
-    assert notice.startswith("Nothing in your documents looks relevant to this question\\: ")
-    assert "The relevance floor is 0\\.99" in notice and "lowered by 2\\.5 x the question" in notice
-    assert len(re.findall(r"0\\\.\d\d of 0\\\.\d\d needed \\\(", notice)) == 3
+    notice = plain(assistant(at).markdown[0].value)
+    assert notice.startswith("Nothing in your documents looks relevant to this question: ")
+    assert "The relevance floor is 0.99" in notice and "lowered by 2.5 x the question" in notice
+    assert len(re.findall(r"0\.\d\d of 0\.\d\d needed \(", notice)) == 3
     assert chat_answers(ollama_server) == []
+    ask(at, "How do I add documents?")
+    assert [b.key for b in assistant(at, 0).button] == []  # the earlier notice lost its button
 
     assistant(at).button[0].click().run()
-    assert assistant(at).markdown[0].value == ANSWER
+    assert assistant(at).markdown[0].value == answer_html(ANSWER)
     assert len(chat_answers(ollama_server)) == 1
-    assert [m.name for m in at.chat_message] == ["user", "assistant", "assistant"]
+    assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant", "assistant"]
 
 
 def test_silent_truncation_by_ollama_shows_a_warning(store, ollama_server):
@@ -299,7 +348,7 @@ def test_silent_truncation_by_ollama_shows_a_warning(store, ollama_server):
     ollama.Client(host=ollama_server.url).pull("qwen2.5:3b")
 
     ask(at, "How do I install the app?")
-    warning = assistant(at).warning[0].value
+    warning = plain(assistant(at).warning[0].value)
     assert warning.startswith("Ollama read only 256 prompt tokens of about ")
     assert "it cut the prompt to fit the model's context window" in warning
 
@@ -320,28 +369,150 @@ def test_follow_up_is_rewritten_into_a_standalone_query_shown_with_the_sources(s
     assert assistant(at).expander[0].caption[0].value == "Searched for: How do I install the app on Windows\\?"
 
 
-def test_conversations_are_saved_restored_listed_and_deleted(store, ollama_server):
+@pytest.mark.parametrize("rewrite, reason", [
+    ("You install it with pip install -r requirements.txt [1].", "the model's rewrite cited documents, so it was an answer, not a question"),
+    ("How do I install the app on Windows, " + "and what about every other platform and setting, " * 3 + "?",
+     "the model's rewrite was much longer than the question"),
+])
+def test_a_rewrite_that_is_not_a_question_falls_back_to_the_question_and_says_so(store, ollama_server, rewrite, reason):
+    ollama_server.reply = lambda body: rewrite if body["messages"][0]["content"] == CONDENSE_RULES else ANSWER
     at = ask(open_app(), "How do I install the app?")
+    ask(at, "and on Windows?")
+
+    captions = [plain(c.value) for c in assistant(at).expander[0].caption]
+    assert captions[:2] == ["Searched for: and on Windows?", f"Searched for the question as asked: {reason}."]
+
+
+def test_conversations_are_saved_restored_listed_and_deleted_with_undo(store, ollama_server):
+    at = ask(open_app(), "How do I install the app?")
+    [first] = conversations()
+    assert at.sidebar.button(key=f"open_current_{first.id}").label == "How do I install the app\\?"  # listed at once
     ask(at, "Which models can I use?")
 
-    reloaded = open_app()
+    reloaded = open_app(c=first.id)
     assert [m.name for m in reloaded.chat_message] == ["user", "assistant", "user", "assistant"]
     assert reloaded.chat_message[0].markdown[0].value == "How do I install the app\\?"
-    assert reloaded.chat_message[3].markdown[0].value == ANSWER
-    [first] = History(history_path(Settings())).list()
-    assert reloaded.sidebar.button(key=f"open_{first.id}").label == "▸ How do I install the app?"
+    assert reloaded.chat_message[3].markdown[0].value == answer_html(ANSWER)
 
     reloaded.sidebar.button(key="new_chat").click().run()
     assert list(reloaded.chat_message) == []
-    ask(reloaded, "Where do I put my settings?")
-    conversations = History(history_path(Settings())).list()
-    assert [c.title for c in conversations] == ["Where do I put my settings?", "How do I install the app?"]
+    assert "c" not in reloaded.query_params  # a reload now opens a new chat, not the previous one
+    ask(reloaded, "How do I install the app?")
+    titles = [c.title for c in conversations()]
+    assert titles == ["How do I install the app?", "How do I install the app?"]
+    labels = [plain(b.label) for b in reloaded.sidebar.button if b.key.startswith("open_")]
+    assert len(set(labels)) == 2 and all(label.startswith("How do I install the app? · ") for label in labels)
 
     reloaded.sidebar.button(key=f"open_{first.id}").click().run()
     assert len(reloaded.chat_message) == 4
-    reloaded.sidebar.button(key=f"delete_{first.id}").click().run()
+    delete = reloaded.sidebar.button(key=f"delete_{first.id}")
+    assert plain(delete.label) == "Delete conversation How do I install the app?"
+    delete.click().run()
     assert list(reloaded.chat_message) == []
-    assert [c.title for c in History(history_path(Settings())).list()] == ["Where do I put my settings?"]
+    assert len(conversations()) == 1
+    assert plain(reloaded.sidebar.caption[0].value) != "" and any(
+        plain(c.value) == "Deleted “How do I install the app?”." for c in reloaded.sidebar.caption)
+    reloaded.sidebar.button(key="undo_delete").click().run()
+    assert len(conversations()) == 2
+    assert len(reloaded.chat_message) == 4
+
+
+def test_conversations_belong_to_the_browser_that_made_them(store, ollama_server):
+    at = ask(open_app(), "How do I install the app?")
+    [mine] = conversations()
+
+    stranger = open_app(OTHER_BROWSER, c=mine.id)
+    assert list(stranger.chat_message) == []
+    assert stranger.info[0].value.startswith("That conversation is not in this browser's history")
+    assert [b.key for b in stranger.sidebar.button if b.key.startswith(("open_", "delete_"))] == []
+    ask(stranger, "Where do I put my settings?")
+    assert [c.title for c in conversations(OTHER_BROWSER)] == ["Where do I put my settings?"]
+    assert [c.title for c in conversations()] == ["How do I install the app?"]
+    assert len(History(history_path(Settings()), BROWSER).messages(mine.id)) == 2
+    assert at.sidebar.button(key=f"open_current_{mine.id}")
+
+
+def test_a_damaged_conversation_file_gives_one_line_and_is_left_for_recovery(store, ollama_server):
+    ask(open_app(), "How do I install the app?")
+    path = store / FILENAME
+    damaged = b"this is not a database" + path.read_bytes()[22:]
+    path.write_bytes(damaged)
+
+    at = open_app()
+    assert not at.exception
+    [error] = at.error
+    assert plain(error.value) == (
+        f"The conversation file {path} cannot be used (file is not a database). Your documents are fine. Move the "
+        f"file aside (`mv {path} {path}.broken`) and reload to start a new one; `sqlite3 {path}.broken .recover` "
+        "can get old conversations back."
+    )
+    assert path.read_bytes() == damaged  # never replaced, so nothing is dropped
+
+
+def test_hostile_strings_are_shown_as_text_everywhere_on_the_page(store, tmp_path, monkeypatch, embedder):
+    """Issue 15.1: a record id, a question and Ollama's error text that would each load an outside image."""
+    hostile_id = f"faq-1\n\n![i]({OUTSIDE}/id.png)"
+    records = [{"id": hostile_id, "title": f"Refunds ![t]({OUTSIDE}/t.png) <img src={OUTSIDE}/t2.png>",
+                "text": "Refunds are paid within 14 days of the return.", "course": f"[c]({OUTSIDE}/c)"}]
+    (tmp_path / "hostile.json").write_text(json.dumps(records))
+    ingest([tmp_path / "hostile.json"], Settings(store_dir=store), embedder, IngestOptions())
+    error_text = f"![e]({OUTSIDE}/e.png) <b>boom</b>"
+
+    class HostileErrors(OllamaStandin):
+        """The stand-in, answering every chat with HTTP 500 and a hostile error text (this test's own behaviour)."""
+
+        def _chat(self, body):
+            return (500, {"error": error_text}) if body.get("messages") else super()._chat(body)
+
+    with HostileErrors() as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.host)
+        question = f"![q]({OUTSIDE}/q.png) When are refunds paid?"
+        at = ask(open_app(), question)
+
+    assert not at.exception
+    answer = assistant(at)
+    shown = [e.value for e in answer.error] + [c.value for c in answer.caption] + [m.value for m in answer.expander[1].markdown]
+    shown += [c.value for c in answer.expander[1].caption] + [at.chat_message[0].markdown[0].value]
+    shown += [b.label for b in at.sidebar.button if b.key.startswith(("open_", "delete_"))]
+    hostile = [value for value in shown if "198" in value]
+    assert len(hostile) >= 5, shown
+    for value in hostile:
+        assert "\\[" in value and inert(value), value
+    assert plain(answer.error[0].value) == (
+        f"Ollama at {server.url} could not answer. Try again; the details say what it reported.")
+    assert answer.expander[0].text[0].value == f"Ollama at {server.url} answered 500: {error_text}"
+    source = plain([m.value for m in answer.expander[1].markdown if "198" in m.value][0])
+    assert f"faq-1 ![i]({OUTSIDE}/id.png)" in source and f"course: [c]({OUTSIDE}/c)" in source
+
+
+def test_an_answer_keeps_its_markdown_but_nothing_in_it_can_fetch_or_link(store, ollama_server):
+    hostile = (f"**Bold** and `code` [1].\n\n![x]({OUTSIDE}/x.png) <img src=\"{OUTSIDE}/y.png\"> [link]({OUTSIDE}/z) "
+               f"<{OUTSIDE}/auto> www.example.com\n\n```\nfirst\n\n![c]({OUTSIDE}/c.png)\n```\n- item")
+    ollama_server.reply = hostile
+    at = ask(open_app(), "How do I install the app?")
+
+    html = assistant(at).markdown[0].value
+    assert html == answer_html(hostile)
+    assert html.startswith('<div class="rag-answer"><p><strong>Bold</strong> and <code>code</code> [1].</p>')
+    assert "\n" not in html and "<img" not in html and "<a " not in html
+    assert f"[image: x] ({OUTSIDE}/x.png)" in html and f"&lt;img src=&quot;{OUTSIDE}/y.png&quot;&gt;" in html
+    assert f"link ({OUTSIDE}/z)" in html
+    assert f"<pre><code>first&#10;&#10;![c]({OUTSIDE}/c.png)&#10;</code></pre><ul><li>item</li></ul>" in html
+
+
+def test_empty_page_shows_the_store_and_example_questions_from_its_headings(store, ollama_server):
+    at = open_app()
+    intro = plain(at.markdown[0].value)
+    assert re.fullmatch(r"Ask about your 5 documents: 5 documents \(5 md\) · \d+ chunks · last ingest "
+                        r"(just now|\d+ minutes? ago) \(\d\d:\d\d\)\.", intro), intro
+    examples = [b for b in at.button if b.key.startswith("example_")]
+    assert len(examples) == 3
+    assert all(plain(b.label).startswith("What do my documents say about ") for b in examples)
+
+    question = plain(examples[0].label)
+    examples[0].click().run()
+    assert plain(at.chat_message[0].markdown[0].value) == question
+    assert assistant(at).markdown[0].value == answer_html(ANSWER)
 
 
 def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_server):
@@ -350,6 +521,7 @@ def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_
         {"id": "r2", "title": "Parking rules", "text": "Bicycles are parked in the basement garage.", "site": "south"},
     ]
     at = open_app()
+    assert re.match(r"Up to \d+ MB per file \(server\.maxUploadSize", at.sidebar.file_uploader(key="upload").help)
     at.sidebar.file_uploader(key="upload").set_value(
         [("sites.json", json.dumps(records).encode(), "application/json"),
          ("notes.md", b"# Lab notes\n\nThe <script>alert(1)</script> tag is shown as text.\n", "text/markdown")]
@@ -357,45 +529,91 @@ def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_
     at.sidebar.button(key="ingest_uploads").click().run()
 
     assert not at.exception
-    summary = at.sidebar.code[0].value
-    assert "added 3, updated 0, unchanged 0, removed 0, skipped 0" in summary
-    assert at.sidebar.caption[-1].value.startswith("8 documents · ")
+    assert plain(at.sidebar.success[0].value) == "3 added, 0 updated, 0 unchanged, 0 skipped; 3 chunks written."
+    [store_line] = [plain(c.value) for c in at.sidebar.caption if "chunks · last ingest" in c.value]
+    assert store_line.startswith("8 documents (6 md, 2 json) · ")
 
     at.sidebar.selectbox(key="filter_field").set_value("site").run()
     at.sidebar.selectbox(key="filter_value").set_value("south").run()
     ask(at, "Where are bicycles parked?")
     sources = assistant(at).expander[0]
-    assert [t.value for t in sources.text] == ["Bicycles are parked in the basement garage."]
+    assert [plain(c.value) for c in sources.caption[1:]] == ["Bicycles are parked in the basement garage."]
 
     at.sidebar.selectbox(key="filter_field").set_value("(no filter)")
     at.sidebar.slider(key="top_k").set_value(20).run()
     ask(at, "Which tag is shown as text in the lab notes?")
-    snippets = [t.value for t in assistant(at).expander[0].text]
+    snippets = [plain(c.value) for c in assistant(at).expander[0].caption]
     assert "The <script>alert(1)</script> tag is shown as text." in snippets
-    assert at.get("html") == []
+    assert at.get("html") == [at.get("html")[0]] and "<style>" in at.get("html")[0].proto.body  # only our CSS
 
 
-def test_empty_store_page_loads_and_says_how_to_fill_it(tmp_path, ollama_server, monkeypatch):
-    monkeypatch.setenv("RAG_STORE_DIR", str(tmp_path / "empty"))
-    at = open_app()
-    assert not at.exception
-    assert at.info[0].value.startswith(f"The store at {tmp_path / 'empty'} has no collection 'docs'.")
+def test_uploads_never_replace_silently_and_odd_names_stay_in_their_folder(store, ollama_server):
+    long_name = "n" * 300 + ".md"
+    first = open_app()
+    first.sidebar.file_uploader(key="upload").set_value([("notes.md", b"# Notes\n\nThe first notes file.\n", "text/markdown")]).run()
+    first.sidebar.button(key="ingest_uploads").click().run()
+
+    other = open_app(OTHER_BROWSER)
+    other.sidebar.file_uploader(key="upload").set_value([
+        ("notes.md", b"# Notes\n\nA different notes file.\n", "text/markdown"),
+        ("../../escape.md", b"# Escape\n\nStays in the uploads folder.\n", "text/markdown"),
+        (long_name, b"# Long\n\nA file with a very long name.\n", "text/markdown"),
+        ("invoice\u202etxt.md", b"# Invoice\n\nAn invoice with a bidi override in its name.\n", "text/markdown"),
+    ]).run()
+    other.sidebar.button(key="ingest_uploads").click().run()
+
+    assert not other.exception
+    uploads = store / "uploads"
+    assert sorted(p.name for p in uploads.iterdir()) == sorted(
+        ["notes.md", "notes (2).md", "escape.md", "n" * 117 + ".md", "invoice_txt.md"])
+    assert (uploads / "notes.md").read_text() == "# Notes\n\nThe first notes file.\n"
+    assert plain(other.sidebar.success[0].value) == "4 added, 0 updated, 0 unchanged, 0 skipped; 4 chunks written."
+    notes = [plain(c.value) for c in other.sidebar.caption if "saved as" in c.value]
+    assert notes == [
+        "notes.md: saved as notes (2).md: a different file named notes.md is already in the store",
+        "../../escape.md: saved as escape.md",
+        f"{long_name}: saved as {'n' * 117}.md",
+        "invoice\\u202etxt.md: saved as invoice_txt.md",
+    ]
+
+
+def test_cancel_raised_from_progress_stops_the_ingest_and_frees_the_lock_at_once(tmp_path, embedder):
+    """The upload box's Cancel stops a run by raising from its progress callback (a Streamlit rerun does that)."""
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"page-{i}.md").write_text(f"# Page {i}\n\n" + "words and more words " * 400)
+    settings = Settings(store_dir=tmp_path / "store")
+
+    class Cancelled(Exception):
+        pass
+
+    seen = []
+
+    def on_progress(kind: str, n: int) -> None:
+        seen.append(kind)
+        if seen.count("file") == 2:
+            raise Cancelled
+
+    with pytest.raises(Cancelled):
+        ingest([folder], settings, embedder, IngestOptions(), on_progress)
+    with writer_lock(settings, active=True):  # free at once: a second ingest could start
+        assert (settings.store_dir / LOCK_NAME).exists()
+    report = ingest([folder], settings, embedder, IngestOptions())
+    assert len(report.added) + len(report.unchanged) == 6 and not report.skipped
+
+
+def test_condensed_query_is_the_first_line_without_label_or_quotes():
+    assert clean_query('Query: "How do I install on Windows?"\nBecause...') == "How do I install on Windows?"
+    assert clean_query("\n\n") == ""
 
 
 def test_cited_numbers_reads_single_adjacent_and_listed_markers():
     assert cited_numbers("A [1]. B [2][3]. C [4, 5]. Not [x] or [].") == {1, 2, 3, 4, 5}
 
 
-def test_safe_pieces_turns_images_into_text_even_across_pieces():
-    pieces = ["See !", "[logo](http://example.com/x.png) and ", "wow!", "!"]
-    assert "".join(safe_pieces(pieces)) == "See !\\[logo](http://example.com/x.png) and wow!!"
-
-
-def test_escape_markdown_leaves_nothing_for_markdown_or_html_to_interpret():
-    assert plain(escape_markdown("<b>*x*</b> :red[y] $z$")) == "<b>*x*</b> :red[y] $z$"
-    assert escape_markdown("<b>") == "\\<b\\>"
-
-
-def test_condensed_query_is_the_first_line_without_label_or_quotes():
-    assert clean_query('Query: "How do I install on Windows?"\nBecause...') == "How do I install on Windows?"
-    assert clean_query("\n\n") == ""
+def test_history_rows_survive_the_page_reading_them(store, ollama_server):
+    ask(open_app(), "How do I install the app?")
+    with sqlite3.connect(store / FILENAME) as db:
+        states = [json.loads(meta).get("state") for (meta,) in db.execute("SELECT meta FROM messages WHERE role = 'assistant'")]
+    assert states == ["done"]

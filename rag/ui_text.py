@@ -1,0 +1,107 @@
+"""Untrusted text on the page: plain strings shown as text, answers as Markdown that can neither fetch nor link out.
+
+Streamlit renders labels, captions, alerts and `st.markdown` as GitHub-flavoured Markdown: an image loads its URL,
+a bare `http://` or `www.` becomes a link, `:material/x:` and `:red[...]` are interpreted. Every string that comes
+from a document, a file name, metadata, a model name, Ollama or the user goes through one of these functions.
+"""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from markdown_it import MarkdownIt
+from markdown_it.common.utils import escapeHtml
+
+MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
+AUTOLINK_SCHEME = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|\bwww(?=\.)|(?=@)")
+WORD_JOINER = "\u2060"  # invisible; splits `http://` and `www.` so GFM's autolinker does not see them
+PRE_BLOCK = re.compile(r"<pre>.*?</pre>", re.S)
+INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
+
+
+def visible(text: str) -> str:
+    """Text whose control, zero-width and bidi-override characters are shown as escapes (\\u202e), not obeyed."""
+
+    def show(match: re.Match) -> str:
+        code = ord(match.group())
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+    return INVISIBLE.sub(show, unicodedata.normalize("NFC", text))
+
+
+def one_line(text: str) -> str:
+    """Untrusted text on one line: whitespace runs (newlines included) become one space, controls made visible."""
+    return visible(" ".join(str(text).split()))
+
+
+def escape_markdown(text: str) -> str:
+    """Text that Markdown shows literally: ASCII punctuation backslash-escaped, URL starts split so nothing links."""
+    text = AUTOLINK_SCHEME.sub(lambda m: m.group() + WORD_JOINER, text)
+    return MARKDOWN_SPECIAL.sub(r"\\\1", text)
+
+
+def text(value) -> str:
+    """An untrusted string as Markdown that shows it literally, on one line: for labels, captions and alerts."""
+    return escape_markdown(one_line(str(value)))
+
+
+def _answer_markdown() -> MarkdownIt:
+    """CommonMark with tables and strikethrough; raw HTML is escaped, images and links are rendered as text."""
+    md = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False}).enable(["table", "strikethrough"])
+
+    def image(self, tokens, idx, options, env):
+        token = tokens[idx]
+        alt = "".join(child.content for child in token.children or [])
+        return escapeHtml(f"[image: {alt}] ({token.attrGet('src') or ''})")
+
+    def link_open(self, tokens, idx, options, env):
+        env.setdefault("links", []).append(tokens[idx].attrGet("href") or "")
+        return ""
+
+    def link_close(self, tokens, idx, options, env):
+        href = env["links"].pop()
+        return "" if tokens[idx].markup == "autolink" else escapeHtml(f" ({href})")
+
+    md.add_render_rule("softbreak", lambda self, tokens, idx, options, env: " ")
+    md.add_render_rule("image", image)
+    md.add_render_rule("link_open", link_open)
+    md.add_render_rule("link_close", link_close)
+    return md
+
+
+ANSWER_MARKDOWN = _answer_markdown()
+
+
+def answer_html(markdown: str) -> str:
+    """A model's answer as HTML for `st.markdown(..., unsafe_allow_html=True)`: its Markdown kept, nothing active.
+
+    markdown-it escapes every raw HTML tag and entity in the text; images and links become text. The result is one
+    line inside a <div>, so Streamlit's own Markdown parser sees a single HTML block and interprets nothing in it.
+    """
+    body = ANSWER_MARKDOWN.render(visible_answer(markdown))
+    body = PRE_BLOCK.sub(lambda m: m.group().replace("\n", "&#10;"), body)  # code keeps its line breaks
+    return '<div class="rag-answer">' + body.replace("\n", "") + "</div>"
+
+
+def visible_answer(markdown: str) -> str:
+    """An answer with bidi overrides and control characters shown visibly; newlines and tabs kept."""
+    return INVISIBLE.sub(lambda m: visible(m.group()), markdown.replace("\r\n", "\n").replace("\r", "\n"))
+
+
+def readable(markdown: str) -> str:
+    """Markdown source as the words a reader would see: no fences, heading marks, emphasis or link syntax; one line."""
+    tokens = ANSWER_MARKDOWN.parse(markdown)
+    words: list[str] = []
+    for token in tokens:
+        if token.type == "inline":
+            for child in token.children or []:
+                if child.type in ("text", "code_inline"):
+                    words.append(child.content)
+                elif child.type in ("softbreak", "hardbreak"):
+                    words.append(" ")
+                elif child.type == "image":
+                    words.append(child.content)
+            words.append(" ")
+        elif token.type in ("fence", "code_block"):
+            words.append(token.content + " ")
+    return one_line("".join(words))
