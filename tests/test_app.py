@@ -617,3 +617,81 @@ def test_history_rows_survive_the_page_reading_them(store, ollama_server):
     with sqlite3.connect(store / FILENAME) as db:
         states = [json.loads(meta).get("state") for (meta,) in db.execute("SELECT meta FROM messages WHERE role = 'assistant'")]
     assert states == ["done"]
+
+
+def test_text_shows_untrusted_strings_literally_on_one_line_with_controls_visible():
+    from rag.ui_text import text, visible
+
+    value = text(f"faq-1\n\n![i]({OUTSIDE}/x.png) :material/forum: :red[x] $y$ <b> www.example.com a@b.c")
+    assert "\n" not in value and inert(value)
+    assert plain(value) == f"faq-1 ![i]({OUTSIDE}/x.png) :material/forum: :red[x] $y$ <b> www.example.com a@b.c"
+    assert visible("invoice\u202etxt.md\x1b[2J\u200b") == "invoice\\u202etxt.md\\x1b[2J\\u200b"
+
+
+def test_answer_html_escapes_raw_html_and_turns_images_and_links_into_text():
+    assert answer_html("<script>alert(1)</script>") == '<div class="rag-answer"><p>&lt;script&gt;alert(1)&lt;/script&gt;</p></div>'
+    assert answer_html("![a](http://x/y.png) [b](http://x/z)") == (
+        '<div class="rag-answer"><p>[image: a] (http://x/y.png) b (http://x/z)</p></div>')
+    assert answer_html("a\nb  \nc") == '<div class="rag-answer"><p>a b<br />c</p></div>'
+    assert answer_html("right\u202eleft") == '<div class="rag-answer"><p>right\\u202eleft</p></div>'
+
+
+def test_readable_snippet_drops_markdown_syntax_and_line_breaks():
+    from rag.ui_answer import snippet
+
+    assert snippet("# Install\n\nRun **pip** with\n`-r requirements.txt`:\n\n```sh\npip install\n```\n") == (
+        "Install Run pip with -r requirements.txt: pip install")
+
+
+def test_safe_names_stay_in_their_folder_and_within_file_system_limits():
+    from rag.ui_uploads import safe_name
+
+    assert safe_name("../../etc/passwd") == "passwd"
+    assert safe_name("..\\..\\win.ini") == "win.ini"
+    assert safe_name(".env") == "env"
+    assert safe_name("...") == "upload"
+    assert safe_name("invoice\u202etxt.md") == "invoice_txt.md"
+    assert safe_name("a" * 304 + ".md") == "a" * 117 + ".md"
+    assert len(safe_name("é" * 300 + ".md").encode()) <= 120
+
+
+def test_a_name_clash_between_sessions_gets_a_numbered_name_and_never_replaces(tmp_path):
+    from rag.ui_uploads import save_uploads
+
+    first = save_uploads([("notes.md", b"one")], tmp_path)
+    same = save_uploads([("notes.md", b"one")], tmp_path)
+    other = save_uploads([("notes.md", b"two"), ("x" * 304 + ".md", b"three")], tmp_path)
+    replaced = save_uploads([("notes.md", b"four")], tmp_path, replace=True)
+
+    assert [f.path.name for f in first.files] == ["notes.md"] and first.files[0].note == ""
+    assert same.files[0].note == "unchanged: the same file is already in the store as notes.md"
+    assert [f.path.name for f in other.files] == ["notes (2).md", "x" * 117 + ".md"]
+    assert (tmp_path / "notes (2).md").read_bytes() == b"two"
+    assert replaced.files[0].note == "replaces the earlier notes.md"
+    assert (tmp_path / "notes.md").read_bytes() == b"four"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["notes.md", "notes (2).md", "x" * 117 + ".md"])
+
+
+def test_last_ingest_is_relative_and_in_local_time():
+    from datetime import datetime, timezone
+    from zoneinfo import ZoneInfo
+
+    from rag.ui_store import ingested_ago
+
+    now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
+    berlin = ZoneInfo("Europe/Berlin")
+    assert ingested_ago("2026-03-01T11:57:00+00:00", now, berlin) == "3 minutes ago (12:57)"
+    assert ingested_ago("2026-03-01T11:59:30+00:00", now, berlin) == "just now (12:59)"
+    assert ingested_ago("2026-02-27T09:00:00+00:00", now, berlin) == "2 days ago (2026-02-27 10:00)"
+    assert ingested_ago("", now, berlin) == "unknown"
+
+
+def test_example_questions_come_from_titles_that_are_questions_or_from_headings():
+    from rag.ui_store import example_question, pick_examples
+
+    assert example_question({"title": "How do I run the homework?"}) == "How do I run the homework?"
+    assert example_question({"title": "Guide", "headings": "Install > Linux"}) == "What do my documents say about Linux?"
+    assert example_question({"title": "Setup", "headings": "Setup > Choosing a model"}) == (
+        "What do my documents say about Choosing a model?")
+    assert example_question({"title": "12", "headings": ""}) is None
+    assert pick_examples({"a": ["qa"], "b": ["qb"], "c": ["qc"], "d": ["qd"]}) == ["qa", "qb", "qc"]
