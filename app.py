@@ -242,6 +242,7 @@ def main() -> None:
         start_conversation(history, question)  # before the sidebar, so the new chat is listed at once
 
     page_style()
+    page_scripts(close_sidebar=st.session_state.pop("close_sidebar", False))
     model = model_section(llm, settings)
     conversations_section(history)
     retriever, summary, store_problem = store_state(settings)
@@ -282,7 +283,6 @@ def main() -> None:
         run_turn(meta["question"], ctx, query=meta["query"], force=True)
     elif question:
         run_turn(question, ctx)
-    page_scripts(close_sidebar=st.session_state.pop("close_sidebar", False))
 
 
 main()

@@ -186,6 +186,17 @@ class History:
                 (content, json.dumps(meta, ensure_ascii=False), message_id, self.owner),
             )
 
+    def change_state(self, message_id: int, state: str, only_from: tuple[str, ...]) -> bool:
+        """Set an answer's meta state (e.g. 'stopped') if it is one of only_from; its text is left alone."""
+        marks = ", ".join("?" for _ in only_from)
+        with self.connect() as db:
+            return db.execute(
+                f"UPDATE messages SET meta = json_set(meta, '$.state', ?) WHERE id = ? "
+                f"AND json_extract(meta, '$.state') IN ({marks}) "
+                "AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
+                (state, message_id, *only_from, self.owner),
+            ).rowcount == 1
+
     def message(self, message_id: int) -> Message | None:
         """One of this browser's messages."""
         with self.connect() as db:

@@ -63,7 +63,7 @@ def conversations_section(history: History) -> None:
                             key="conversation_list")
     for conversation in conversations:
         is_current = conversation.id == current
-        row = box.container(horizontal=True, key=f"conversation_row_{conversation.id}", gap="small",
+        row = box.container(horizontal=True, wrap=False, key=f"conversation_row_{conversation.id}", gap="small",
                             vertical_alignment="center")
         row.button(
             text(names[conversation.id]),

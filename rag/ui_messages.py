@@ -63,8 +63,6 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
     if message.content:
         show_answer(st, message.content)
     state = answer_state(meta)
-    if state == "interrupted" and meta.get("reason") in STATE_NOTES:
-        state = meta["reason"]
     if state in STATE_NOTES:
         st.caption(STATE_NOTES[state])
     render_answer_extras(message, latest, actions)

@@ -6,6 +6,7 @@ from a document, a file name, metadata, a model name, Ollama or the user goes th
 """
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 
@@ -13,8 +14,8 @@ from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
 MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
-AUTOLINK_SCHEME = re.compile(r"(?i)(?:https?|ftp|mailto|xmpp)(?=:)|\bwww(?=\.)|(?=@)")
-WORD_JOINER = "\u2060"  # invisible; splits `http://` and `www.` so GFM's autolinker does not see them
+AUTOLINK_START = re.compile(r"(?i)(?:https?|ftp)(?=://(\[[^\]]*\]|[^/\s:?#\\]*))|mailto(?=:)|xmpp(?=:)|\bwww(?=\.)|(?=@)")
+WORD_JOINER = "\u2060"  # invisible; splits `http://` and `www.` so GFM's autolinker does not make them links
 PRE_BLOCK = re.compile(r"<pre>.*?</pre>", re.S)
 INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
@@ -34,9 +35,21 @@ def one_line(text: str) -> str:
     return visible(" ".join(str(text).split()))
 
 
+def loopback(host: str | None) -> bool:
+    """True for a host name or address on this machine."""
+    host = (host or "").strip("[]").lower()
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def escape_markdown(text: str) -> str:
-    """Text that Markdown shows literally: ASCII punctuation backslash-escaped, URL starts split so nothing links."""
-    text = AUTOLINK_SCHEME.sub(lambda m: m.group() + WORD_JOINER, text)
+    """Text that Markdown shows literally: ASCII punctuation escaped, and no link to another host (GFM would make
+    `http://…`, `www.…` and `a@b.c` into links): those get an invisible word joiner. Loopback URLs stay copyable."""
+    text = AUTOLINK_START.sub(lambda m: m.group() if loopback(m.group(1)) and m.group() else m.group() + WORD_JOINER, text)
     return MARKDOWN_SPECIAL.sub(r"\\\1", text)
 
 

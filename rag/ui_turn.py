@@ -28,6 +28,7 @@ from rag.ui_text import text
 SAVE_EVERY_S = 0.5
 RENDER_EVERY_S = 0.1  # at least; a long answer is redrawn less often, so drawing never dominates
 LOADING_NOTICE_AFTER_S = 1.0
+CUT_SHORT_REASONS = ("stopped", "new_question")
 STOP_NOTE = "Stop keeps what is written so far. A new question also stops this answer (it does not wait)."
 
 
@@ -78,17 +79,22 @@ class AnswerRecorder:
 
 
 def stop_answer(history: History, message_id: int) -> None:
-    """The Stop button's callback: the run it interrupted saved the answer as 'interrupted'; say the user stopped it."""
-    message = history.message(message_id)
-    if message is not None and message.meta.get("state") == "interrupted":
-        history.update(message_id, message.content, {**message.meta, "state": "stopped"})
+    """The Stop button's callback: mark the answer stopped (the interrupted run may save before or after this)."""
+    history.change_state(message_id, "stopped", only_from=("streaming", "interrupted"))
+
+
+def cut_short_state(history: History, message_id: int) -> str:
+    """How an answer whose run was stopped ends: as the next run already marked it (Stop, a new question), else
+    'interrupted' (the next run may mark it later: callbacks and this save can come in either order)."""
+    saved = history.message(message_id)
+    if saved is not None and saved.meta.get("state") in CUT_SHORT_REASONS:
+        return saved.meta["state"]
+    return "interrupted"
 
 
 def note_interruption(history: History, message_id: int, reason: str) -> None:
     """Say why an interrupted answer stopped (e.g. new_question), when that is known only in the next run."""
-    message = history.message(message_id)
-    if message is not None and message.meta.get("state") == "interrupted":
-        history.update(message_id, message.content, {**message.meta, "reason": reason})
+    history.change_state(message_id, reason, only_from=("streaming", "interrupted"))
 
 
 def answer_pieces(turn: Turn, llm: Ollama, settings: Settings, status):
@@ -160,7 +166,8 @@ def run_turn(question: str, ctx: TurnContext, *, query: str | None = None, force
             finished = True
         finally:
             if not finished and recorder.meta.get("state") == "streaming":
-                recorder.save(state="interrupted")  # no page calls here: the run may be stopping
+                # no page or session-state calls here: they would raise Streamlit's stop again
+                recorder.save(state=cut_short_state(history, recorder.message.id))
             if finished:
                 st.session_state.pop("streaming_id", None)
 

@@ -1,21 +1,26 @@
 """The chat page in a real browser: headless Chromium (Debian's `chromium`) via Playwright, against
-`streamlit run app.py` and the stand-in Ollama. Saves docs/screenshot.png."""
+`streamlit run app.py` (with the project's .streamlit/config.toml) and the stand-in Ollama. Saves docs/screenshot.png."""
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import shutil
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
 playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
-from ingest.pipeline import IngestOptions, ingest
+from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
 from rag.condense import CONDENSE_RULES
+from rag.errors import StoreError
 from rag.settings import Settings
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin, unused_port
@@ -26,22 +31,38 @@ ROOT = Path(__file__).resolve().parent.parent
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
+OUTSIDE = "http://198.51.100.7"
 ANSWER = "Start Ollama with `ollama serve` [1], then pick a model in the sidebar and ask again [2]."
 SCRIPT_ANSWER = "Markup inside documents is shown as plain text [1]."
+OUTSIDE_ANSWER = (f"See ![logo]({OUTSIDE}/answer.png) and [the site]({OUTSIDE}/page) or <img src=\"{OUTSIDE}/raw.png\"> "
+                  f"<{OUTSIDE}/auto> www.example.com [1].")
+LONG_ANSWER = " ".join(f"word{i}" for i in range(60)) + " [1]."
 STANDALONE = "How do I start Ollama on Windows?"
 SCRIPT_DOC = """# Script tags in documents
 
 A page may contain markup such as <script>window.injected = "script"</script> or
 <img src="x" onerror="window.injected = 'img'"> and the chat page must show it as text.
 """
+OUTSIDE_DOC = f"""# Outside pictures
+
+This page shows a logo ![logo]({OUTSIDE}/doc.png) and links to [the vendor]({OUTSIDE}/vendor) and
+<img src="{OUTSIDE}/doc-raw.png">, none of which may load.
+"""
 
 
 def reply(body: dict) -> str:
-    """A standalone query for condense prompts; an answer about markup or about starting Ollama otherwise."""
+    """A standalone query for condense prompts; otherwise an answer picked by the question's words."""
     messages = body["messages"]
     if messages[0]["content"] == CONDENSE_RULES:
         return STANDALONE
-    return SCRIPT_ANSWER if "markup" in messages[-1]["content"].split("Question:")[-1] else ANSWER
+    question = messages[-1]["content"].split("Question:")[-1]
+    if "markup" in question:
+        return SCRIPT_ANSWER
+    if "picture" in question or "outside" in question:
+        return OUTSIDE_ANSWER
+    if "slowly" in question:
+        return LONG_ANSWER
+    return ANSWER
 
 
 def wait_until(check, timeout: float, what: str):
@@ -63,6 +84,37 @@ def healthy(url: str) -> bool:
         return False
 
 
+def stop_process(process: subprocess.Popen) -> None:
+    """Terminate, then kill if it lingers; always reaped."""
+    if process.poll() is None:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+@contextlib.contextmanager
+def streamlit_app(workdir: Path, env: dict):
+    """`streamlit run app.py` on a free port from workdir (holding a copy of the project's .streamlit/ config)."""
+    shutil.copytree(ROOT / ".streamlit", workdir / ".streamlit", dirs_exist_ok=True)
+    port = unused_port()
+    log_path = workdir / "streamlit.log"
+    with log_path.open("w") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "streamlit", "run", str(ROOT / "app.py"), "--server.port", str(port)],
+            cwd=workdir, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT,
+        )
+        url = f"http://localhost:{port}"
+        try:
+            wait_until(lambda: healthy(url) or process.poll() is not None, 60, "streamlit to start")
+            assert process.poll() is None, log_path.read_text()
+            yield url
+        finally:
+            stop_process(process)
+
+
 @pytest.fixture
 def standin():
     server = OllamaStandin(reply=reply)
@@ -73,44 +125,63 @@ def standin():
 
 @pytest.fixture
 def app_url(tmp_path, standin, embedder):
-    """`streamlit run app.py` on a free port, over a store with the user guide and a page full of markup."""
-    markup = tmp_path / "markup"
-    markup.mkdir()
-    (markup / "script-tags.md").write_text(SCRIPT_DOC)
+    """The app over a store with the user guide, a page full of markup and a page with outside pictures."""
+    docs = tmp_path / "markup"
+    docs.mkdir()
+    (docs / "script-tags.md").write_text(SCRIPT_DOC)
+    (docs / "outside-pictures.md").write_text(OUTSIDE_DOC)
     store = tmp_path / "store"
-    ingest([SAMPLE_DIR, markup], Settings(store_dir=store), embedder, IngestOptions())
-    port = unused_port()
-    env = {**os.environ, "RAG_STORE_DIR": str(store), "OLLAMA_HOST": standin.host}
-    log = (tmp_path / "streamlit.log").open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.headless", "true",
-         "--server.fileWatcherType", "none"],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-    )
-    url = f"http://localhost:{port}"
-    try:
-        wait_until(lambda: healthy(url) or process.poll() is not None, 60, "streamlit to start")
-        assert process.poll() is None, (tmp_path / "streamlit.log").read_text()
+    ingest([SAMPLE_DIR, docs], Settings(store_dir=store), embedder, IngestOptions())
+    with streamlit_app(tmp_path, {"RAG_STORE_DIR": str(store), "OLLAMA_HOST": standin.host}) as url:
         yield url
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-        log.close()
 
 
 @pytest.fixture
-def page():
+def browser():
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
-        yield page
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@pytest.fixture
+def requests_seen(browser):
+    """Every URL any page of the test's browser context asks for (outside hosts are recorded, then refused)."""
+    return []
+
+
+@pytest.fixture
+def context(browser, requests_seen):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context.on("request", lambda request: requests_seen.append(request.url))
+    context.route(lambda url: not on_loopback(url), lambda route: route.abort())
+    yield context
+    context.close()
+
+
+@pytest.fixture
+def page(context):
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    return page
+
+
+def on_loopback(url: str) -> bool:
+    """True for URLs that stay on this machine (and for data:, blob:, about: URLs, which fetch nothing)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("data", "blob", "about"):
+        return True
+    host = parts.hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def ask(page, question: str) -> None:
@@ -128,8 +199,14 @@ def wait_for_messages(page, count: int) -> None:
 
 
 def answer_text(page, index: int) -> str:
-    markdown = messages(page).nth(index).get_by_test_id("stMarkdownContainer")
-    return markdown.first.inner_text() if markdown.count() else ""
+    answer = messages(page).nth(index).locator(".rag-answer")
+    return answer.first.inner_text() if answer.count() else ""
+
+
+def outside_links_and_images(page) -> list[str]:
+    """Every image source and link target on the page that leaves the machine."""
+    urls = page.eval_on_selector_all("img, a[href], link[href]", "els => els.map(e => e.src || e.href)")
+    return [url for url in urls if url and not on_loopback(url)]
 
 
 def test_chat_in_a_real_browser(app_url, page, standin):
@@ -142,10 +219,10 @@ def test_chat_in_a_real_browser(app_url, page, standin):
     ask(page, "How is markup in documents shown?")
     wait_for_messages(page, 2)
     seen = []
-    full = SCRIPT_ANSWER.replace("`", "")
+    full = SCRIPT_ANSWER
     wait_until(lambda: seen.append(answer_text(page, 1)) or seen[-1] == full, 30, "the whole answer")
     partial = [text for text in seen if text and text != full]
-    assert partial and all(full.startswith(text.rstrip("…").strip()) for text in partial), seen
+    assert partial and all(full.startswith(text.strip()) for text in partial), seen
     sources = messages(page).nth(1).get_by_test_id("stExpander")
     sources.get_by_text("Cited in the answer").wait_for()
     expect(sources.get_by_text("Script tags in documents").first).to_be_visible()
@@ -171,19 +248,16 @@ def test_chat_in_a_real_browser(app_url, page, standin):
         (False, "llama3.2:latest"),
     ]
     messages(page).nth(3).get_by_text(" · llama3.2:latest", exact=False).wait_for()
-    page.set_viewport_size({"width": 1400, "height": 1900})  # tall enough for the whole second turn
-    page.wait_for_timeout(500)
-    SCREENSHOT.parent.mkdir(exist_ok=True)
-    page.screenshot(path=str(SCREENSHOT))
-    page.set_viewport_size({"width": 1400, "height": 1000})
 
-    # reload: the conversation comes back from SQLite
+    # reload: the conversation, the model and the settings come back
     page.reload()
     wait_for_messages(page, 4)
+    wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 30, "the restored answers")
     assert messages(page).nth(0).inner_text().strip().endswith("How is markup in documents shown?")
     assert answer_text(page, 1) == full
     assert messages(page).nth(2).inner_text().strip().endswith("And how do I start Ollama?")
     assert answer_text(page, 3) == ANSWER.replace("`", "")
+    expect(page.get_by_role("combobox", name="Chat model")).to_have_value("llama3.2:latest")
 
     # Ollama goes away: a readable message, the sources still shown, no traceback
     standin.stop()
@@ -196,3 +270,184 @@ def test_chat_in_a_real_browser(app_url, page, standin):
     expect(failed.get_by_test_id("stExpander").get_by_text("Adding your documents").first).to_be_visible()
     assert page.get_by_test_id("stException").count() == 0
     assert "Traceback" not in page.inner_text("body")
+
+
+def test_a_whole_session_makes_no_request_outside_this_machine(app_url, page, standin, requests_seen, tmp_path):
+    page.goto(app_url)
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+
+    # an answer and a document that both carry outside images and links
+    ask(page, "Which outside pictures does the page show?")
+    wait_for_messages(page, 2)
+    wait_until(lambda: "[image: logo]" in answer_text(page, 1) and answer_text(page, 1).endswith("[1]."), 30, "the answer")
+    sources = messages(page).nth(1).get_by_test_id("stExpander")
+    sources.get_by_text("Outside pictures").first.wait_for()
+    expect(sources).to_contain_text("This page shows a logo logo and links to the vendor and <img src=")
+
+    # models: refresh and pull; an upload holding an outside picture; history: new chat, open, delete, undo
+    page.get_by_role("button", name="Refresh models").click()
+    page.get_by_text("Pull a model").click()
+    page.get_by_label("Model name").fill("tinyllama")
+    page.get_by_role("button", name="Pull", exact=True).click()
+    page.get_by_text("Pulled tinyllama:latest").wait_for()
+    upload = tmp_path / "upload-outside.md"
+    upload.write_text(f"# Uploaded picture\n\n![up]({OUTSIDE}/upload.png) [go]({OUTSIDE}/go)\n")
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(upload))
+    page.get_by_role("button", name="Ingest uploaded files").click()
+    page.get_by_text("1 added, 0 updated, 0 unchanged, 0 skipped").wait_for()
+    page.get_by_role("button", name="New chat").click()
+    wait_for_messages(page, 0)
+    ask(page, f"![q]({OUTSIDE}/question.png) what does the uploaded picture page say?")
+    wait_for_messages(page, 2)
+    wait_until(lambda: answer_text(page, 1).endswith("[1]."), 30, "the answer")
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar).to_contain_text(f"![q](http\u2060://{OUTSIDE[7:]}/question.png)")  # a word joiner: no link
+    first = sidebar.get_by_role("button", name="Which outside pictures does the page show?", exact=True)
+    first.click()
+    wait_for_messages(page, 2)
+    sidebar.get_by_role("button", name="Delete conversation Which outside pictures does the page show?").click()
+    sidebar.get_by_role("button", name="Undo").click()
+    wait_for_messages(page, 2)
+
+    # an error: Ollama down
+    standin.stop()
+    ask(page, "And the outside pictures once more?")
+    wait_for_messages(page, 4)
+    expect(messages(page).nth(3).get_by_test_id("stAlert").first).to_contain_text("Cannot reach Ollama")
+    page.reload()
+    wait_for_messages(page, 4)
+    page.wait_for_timeout(1000)
+
+    outside = [url for url in requests_seen if not on_loopback(url)]
+    assert outside == []
+    assert len(requests_seen) > 20 and any("/_stcore/" in url or "/static/" in url for url in requests_seen)
+    assert outside_links_and_images(page) == []
+    favicon = page.eval_on_selector("link[rel~='icon']", "e => e.href")
+    assert on_loopback(favicon)
+
+
+def test_stop_a_second_question_and_a_reload_never_lose_an_answer(app_url, page, standin):
+    standin.token_delay = 0.15  # about 9 s per answer
+    page.goto(app_url)
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    words = LONG_ANSWER.split()
+
+    # Stop: what was written stays, marked as stopped
+    ask(page, "How do I start Ollama? Answer slowly, first")
+    wait_for_messages(page, 2)
+    wait_until(lambda: len(answer_text(page, 1).split()) >= 5, 30, "a few words")
+    messages(page).nth(1).get_by_role("button", name="Stop").click()
+    messages(page).nth(1).get_by_text("Stopped: you pressed Stop.").wait_for()
+    stopped = answer_text(page, 1).split()
+    assert 5 <= len(stopped) < len(words) and words[: len(stopped)] == stopped
+
+    # a second question while one streams: the first stops, is kept and says why; the second is answered
+    ask(page, "How do I start Ollama? Answer slowly, second")
+    wait_for_messages(page, 4)
+    wait_until(lambda: len(answer_text(page, 3).split()) >= 5, 30, "a few words of the second answer")
+    ask(page, "How do I start Ollama? Answer slowly, third")
+    wait_for_messages(page, 6)
+    messages(page).nth(3).get_by_text("Stopped when you asked the next question.").wait_for()
+    wait_until(lambda: answer_text(page, 5) == LONG_ANSWER, 60, "the third answer")
+    second = answer_text(page, 3).split()
+    assert 5 <= len(second) < len(words) and words[: len(second)] == second
+
+    # a reload mid-answer: the reloaded page shows the turn with what was written so far, never a bare question
+    ask(page, "How do I start Ollama? Answer slowly, fourth")
+    wait_for_messages(page, 8)
+    wait_until(lambda: len(answer_text(page, 7).split()) >= 5, 30, "a few words of the fourth answer")
+    page.reload()
+    wait_for_messages(page, 8)
+    shown = wait_until(lambda: answer_text(page, 7).split(), 30, "the fourth answer after the reload")
+    assert words[: len(shown)] == shown
+    roles = page.eval_on_selector_all("[data-testid=stChatMessage]", "els => els.map(e => e.querySelector('.rag-answer') ? 'a' : 'q')")
+    assert roles == ["q", "a"] * 4
+    page.wait_for_timeout(12_000)  # the run the reload left finishes (or is cut off) and saves
+    page.reload()
+    wait_for_messages(page, 8)
+    final = answer_text(page, 7)
+    marks = messages(page).nth(7).inner_text()
+    assert final == LONG_ANSWER or ("Interrupted" in marks and LONG_ANSWER.startswith(final)), marks
+
+
+def test_phone_width_keyboard_focus_and_the_conversation_list(app_url, browser, standin):
+    context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
+    try:
+        page = context.new_page()
+        page.set_default_timeout(30_000)
+        page.goto(app_url)
+        box = page.get_by_test_id("stChatInputTextArea")
+        box.wait_for()
+        wait_until(lambda: page.evaluate("document.activeElement.dataset.testid") == "stChatInputTextArea", 10,
+                   "the chat box to have the focus")
+        page.keyboard.type("How do I start Ollama?")
+        page.keyboard.press("Enter")
+        wait_for_messages(page, 2)
+        wait_until(lambda: answer_text(page, 1) == ANSWER.replace("`", ""), 30, "the answer")
+
+        page.get_by_test_id("stExpandSidebarButton").click()
+        sidebar = page.get_by_test_id("stSidebar")
+        title = sidebar.get_by_role("button", name="How do I start Ollama?", exact=True)
+        delete = sidebar.get_by_role("button", name="Delete conversation How do I start Ollama?")
+        expect(delete).to_be_visible()
+        title_box, delete_box = title.bounding_box(), delete.bounding_box()
+        assert abs((title_box["y"] + title_box["height"] / 2) - (delete_box["y"] + delete_box["height"] / 2)) < 4
+        assert title_box["x"] + title_box["width"] <= delete_box["x"] + 1
+
+        sidebar.get_by_role("button", name="New chat").click()
+        wait_for_messages(page, 0)
+        wait_until(lambda: (sidebar.bounding_box() or {"x": -1, "width": 0})["x"] + sidebar.bounding_box()["width"] <= 0,
+                   10, "the sidebar to close")
+        page.reload()
+        page.get_by_test_id("stChatInputTextArea").wait_for()
+        page.wait_for_timeout(1000)
+        assert messages(page).count() == 0  # after New chat, a reload does not reopen the previous conversation
+    finally:
+        context.close()
+
+
+def test_cancel_stops_an_upload_and_frees_the_ingest_lock(app_url, page, tmp_path):
+    big = tmp_path / "big-upload.md"
+    big.write_text("\n\n".join(f"## Part {i}\n\n" + f"Paragraph {i} talks about topic {i}. " * 40 for i in range(400)))
+    page.goto(app_url)
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(big))
+    page.get_by_role("button", name="Ingest uploaded files").click()
+    page.get_by_text("chunks written", exact=False).first.wait_for()
+    store = tmp_path / "store"
+    with pytest.raises(StoreError):  # the upload holds the writer lock
+        with writer_lock(Settings(store_dir=store), active=True):
+            pass
+    page.get_by_role("button", name="Cancel").click()
+    page.get_by_text("Cancelled after", exact=False).wait_for()
+    with writer_lock(Settings(store_dir=store), active=True):  # freed: another ingest can start
+        assert (store / LOCK_NAME).exists()
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("ingest the same files again to finish")
+
+
+@pytest.fixture
+def guide_app(tmp_path, embedder):
+    """The app as a new user runs it: the bundled guide in ./store, a stand-in Ollama answering from it."""
+    answer = ("Run `python -m ingest docs/` to add a folder of your own files [1]; a re-run only embeds what "
+              "changed [2]. Then ask about them here.")
+    server = OllamaStandin(reply=lambda body: STANDALONE if body["messages"][0]["content"] == CONDENSE_RULES else answer)
+    with server:
+        ingest([SAMPLE_DIR], Settings(store_dir=tmp_path / "store"), embedder, IngestOptions())
+        with streamlit_app(tmp_path, {"RAG_STORE_DIR": "store", "OLLAMA_HOST": server.host}) as url:
+            yield url, answer
+
+
+def test_screenshot_of_a_real_session_on_the_bundled_guide(guide_app, page):
+    url, answer = guide_app
+    page.goto(url)
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    expect(page.get_by_test_id("stMain")).to_contain_text("For example:")
+    ask(page, "How do I add my own documents?")
+    wait_for_messages(page, 2)
+    wait_until(lambda: answer_text(page, 1) == answer.replace("`", ""), 30, "the answer")
+    messages(page).nth(1).get_by_text("Cited in the answer").wait_for()
+    expect(page.get_by_test_id("stSidebar")).to_contain_text("5 documents (5 md)")
+    page.set_viewport_size({"width": 1400, "height": 1250})
+    page.wait_for_timeout(800)
+    SCREENSHOT.parent.mkdir(exist_ok=True)
+    page.screenshot(path=str(SCREENSHOT))
