@@ -19,7 +19,7 @@ from rag.ui_browser import FAVICON, browser_id, page_scripts, page_style
 from rag.ui_conversations import conversations_section
 from rag.ui_ingest import upload_section
 from rag.ui_messages import render_assistant, render_user
-from rag.ui_text import text
+from rag.ui_text import one_line, text
 from rag.ui_turn import TurnContext, note_interruption, run_turn, start_conversation
 
 NO_FILTER = "(no filter)"
@@ -147,12 +147,12 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
         choices = ([ui_store.FOLDER] if summary.folders else []) + list(summary.fields)
         if st.session_state.get("filter_field") not in [NO_FILTER, *choices]:
             st.session_state.filter_field = NO_FILTER
-        field_name = sidebar.selectbox("Filter by", [NO_FILTER, *choices], key="filter_field", format_func=text)
+        field_name = sidebar.selectbox("Filter by", [NO_FILTER, *choices], key="filter_field", format_func=one_line)
         if field_name != NO_FILTER:
             values = list(summary.folders) if field_name == ui_store.FOLDER else summary.fields[field_name]
             if st.session_state.get("filter_value") not in values:
                 st.session_state.filter_value = values[0]
-            value = sidebar.selectbox("Value", values, key="filter_value", format_func=text)
+            value = sidebar.selectbox("Value", values, key="filter_value", format_func=one_line)
             where = ui_store.filter_where(summary, field_name, value)
     condense = sidebar.checkbox("Rewrite follow-up questions", key="condense",
                                 help="Turn 'and on Windows?' into a standalone query with the chat model before searching.")

@@ -410,7 +410,7 @@ def test_cancel_stops_an_upload_and_frees_the_ingest_lock(app_url, page, tmp_pat
     big = tmp_path / "big-upload.md"
     big.write_text("\n\n".join(f"## Part {i}\n\n" + f"Paragraph {i} talks about topic {i}. " * 40 for i in range(400)))
     page.goto(app_url)
-    page.get_by_test_id("stChatInputTextArea").wait_for()
+    page.get_by_text("chunks · last ingest", exact=False).wait_for(timeout=60_000)  # the store is open
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(big))
     page.get_by_role("button", name="Ingest uploaded files").click()
     page.get_by_text("chunks written", exact=False).first.wait_for()
@@ -441,13 +441,14 @@ def test_screenshot_of_a_real_session_on_the_bundled_guide(guide_app, page):
     url, answer = guide_app
     page.goto(url)
     page.get_by_test_id("stChatInputTextArea").wait_for()
-    expect(page.get_by_test_id("stMain")).to_contain_text("For example:")
+    page.get_by_text("For example:").wait_for(timeout=60_000)
     ask(page, "How do I add my own documents?")
     wait_for_messages(page, 2)
     wait_until(lambda: answer_text(page, 1) == answer.replace("`", ""), 30, "the answer")
     messages(page).nth(1).get_by_text("Cited in the answer").wait_for()
     expect(page.get_by_test_id("stSidebar")).to_contain_text("5 documents (5 md)")
-    page.set_viewport_size({"width": 1400, "height": 1250})
+    page.set_viewport_size({"width": 1400, "height": 2000})  # the question, the answer and its sources
     page.wait_for_timeout(800)
+    page.evaluate("document.querySelectorAll('[data-testid=stAppScrollToBottomContainer], section').forEach(e => e.scrollTop = 0)")
     SCREENSHOT.parent.mkdir(exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))

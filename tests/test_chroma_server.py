@@ -36,18 +36,32 @@ def start_chroma(path: Path, port: int) -> subprocess.Popen:
         except httpx.TransportError:
             time.sleep(0.2)
     process.kill()
+    process.wait()
     raise RuntimeError("chroma run did not start")
 
 
 @pytest.fixture
 def chroma_server(tmp_path):
-    """A real Chroma server on a free port; yields (url, path, port)."""
+    """A real Chroma server on a free port; yields (url, path, port, start). Every process start() made is
+    stopped afterwards, whether or not the test passed (a test may stop the server and start it again)."""
     port = unused_port()
     path = tmp_path / "chroma-data"
-    process = start_chroma(path, port)
-    yield {"url": f"http://127.0.0.1:{port}", "path": path, "port": port, "process": process}
-    process.kill()
-    process.wait()
+    started: list[subprocess.Popen] = []
+
+    def start() -> subprocess.Popen:
+        process = start_chroma(path, port)
+        started.append(process)
+        return process
+
+    server = {"url": f"http://127.0.0.1:{port}", "path": path, "port": port, "start": start}
+    try:
+        server["process"] = start()
+        yield server
+    finally:
+        for process in started:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -105,5 +119,17 @@ def test_search_fails_clearly_while_the_server_is_down_and_works_after_restart(c
         retriever.search("How do I pull a model with ollama?", 1)
     assert str(caught.value).startswith(f"Search failed: the Chroma server at {chroma_server['url']} did not answer (")
     assert str(caught.value).endswith("Check that it runs (`chroma run --path DIR --port PORT`) and that RAG_CHROMA_URL points at it.")
-    chroma_server["process"] = start_chroma(chroma_server["path"], chroma_server["port"])
+    chroma_server["process"] = chroma_server["start"]()
     assert retriever.search("How do I pull a model with ollama?", 1)[0].doc_id == "troubleshooting.md"
+
+
+def test_the_server_fixture_stops_every_process_it_started_even_when_the_test_fails(tmp_path):
+    fixture = chroma_server.__wrapped__(tmp_path)
+    server = next(fixture)
+    first = server["process"]
+    stop(first)
+    second = server["start"]()
+    assert second.poll() is None
+    with pytest.raises(RuntimeError):
+        fixture.throw(RuntimeError("the test failed"))
+    assert first.poll() is not None and second.poll() is not None
