@@ -248,7 +248,8 @@ def main() -> None:
     retriever, summary, store_problem = store_state(settings)
     choices = retrieval_section(summary)
     show_store_state(settings, summary, store_problem)
-    upload_section(settings, on_change=lambda: (get_retriever.clear(), get_store_summary.clear()))
+    upload_section(settings, summary.doc_ids if summary else frozenset(),
+                   on_change=lambda: (get_retriever.clear(), get_store_summary.clear()))
     ui_prefs.remember(st.session_state, history)
 
     conversation_id = st.session_state.conversation_id

@@ -53,10 +53,10 @@ def interrupted_notice() -> None:
     )
 
 
-def run_ingest(settings: Settings, uploads, replace: bool, area) -> None:
+def run_ingest(settings: Settings, uploads, replace: bool, taken: frozenset[str], area) -> None:
     """Save and ingest the uploads, drawing progress in area; a Cancel click stops it at the next progress step."""
     folder = uploads_dir(settings)
-    saved = save_uploads([(f.name, f.getvalue()) for f in uploads], folder, replace=replace)
+    saved = save_uploads([(f.name, f.getvalue()) for f in uploads], folder, replace=replace, taken=taken)
     progress = area.progress(0.0, text="Starting…")
     area.button("Cancel", key="cancel_ingest", on_click=cancel_ingest, icon=":material/cancel:")
     running = {"files": 0, "done": 0, "chunks": 0}
@@ -85,8 +85,8 @@ def run_ingest(settings: Settings, uploads, replace: bool, area) -> None:
     st.session_state.ingest_outcome = (kind, headline, lines)
 
 
-def upload_section(settings: Settings, on_change) -> None:
-    """The upload box, its options, the ingest with Cancel, and the last outcome."""
+def upload_section(settings: Settings, taken: frozenset[str], on_change) -> None:
+    """The upload box, its options, the ingest with Cancel, and the last outcome; taken: the store's document ids."""
     sidebar = st.sidebar
     interrupted_notice()
     limit = upload_limit_mb()
@@ -100,7 +100,7 @@ def upload_section(settings: Settings, on_change) -> None:
     area = sidebar.container()
     if sidebar.button("Ingest uploaded files", key="ingest_uploads", disabled=not uploads):
         st.session_state.pop("ingest_cancelled", None)
-        run_ingest(settings, uploads, replace, area)
+        run_ingest(settings, uploads, replace, taken, area)
         on_change()
         st.rerun()  # redraw the filters and the store state from the new contents
     outcome = st.session_state.get("ingest_outcome")

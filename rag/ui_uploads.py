@@ -62,9 +62,11 @@ def digest(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def save_uploads(files: list[tuple[str, bytes]], folder: Path, *, replace: bool = False) -> SaveReport:
+def save_uploads(files: list[tuple[str, bytes]], folder: Path, *, replace: bool = False,
+                 taken: frozenset[str] = frozenset()) -> SaveReport:
     """Store each upload under a safe name; a different file with the same name gets a numbered name unless replace.
 
+    taken: document ids the store already holds from elsewhere (a file's id is its name), never reused.
     A name is claimed with an exclusive create, so two sessions uploading at once cannot take the same one. A file
     that cannot be written is reported and the rest of the batch still saved.
     """
@@ -75,21 +77,23 @@ def save_uploads(files: list[tuple[str, bytes]], folder: Path, *, replace: bool 
         report.files = [Saved(name, None, f"not saved: cannot create {folder} ({exc.strerror or exc})") for name, _ in files]
         return report
     for original, data in files:
-        report.files.append(save_one(original, data, folder, replace))
+        report.files.append(save_one(original, data, folder, replace, taken))
     return report
 
 
-def save_one(original: str, data: bytes, folder: Path, replace: bool) -> Saved:
+def save_one(original: str, data: bytes, folder: Path, replace: bool, taken: frozenset[str]) -> Saved:
     """Store one upload; see save_uploads."""
     name = safe_name(original)
     renamed = f"saved as {name}" if name != original else ""
     for n in range(1, 1000):
         candidate = name if n == 1 else numbered(name, n)
         target = folder / candidate
+        if candidate in taken and not target.exists():
+            continue  # another document (not an upload) has this id
         try:
             with open(target, "xb") as out:
                 out.write(data)
-            note = renamed if n == 1 else f"saved as {candidate}: a different file named {name} is already in the store"
+            note = renamed if n == 1 else f"saved as {candidate}: a different document named {name} is already in the store"
             return Saved(original, target, note)
         except FileExistsError:
             existing = target.read_bytes() if target.is_file() else None

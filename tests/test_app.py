@@ -556,6 +556,7 @@ def test_uploads_never_replace_silently_and_odd_names_stay_in_their_folder(store
     other = open_app(OTHER_BROWSER)
     other.sidebar.file_uploader(key="upload").set_value([
         ("notes.md", b"# Notes\n\nA different notes file.\n", "text/markdown"),
+        ("getting-started.md", b"# Mine\n\nNot the guide's getting started page.\n", "text/markdown"),
         ("../../escape.md", b"# Escape\n\nStays in the uploads folder.\n", "text/markdown"),
         (long_name, b"# Long\n\nA file with a very long name.\n", "text/markdown"),
         ("invoice\u202etxt.md", b"# Invoice\n\nAn invoice with a bidi override in its name.\n", "text/markdown"),
@@ -565,12 +566,14 @@ def test_uploads_never_replace_silently_and_odd_names_stay_in_their_folder(store
     assert not other.exception
     uploads = store / "uploads"
     assert sorted(p.name for p in uploads.iterdir()) == sorted(
-        ["notes.md", "notes (2).md", "escape.md", "n" * 117 + ".md", "invoice_txt.md"])
+        ["notes.md", "notes (2).md", "getting-started (2).md", "escape.md", "n" * 117 + ".md", "invoice_txt.md"])
     assert (uploads / "notes.md").read_text() == "# Notes\n\nThe first notes file.\n"
-    assert plain(other.sidebar.success[0].value) == "4 added, 0 updated, 0 unchanged, 0 skipped; 4 chunks written."
+    assert plain(other.sidebar.success[0].value) == "5 added, 0 updated, 0 unchanged, 0 skipped; 5 chunks written."
     notes = [plain(c.value) for c in other.sidebar.caption if "saved as" in c.value]
     assert notes == [
-        "notes.md: saved as notes (2).md: a different file named notes.md is already in the store",
+        "notes.md: saved as notes (2).md: a different document named notes.md is already in the store",
+        "getting-started.md: saved as getting-started (2).md: a different document named getting-started.md is "
+        "already in the store",
         "../../escape.md: saved as escape.md",
         f"{long_name}: saved as {'n' * 117}.md",
         "invoice\\u202etxt.md: saved as invoice_txt.md",
