@@ -1,13 +1,12 @@
 """The chat page: `streamlit run app.py`. Widgets, the chat loop and rendering only; the logic lives in rag/."""
 from __future__ import annotations
 
-from pathlib import Path
 from types import SimpleNamespace
 from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from rag import ui_models, ui_prefs, ui_store
+from rag import model_facts, ui_models, ui_prefs, ui_store
 from rag.chat import warm_in_background
 from rag.errors import OllamaError, RagError
 from rag.history import History, history_path
@@ -15,7 +14,7 @@ from rag.llm import Ollama
 from rag.pipeline import open_retriever
 from rag.settings import Settings, load_settings
 from rag.store import store_location
-from rag.ui_browser import FAVICON, browser_id, page_scripts, page_style
+from rag.ui_browser import browser_id, page_scripts, page_style
 from rag.ui_conversations import conversations_section
 from rag.ui_ingest import upload_section
 from rag.ui_messages import render_assistant, render_user
@@ -24,7 +23,7 @@ from rag.ui_turn import TurnContext, note_interruption, run_turn, start_conversa
 
 NO_FILTER = "(no filter)"
 
-st.set_page_config(page_title="Chat with your documents", page_icon=str(Path(__file__).parent / FAVICON), layout="wide")
+st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")  # an emoji: no font fetched
 
 
 # ---------- shared objects ----------
@@ -83,6 +82,7 @@ def load_models(llm: Ollama) -> None:
     """Fill the session's model list from Ollama, or remember why it failed."""
     try:
         st.session_state.models = ui_models.chat_models(llm)
+        st.session_state.model_labels = model_facts.dropdown_labels(llm)
         st.session_state.models_error = None
     except OllamaError as exc:
         st.session_state.models = []
@@ -105,6 +105,14 @@ def run_pull(llm: Ollama, name: str, area) -> None:
     area.success(text(f"Pulled {pulled}; it is selected for the next question."))
 
 
+def model_help(labels: dict[str, tuple[str, str]]) -> str:
+    """The dropdown's tooltip: each installed model's facts on a line, shown as text (model names are untrusted)."""
+    if not labels:
+        return "Installed models, from Ollama's /api/tags"
+    lines = [f"- {text(label)} · {text(context)}" for label, context in labels.values()]
+    return "Installed models (Ollama's /api/tags, /api/ps, /api/show):\n" + "\n".join(lines)
+
+
 def model_section(llm: Ollama, settings: Settings) -> str:
     """The model dropdown, refresh, and pull; returns the chosen model."""
     sidebar = st.sidebar
@@ -121,7 +129,11 @@ def model_section(llm: Ollama, settings: Settings) -> str:
     options = models or [ui_models.default_model([], settings.model)]
     if st.session_state.get("model") not in options:
         st.session_state.model = ui_models.default_model(models, settings.model)
-    chosen = sidebar.selectbox("Chat model", options, key="model", help="Installed models, from Ollama's /api/tags")
+    labels = st.session_state.get("model_labels", {})
+    chosen = sidebar.selectbox("Chat model", options, key="model", help=model_help(labels))
+    if chosen in labels:
+        sidebar.caption(text(" · ".join(labels[chosen])))
+    sidebar.page_link("pages/1_Models.py", label="Compare models", icon=":material/leaderboard:")
     sidebar.button("Refresh models", key="refresh_models", on_click=refresh_models, icon=":material/refresh:")
     if models and st.session_state.get("warmed_model") != chosen:
         st.session_state.warmed_model = chosen

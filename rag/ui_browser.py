@@ -15,7 +15,6 @@ COOKIE = "rag_browser"
 COOKIE_DAYS = 400
 TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 NARROW_PX = 640  # Streamlit's breakpoint below which the sidebar covers the page
-FAVICON = ".streamlit/favicon.png"
 
 PAGE_CSS = """
 <style>
