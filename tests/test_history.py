@@ -1,7 +1,6 @@
 """Conversations in SQLite: saved, listed newest first, restored by a new process, deleted with their messages."""
 from __future__ import annotations
 
-import json
 import sqlite3
 from datetime import datetime, timedelta, timezone
 
