@@ -245,8 +245,8 @@ def main() -> None:
     llm = get_llm(settings.ollama_host, settings)
     st.session_state.conversation_id = opening(history)
     streaming = st.session_state.pop("streaming_id", None)
-    question = st.chat_input("Ask a question about your documents", key="question")
-    question = (question or st.session_state.pop("example_question", None) or "").strip()
+    # the chat box is drawn last (once the page is usable); a question sent with it is in its state from the start
+    question = (st.session_state.get("question") or st.session_state.pop("example_question", None) or "").strip()
     pending = st.session_state.pop("ask_anyway", None)
     if streaming and question:
         note_interruption(history, streaming, "new_question")
@@ -296,6 +296,7 @@ def main() -> None:
         run_turn(meta["question"], ctx, query=meta["query"], force=True)
     elif question:
         run_turn(question, ctx)
+    st.chat_input("Ask a question about your documents", key="question")
 
 
 main()

@@ -367,6 +367,7 @@ def test_follow_up_is_rewritten_into_a_standalone_query_shown_with_the_sources(s
     assert answer["messages"][-1]["content"].endswith("Question: and on Windows?")
     assert [m["content"] for m in answer["messages"][1:-1]] == ["How do I install the app?", ANSWER]
     assert assistant(at).expander[0].caption[0].value == "Searched for: How do I install the app on Windows\\?"
+    assert [assistant(at, i).expander[0].proto.expanded for i in (0, 1)] == [False, True]  # only the latest is open
 
 
 @pytest.mark.parametrize("rewrite, reason", [

@@ -424,6 +424,7 @@ def test_cancel_stops_an_upload_and_frees_the_ingest_lock(app_url, page, tmp_pat
     big.write_text("\n\n".join(f"## Part {i}\n\n" + f"Paragraph {i} talks about topic {i}. " * 40 for i in range(400)))
     page.goto(app_url)
     page.get_by_text("chunks · last ingest", exact=False).wait_for(timeout=60_000)  # the store is open
+    expect(page.get_by_test_id("stFileUploaderDropzone")).to_contain_text("50MB per file")  # .streamlit/config.toml
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(big))
     page.get_by_role("button", name="Ingest uploaded files").click()
     page.get_by_text("chunks written", exact=False).first.wait_for()
