@@ -11,12 +11,12 @@ from rag.chat import warm_in_background
 from rag.errors import OllamaError, RagError
 from rag.history import History, history_path
 from rag.llm import Ollama
-from rag.pipeline import open_retriever
 from rag.settings import Settings, load_settings
 from rag.store import store_location
 from rag.ui_browser import browser_id, page_scripts, page_style
 from rag.ui_conversations import conversations_section
 from rag.ui_ingest import upload_section
+from rag.ui_loading import BackgroundRetriever, show_loading
 from rag.ui_messages import render_assistant, render_user
 from rag.ui_text import one_line, text
 from rag.ui_turn import TurnContext, note_interruption, run_turn, start_conversation
@@ -28,16 +28,16 @@ st.set_page_config(page_title="Chat with your documents", page_icon="💬", layo
 
 # ---------- shared objects ----------
 
-@st.cache_resource(show_spinner="Loading the embedder and opening the store…")
-def get_retriever(key: str, _settings: Settings):
-    """The retriever for one store, collection and embedder (key names them)."""
-    return open_retriever(_settings)
+@st.cache_resource(show_spinner=False)
+def get_retriever(key: str, _settings: Settings) -> BackgroundRetriever:
+    """The retriever for one store, collection and embedder (key names them), loading in the background."""
+    return BackgroundRetriever(_settings)
 
 
 @st.cache_resource(show_spinner=False)
-def get_store_summary(key: str, chunks: int, updated_at: str, _collection) -> ui_store.StoreSummary:
-    """The store's counts and filter choices, recomputed when its size or last ingest changes."""
-    return ui_store.summarise_store(_collection)
+def get_store_summary(key: str, chunks: int, updated_at: str, _collection, _metadatas: list[dict]) -> ui_store.StoreSummary:
+    """The store's counts, formats, filter choices and example questions, recomputed when its contents change."""
+    return ui_store.summarise_store(_collection, _metadatas)
 
 
 @st.cache_resource(show_spinner=False)
@@ -174,13 +174,23 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
 
 
 def store_state(settings: Settings) -> tuple[object | None, ui_store.StoreSummary | None, str | None]:
-    """The retriever and the store summary (read fresh), or the message saying why the store cannot be used."""
+    """The retriever and the store summary (read afresh: a terminal ingest shows), or why the store cannot be
+    used; (None, None, None) while loading."""
+    retriever = None
     try:
-        retriever = get_retriever(store_key(settings), settings)
-        chunks, updated_at = ui_store.store_version(retriever.live)
-        summary = get_store_summary(store_key(settings), chunks, updated_at, retriever.live.fresh())
+        background = get_retriever(store_key(settings), settings)
+        if background.error:
+            get_retriever.clear()  # try again on the next run
+        if background.loading or background.error:
+            return None, None, background.error
+        retriever = background.retriever
+        index = retriever.index.get(recheck=True)
+        chunks, updated_at = ui_store.store_version(retriever.collection)
+        summary = get_store_summary(store_key(settings), chunks, updated_at, retriever.collection, index.metadatas)
     except RagError as exc:
         return None, None, str(exc)
+    except Exception as exc:  # Chroma raises many kinds when its folder or server goes away
+        return None, None, f"Cannot read the store: {retriever.live.describe_failure(exc) if retriever else exc}"
     return retriever, summary, None
 
 
@@ -203,7 +213,10 @@ def store_line(settings: Settings, summary: ui_store.StoreSummary) -> str:
 def show_store_state(settings: Settings, summary: ui_store.StoreSummary | None, problem: str | None) -> None:
     st.sidebar.header("Store")
     if summary is None:
-        st.sidebar.warning(text(problem))
+        if problem:
+            st.sidebar.warning(text(problem))
+        else:
+            st.sidebar.caption(text(f"Loading the store at {store_location(settings)}…"))
         return
     st.sidebar.caption(text(f"{store_line(settings, summary)} · embedder {summary.embedder or '?'} · "
                             f"{store_location(settings)}"))
@@ -260,8 +273,7 @@ def main() -> None:
     retriever, summary, store_problem = store_state(settings)
     choices = retrieval_section(summary)
     show_store_state(settings, summary, store_problem)
-    upload_section(settings, summary.doc_ids if summary else frozenset(),
-                   on_change=lambda: (get_retriever.clear(), get_store_summary.clear()))
+    upload_section(settings, summary.doc_ids if summary else frozenset(), on_change=get_store_summary.clear)
     ui_prefs.remember(st.session_state, history)
 
     conversation_id = st.session_state.conversation_id
@@ -278,6 +290,8 @@ def main() -> None:
                 "browser). This is a new chat.")
     if store_problem:
         st.info(text(store_problem + " You can also add files with the upload box in the sidebar."))
+    elif retriever is None:
+        show_loading(get_retriever(store_key(settings), settings))
 
     messages = history.messages(conversation_id) if conversation_id else []
     if not messages and not question:
@@ -290,7 +304,8 @@ def main() -> None:
             else:
                 render_assistant(message, latest=index == len(messages) - 1 and not busy, actions=ACTIONS)
 
-    ctx = TurnContext(settings, history, llm, model, retriever, store_problem, choices, ACTIONS)
+    ctx = TurnContext(settings, history, llm, model, retriever, store_problem, choices, ACTIONS,
+                      loading=get_retriever(store_key(settings), settings) if retriever is None else None)
     if pending is not None and messages and messages[-1].id == pending:
         meta = messages[-1].meta
         run_turn(meta["question"], ctx, query=meta["query"], force=True)

@@ -44,6 +44,7 @@ class TurnContext:
     store_problem: str | None
     choices: dict
     actions: object
+    loading: object | None = None  # the BackgroundRetriever while the store is still loading
 
 
 class AnswerRecorder:
@@ -177,8 +178,12 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
     """The body of a turn, inside the assistant's message."""
     condensed = Condensed(query) if query is not None else rewrite(question, turns, ctx)
     note = f"Searched for the question as asked: {condensed.fallback}." if condensed.fallback else None
+    if ctx.retriever is None and ctx.store_problem is None and ctx.loading is not None:
+        with st.spinner(ctx.loading.status()):  # a question typed while the store loads waits for it
+            ctx.retriever = ctx.loading.wait()
+        ctx.store_problem = ctx.loading.error
     if ctx.retriever is None:
-        fail(recorder, RagError(ctx.store_problem), ctx)
+        fail(recorder, RagError(ctx.store_problem or "The store could not be opened."), ctx)
         return
     choices = ctx.choices
     turn_settings = ctx.settings.model_copy(update={"temperature": choices["temperature"]})

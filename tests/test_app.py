@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
 from rag.condense import CONDENSE_RULES, clean_query
-from rag.errors import OllamaError
+from rag.errors import IngestCancelled, OllamaError
 from rag.history import FILENAME, History, history_path
 from rag.llm import ChatStats, Ollama
 from rag.settings import Settings
@@ -331,7 +331,7 @@ def test_nothing_relevant_says_so_and_can_ask_anyway_from_the_latest_turn_only(s
     assert "The relevance floor is 0.99" in notice and "lowered by 2.5 x the question" in notice
     assert len(re.findall(r"0\.\d\d of 0\.\d\d needed \(", notice)) == 3
     assert chat_answers(ollama_server) == []
-    ask(at, "How do I add documents?")
+    ask(at, "How do I install the app?")
     assert [b.key for b in assistant(at, 0).button] == []  # the earlier notice lost its button
 
     assistant(at).button[0].click().run()
@@ -582,24 +582,21 @@ def test_uploads_never_replace_silently_and_odd_names_stay_in_their_folder(store
 
 
 def test_cancel_raised_from_progress_stops_the_ingest_and_frees_the_lock_at_once(tmp_path, embedder):
-    """The upload box's Cancel stops a run by raising from its progress callback (a Streamlit rerun does that)."""
+    """The upload box's Cancel stops a run by raising from its progress callback (Streamlit's rerun does that)."""
     folder = tmp_path / "docs"
     folder.mkdir()
     for i in range(6):
         (folder / f"page-{i}.md").write_text(f"# Page {i}\n\n" + "words and more words " * 400)
     settings = Settings(store_dir=tmp_path / "store")
 
-    class Cancelled(Exception):
-        pass
-
     seen = []
 
     def on_progress(kind: str, n: int) -> None:
         seen.append(kind)
         if seen.count("file") == 2:
-            raise Cancelled
+            raise IngestCancelled("Cancelled.")
 
-    with pytest.raises(Cancelled):
+    with pytest.raises(IngestCancelled):
         ingest([folder], settings, embedder, IngestOptions(), on_progress)
     with writer_lock(settings, active=True):  # free at once: a second ingest could start
         assert (settings.store_dir / LOCK_NAME).exists()
