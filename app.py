@@ -352,6 +352,11 @@ def run_turn(question: str, ctx: dict, *, query: str | None = None, force: bool 
         history.add(conversation_id, "user", question)
         with st.chat_message("user"):
             st.markdown(ui_answer.escape_markdown(question))
+    if ctx["retriever"] is None and ctx["store_problem"] is None:
+        background = get_retriever(store_key(settings), settings)
+        with st.spinner(background.status()):
+            ctx["retriever"] = background.wait()
+        ctx["store_problem"] = background.error
     with st.chat_message("assistant"):
         llm, model = ctx["llm"], ctx["model"]
         if query is None:
@@ -362,11 +367,6 @@ def run_turn(question: str, ctx: dict, *, query: str | None = None, force: bool 
                         query = condense_question(question, turns, llm, model, choose_num_ctx(llm, model, settings)[0])
                     except OllamaError:
                         query = question
-        if ctx["retriever"] is None and ctx["store_problem"] is None:
-            background = get_retriever(store_key(settings), settings)
-            with st.spinner(background.status()):
-                ctx["retriever"] = background.wait()
-            ctx["store_problem"] = background.error
         if ctx["retriever"] is None:
             st.error(ctx["store_problem"])
             history.add(conversation_id, "assistant", ctx["store_problem"], {"kind": "error"})
