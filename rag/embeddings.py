@@ -80,7 +80,7 @@ def load_embedder(name: str) -> Embedder:
 
 
 def load_embedder_in_background(name: str) -> Future:
-    """Start loading an embedder in a daemon thread (a process that stops early does not wait for it)."""
+    """Start loading an embedder in a thread (not a daemon: the interpreter must not exit while torch loads)."""
     future: Future = Future()
 
     def run():
@@ -89,5 +89,5 @@ def load_embedder_in_background(name: str) -> Future:
         except BaseException as exc:  # handed to whoever asks for the result
             future.set_exception(exc)
 
-    threading.Thread(target=run, name="load-embedder", daemon=True).start()
+    threading.Thread(target=run, name="load-embedder").start()
     return future

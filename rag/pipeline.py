@@ -38,7 +38,7 @@ class RetrieverLoader:
             except BaseException as exc:  # re-raised below, in the caller's thread
                 failure.append(exc)
 
-        indexing = threading.Thread(target=load_index, name="load-chunk-index", daemon=True)
+        indexing = threading.Thread(target=load_index, name="load-chunk-index")
         indexing.start()
         embedder = self.embedder.result()
         check_embedder(self.collection, embedder.name, embedder.dimension)

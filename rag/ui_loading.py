@@ -19,7 +19,7 @@ class BackgroundRetriever:
         self.retriever = None
         self.error: str | None = None
         self.done = threading.Event()
-        threading.Thread(target=self.run, name="load-retriever", daemon=True).start()
+        threading.Thread(target=self.run, name="load-retriever").start()  # not a daemon: never killed mid-load
 
     def run(self) -> None:
         try:
