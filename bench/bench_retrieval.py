@@ -13,7 +13,6 @@ import csv
 import json
 import random
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ from rag.embeddings import load_embedder  # noqa: E402
 from rag.pipeline import open_retriever  # noqa: E402
 from rag.settings import Settings  # noqa: E402
 from rag.store import open_collection  # noqa: E402
+from synthetic import start_chroma_server  # noqa: E402  (bench/ is on the path when run as a script)
 
 FAQ = ROOT.parent / "shared" / "data" / "faq"
 QUERIES = 300
@@ -76,28 +76,6 @@ def synthetic_store(settings: Settings, embedder, vocabulary: list[str], courses
         ]
         collection.add(ids=ids, embeddings=vectors.tolist(), documents=texts, metadatas=metas)
     return collection.count()
-
-
-def start_chroma_server(path: Path) -> tuple[subprocess.Popen, str]:
-    """A `chroma run` on a free port, once its heartbeat answers."""
-    import httpx
-
-    from tests.ollama_standin import unused_port
-
-    port = unused_port()
-    chroma = Path(sys.executable).parent / "chroma"
-    process = subprocess.Popen(
-        [str(chroma), "run", "--path", str(path), "--host", "127.0.0.1", "--port", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    for _ in range(300):
-        try:
-            httpx.get(f"http://127.0.0.1:{port}/api/v2/heartbeat", timeout=1)
-            return process, f"http://127.0.0.1:{port}"
-        except httpx.TransportError:
-            time.sleep(0.2)
-    raise RuntimeError("chroma run did not start")
 
 
 def big_store(name: str, settings: Settings, embedder, vocabulary, courses, questions) -> dict:
