@@ -86,11 +86,11 @@ def evaluate(retriever, rows: list[dict], args: argparse.Namespace, floor: float
 
     return {
         "questions": n,
-        "labelled": labelled,
         "hit_rate": share(totals["hit"]),
         "mrr": share(totals["rr"]),
         "ndcg@10": share(totals["ndcg"]),
         f"recall@{args.k}": share(totals["recall"]),
+        "labelled": labelled,
         "refusal_rate": round(refused / n, 4) if n else 0.0,
         "p50_ms": round(statistics.median(latencies), 2) if n else 0.0,
         "p95_ms": round(statistics.quantiles(latencies, n=20)[18], 2) if n > 1 else (latencies[0] if n else 0.0),
