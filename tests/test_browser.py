@@ -166,7 +166,7 @@ def context(browser, requests_seen):
 @pytest.fixture
 def page(context):
     page = context.new_page()
-    page.set_default_timeout(30_000)
+    page.set_default_timeout(90_000)
     return page
 
 
@@ -228,7 +228,7 @@ def test_chat_in_a_real_browser(app_url, page, standin):
     wait_for_messages(page, 2)
     seen = []
     full = SCRIPT_ANSWER
-    wait_until(lambda: seen.append(answer_text(page, 1)) or seen[-1] == full, 30, "the whole answer")
+    wait_until(lambda: seen.append(answer_text(page, 1)) or seen[-1] == full, 90, "the whole answer")
     partial = [text for text in seen if text and text != full]
     assert partial and all(full.startswith(text.strip()) for text in partial), seen
     sources = messages(page).nth(1).get_by_test_id("stExpander")
@@ -248,7 +248,7 @@ def test_chat_in_a_real_browser(app_url, page, standin):
     asked = len(standin.chat_requests())
     ask(page, "And how do I start Ollama?")
     wait_for_messages(page, 4)
-    wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 30, "the second answer")
+    wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 90, "the second answer")
     messages(page).nth(3).get_by_text("Searched for: " + STANDALONE).wait_for()
     later = [r for r in standin.chat_requests()[asked:] if r["messages"]]  # warm-ups carry no messages
     assert [(r["messages"][0]["content"] == CONDENSE_RULES, r["model"]) for r in later] == [
@@ -260,7 +260,7 @@ def test_chat_in_a_real_browser(app_url, page, standin):
     # reload: the conversation, the model and the settings come back
     page.reload()
     wait_for_messages(page, 4)
-    wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 30, "the restored answers")
+    wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 90, "the restored answers")
     assert messages(page).nth(0).inner_text().strip().endswith("How is markup in documents shown?")
     assert answer_text(page, 1) == full
     assert messages(page).nth(2).inner_text().strip().endswith("And how do I start Ollama?")
@@ -287,7 +287,7 @@ def test_a_whole_session_makes_no_request_outside_this_machine(app_url, page, st
     # an answer and a document that both carry outside images and links
     ask(page, "Which outside pictures does the page show?")
     wait_for_messages(page, 2)
-    wait_until(lambda: "[image: logo]" in answer_text(page, 1) and answer_text(page, 1).endswith("[1]."), 30, "the answer")
+    wait_until(lambda: "[image: logo]" in answer_text(page, 1) and answer_text(page, 1).endswith("[1]."), 90, "the answer")
     sources = messages(page).nth(1).get_by_test_id("stExpander")
     sources.get_by_text("Outside pictures").first.wait_for()
     expect(sources).to_contain_text("This page shows a logo logo and links to the vendor and <img src=")
@@ -307,7 +307,7 @@ def test_a_whole_session_makes_no_request_outside_this_machine(app_url, page, st
     wait_for_messages(page, 0)
     ask(page, f"![q]({OUTSIDE}/question.png) what does the uploaded picture page say?")
     wait_for_messages(page, 2)
-    wait_until(lambda: answer_text(page, 1).endswith("[1]."), 30, "the answer")
+    wait_until(lambda: answer_text(page, 1).endswith("[1]."), 90, "the answer")
     sidebar = page.get_by_test_id("stSidebar")
     expect(sidebar).to_contain_text(f"![q](http\u2060://{OUTSIDE[7:]}/question.png)")  # a word joiner: no link
     first = sidebar.get_by_role("button", name="Which outside pictures does the page show?", exact=True)
@@ -343,7 +343,7 @@ def test_stop_a_second_question_and_a_reload_never_lose_an_answer(app_url, page,
     # Stop: what was written stays, marked as stopped
     ask(page, "How do I start Ollama? Answer slowly, first")
     wait_for_messages(page, 2)
-    wait_until(lambda: len(answer_text(page, 1).split()) >= 5, 30, "a few words")
+    wait_until(lambda: len(answer_text(page, 1).split()) >= 5, 90, "a few words")
     messages(page).nth(1).get_by_role("button", name="Stop").click()
     messages(page).nth(1).get_by_text("Stopped: you pressed Stop.").wait_for()
     stopped = answer_text(page, 1).split()
@@ -352,7 +352,7 @@ def test_stop_a_second_question_and_a_reload_never_lose_an_answer(app_url, page,
     # a second question while one streams: the first stops, is kept and says why; the second is answered
     ask(page, "How do I start Ollama? Answer slowly, second")
     wait_for_messages(page, 4)
-    wait_until(lambda: len(answer_text(page, 3).split()) >= 5, 30, "a few words of the second answer")
+    wait_until(lambda: len(answer_text(page, 3).split()) >= 5, 90, "a few words of the second answer")
     ask(page, "How do I start Ollama? Answer slowly, third", wait=False)
     wait_for_messages(page, 6)
     messages(page).nth(3).get_by_text("Stopped when you asked the next question.").wait_for()
@@ -363,10 +363,10 @@ def test_stop_a_second_question_and_a_reload_never_lose_an_answer(app_url, page,
     # a reload mid-answer: the reloaded page shows the turn with what was written so far, never a bare question
     ask(page, "How do I start Ollama? Answer slowly, fourth")
     wait_for_messages(page, 8)
-    wait_until(lambda: len(answer_text(page, 7).split()) >= 5, 30, "a few words of the fourth answer")
+    wait_until(lambda: len(answer_text(page, 7).split()) >= 5, 90, "a few words of the fourth answer")
     page.reload()
     wait_for_messages(page, 8)
-    shown = wait_until(lambda: answer_text(page, 7).split(), 30, "the fourth answer after the reload")
+    shown = wait_until(lambda: answer_text(page, 7).split(), 90, "the fourth answer after the reload")
     assert words[: len(shown)] == shown
     roles = page.eval_on_selector_all("[data-testid=stChatMessage]", "els => els.map(e => e.querySelector('.rag-answer') ? 'a' : 'q')")
     assert roles == ["q", "a"] * 4
@@ -382,7 +382,7 @@ def test_phone_width_keyboard_focus_and_the_conversation_list(app_url, browser, 
     context = browser.new_context(viewport={"width": 390, "height": 844}, is_mobile=True, has_touch=True)
     try:
         page = context.new_page()
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(90_000)
         page.goto(app_url)
         box = page.get_by_test_id("stChatInputTextArea")
         box.wait_for()
@@ -391,7 +391,7 @@ def test_phone_width_keyboard_focus_and_the_conversation_list(app_url, browser, 
         page.keyboard.type("How do I start Ollama?")
         page.keyboard.press("Enter")
         wait_for_messages(page, 2)
-        wait_until(lambda: answer_text(page, 1) == ANSWER.replace("`", ""), 30, "the answer")
+        wait_until(lambda: answer_text(page, 1) == ANSWER.replace("`", ""), 90, "the answer")
 
         page.get_by_test_id("stExpandSidebarButton").click()
         sidebar = page.get_by_test_id("stSidebar")
@@ -458,7 +458,7 @@ def test_screenshot_of_a_real_session_on_the_bundled_guide(guide_app, page):
     page.get_by_text("For example:").wait_for(timeout=60_000)
     ask(page, "How do I add my own documents?")
     wait_for_messages(page, 2)
-    wait_until(lambda: answer_text(page, 1) == answer.replace("`", ""), 30, "the answer")
+    wait_until(lambda: answer_text(page, 1) == answer.replace("`", ""), 90, "the answer")
     messages(page).nth(1).get_by_text("Cited in the answer").wait_for()
     expect(page.get_by_test_id("stSidebar")).to_contain_text("5 documents (5 md)")
     page.set_viewport_size({"width": 1400, "height": 2000})  # the question, the answer and its sources

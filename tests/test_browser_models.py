@@ -66,7 +66,7 @@ def test_models_page_in_a_real_browser(app_url):
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(90_000)
         page.on("request", lambda request: hosts.append(urlsplit(request.url).hostname or urlsplit(request.url).scheme))
         page.goto(app_url)
         page.get_by_test_id("stChatInputTextArea").wait_for(timeout=120_000)  # the first load opens the embedder

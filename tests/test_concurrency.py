@@ -150,7 +150,7 @@ def test_two_sessions_ask_while_an_ingest_adds_a_folder(app_url, browser, standi
     contexts = [browser.new_context(viewport={"width": 1400, "height": 1000}) for _ in range(2)]
     pages = [context.new_page() for context in contexts]
     for page in pages:
-        page.set_default_timeout(30_000)
+        page.set_default_timeout(90_000)
         page.goto(app_url)
         page.get_by_test_id("stChatInputTextArea").wait_for()
         expect(page.get_by_test_id("stSidebar")).to_contain_text(str(store), timeout=60_000)  # the store is open
