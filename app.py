@@ -357,6 +357,7 @@ def run_turn(question: str, ctx: dict, *, query: str | None = None, force: bool 
         with st.spinner(background.status()):
             ctx["retriever"] = background.wait()
         ctx["store_problem"] = background.error
+        ctx["loading"].empty()
     with st.chat_message("assistant"):
         llm, model = ctx["llm"], ctx["model"]
         if query is None:
@@ -434,8 +435,10 @@ def main() -> None:
     st.title("Chat with your documents")
     if store_problem:
         st.info(store_problem + " You can also add files with the upload box in the sidebar.")
-    elif retriever is None:
-        show_loading(get_retriever(store_key(settings), settings))
+    loading = st.empty()
+    if retriever is None and not store_problem:
+        with loading.container():
+            show_loading(get_retriever(store_key(settings), settings))
 
     messages = history.messages(conversation_id) if conversation_id else []
     for index, message in enumerate(messages):
@@ -446,7 +449,7 @@ def main() -> None:
                 render_assistant(message, latest=index == len(messages) - 1)
 
     ctx = {"settings": settings, "history": history, "llm": llm, "model": model, "retriever": retriever,
-           "store_problem": store_problem, "choices": choices}
+           "store_problem": store_problem, "choices": choices, "loading": loading}
     pending = st.session_state.pop("ask_anyway", None)
     if pending is not None and messages and messages[-1].id == pending:
         meta = messages[-1].meta
