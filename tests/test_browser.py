@@ -220,6 +220,9 @@ def outside_links_and_images(page) -> list[str]:
 def test_chat_in_a_real_browser(app_url, page, standin):
     page.goto(app_url)
     page.get_by_test_id("stChatInputTextArea").wait_for()
+    sidebar = page.get_by_test_id("stSidebar")
+    expect(sidebar.get_by_text("Loading the store at", exact=False).or_(sidebar.get_by_text(" chunks · ", exact=False))).to_be_visible()
+    expect(sidebar).to_contain_text(" chunks · ", timeout=180_000)  # the page is drawn first; embedder and index load behind it
     model = page.get_by_role("combobox", name="Chat model")
     expect(model).to_have_value("qwen2.5:3b")
 

@@ -153,7 +153,8 @@ def test_two_sessions_ask_while_an_ingest_adds_a_folder(app_url, browser, standi
         page.set_default_timeout(90_000)
         page.goto(app_url)
         page.get_by_test_id("stChatInputTextArea").wait_for()
-        expect(page.get_by_test_id("stSidebar")).to_contain_text(str(store), timeout=60_000)  # the store is open
+        expect(page.get_by_test_id("stSidebar")).to_contain_text(str(store))
+        expect(page.get_by_test_id("stSidebar")).to_contain_text(" chunks · ", timeout=180_000)  # embedder and index loaded
 
     # the ingest starts; once it holds the writer lock (embedder loaded, writing), both sessions ask
     log = tmp_path / "ingest.log"
