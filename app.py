@@ -290,7 +290,7 @@ def main() -> None:
                 "browser). This is a new chat.")
     if store_problem:
         st.info(text(store_problem + " You can also add files with the upload box in the sidebar."))
-    elif retriever is None:
+    elif retriever is None and not (question or pending is not None):  # a turn shows its own wait
         show_loading(get_retriever(store_key(settings), settings))
 
     messages = history.messages(conversation_id) if conversation_id else []

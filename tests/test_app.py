@@ -78,6 +78,15 @@ def open_app(browser: str = BROWSER, **query) -> AppTest:
     return at.run()
 
 
+def loaded(at: AppTest) -> AppTest:
+    """The page once the store has loaded in the background (AppTest does not rerun on its own)."""
+    deadline = time.monotonic() + 60
+    while not any("chunks · last ingest" in c.value for c in at.sidebar.caption) and time.monotonic() < deadline:
+        time.sleep(0.2)
+        at.run()
+    return at
+
+
 def ask(at: AppTest, question: str) -> AppTest:
     """Type a question into the chat box and send it."""
     return at.chat_input(key="question").set_value(question).run()
@@ -502,7 +511,7 @@ def test_an_answer_keeps_its_markdown_but_nothing_in_it_can_fetch_or_link(store,
 
 
 def test_empty_page_shows_the_store_and_example_questions_from_its_headings(store, ollama_server):
-    at = open_app()
+    at = loaded(open_app())
     intro = plain(at.markdown[0].value)
     assert re.fullmatch(r"Ask about your 5 documents: 5 documents \(5 md\) · \d+ chunks · last ingest "
                         r"(just now|\d+ minutes? ago) \(\d\d:\d\d\)\.", intro), intro

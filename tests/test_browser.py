@@ -297,7 +297,7 @@ def test_a_whole_session_makes_no_request_outside_this_machine(app_url, page, st
 
     # models: refresh and pull; an upload holding an outside picture; history: new chat, open, delete, undo
     page.get_by_role("button", name="Refresh models").click()
-    page.get_by_text("Pull a model").click()
+    page.get_by_test_id("stSidebar").get_by_text("Pull a model", exact=True).click()
     page.get_by_label("Model name").fill("tinyllama")
     page.get_by_role("button", name="Pull", exact=True).click()
     page.get_by_text("Pulled tinyllama:latest").wait_for()
@@ -426,7 +426,7 @@ def test_cancel_stops_an_upload_and_frees_the_ingest_lock(app_url, page, tmp_pat
     big = tmp_path / "big-upload.md"
     big.write_text("\n\n".join(f"## Part {i}\n\n" + f"Paragraph {i} talks about topic {i}. " * 40 for i in range(400)))
     page.goto(app_url)
-    page.get_by_text("chunks · last ingest", exact=False).wait_for(timeout=60_000)  # the store is open
+    page.get_by_test_id("stSidebar").get_by_text("chunks · last ingest", exact=False).wait_for(timeout=60_000)  # loaded
     expect(page.get_by_test_id("stFileUploaderDropzone")).to_contain_text("50MB per file")  # .streamlit/config.toml
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(big))
     page.get_by_role("button", name="Ingest uploaded files").click()
