@@ -215,6 +215,9 @@ def test_a_slow_first_token_is_announced_while_waiting(sample_store, standin, ca
 def test_the_model_is_warmed_while_the_store_opens(sample_store, standin, capsys):
     code, _out, _err = ask(capsys)
 
+    deadline = time.monotonic() + 30  # the warm-up runs in a thread of its own; on a loaded machine it may land last
+    while not any(not body["messages"] for body in standin.chat_requests()) and time.monotonic() < deadline:
+        time.sleep(0.05)
     warm = [body for body in standin.chat_requests() if not body["messages"]]
     assert code == 0
     assert warm == [{"model": "qwen2.5:3b", "messages": [], "tools": [], "stream": False,
