@@ -39,7 +39,8 @@ def undo_delete(history: History) -> None:
 
 
 def labels(conversations: list[Conversation]) -> dict[str, str]:
-    """Each conversation's label: its title, with the time it started when another has the same title."""
+    """Each conversation's label: its title, with the time it started when another has the same title,
+    and a number when even the second is shared, so no two labels are alike."""
     counts = Counter(c.title for c in conversations)
     shown = {}
     for conversation in conversations:
@@ -48,6 +49,14 @@ def labels(conversations: list[Conversation]) -> dict[str, str]:
             started = datetime.fromisoformat(conversation.created_at).astimezone()
             label += started.strftime(" · %b %d %H:%M:%S")
         shown[conversation.id] = label
+    clashes = Counter(shown.values())
+    oldest_first = sorted(conversations, key=lambda c: c.created_at)
+    seen: Counter[str] = Counter()
+    for conversation in oldest_first:
+        label = shown[conversation.id]
+        if clashes[label] > 1:
+            seen[label] += 1
+            shown[conversation.id] = f"{label} ({seen[label]})"
     return shown
 
 

@@ -6,8 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rag.history import FILENAME, History, HistoryError, Message, chat_history, history_path, title_from
+from rag.history import FILENAME, Conversation, History, HistoryError, Message, chat_history, history_path, title_from
 from rag.settings import Settings
+from rag.ui_conversations import labels
 
 OLD_SCHEMA = """
 CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
@@ -158,3 +159,16 @@ def test_chat_history_keeps_answered_questions_only():
         {"role": "user", "content": "q4"},
         {"role": "assistant", "content": "a4 (partial)"},
     ]
+
+
+def test_sidebar_labels_tell_apart_conversations_with_the_same_title_even_within_one_second():
+    same = "2026-11-30T06:41:50.100000+00:00"
+    convs = [Conversation("c", "Install?", "2026-11-30T06:41:50.900000+00:00", same),
+             Conversation("b", "Install?", same, same),
+             Conversation("a", "Install?", "2026-11-29T08:00:00+00:00", same),
+             Conversation("d", "Other", same, same)]
+    shown = labels(convs)
+    stamp = datetime.fromisoformat(same).astimezone().strftime("%b %d %H:%M:%S")
+    earlier = datetime.fromisoformat("2026-11-29T08:00:00+00:00").astimezone().strftime("%b %d %H:%M:%S")
+    assert shown == {"c": f"Install? · {stamp} (2)", "b": f"Install? · {stamp} (1)",
+                     "a": f"Install? · {earlier}", "d": "Other"}
