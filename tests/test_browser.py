@@ -426,7 +426,7 @@ def test_cancel_stops_an_upload_and_frees_the_ingest_lock(app_url, page, tmp_pat
     big = tmp_path / "big-upload.md"
     big.write_text("\n\n".join(f"## Part {i}\n\n" + f"Paragraph {i} talks about topic {i}. " * 40 for i in range(400)))
     page.goto(app_url)
-    page.get_by_test_id("stSidebar").get_by_text("chunks · last ingest", exact=False).wait_for(timeout=60_000)  # loaded
+    page.get_by_test_id("stSidebar").get_by_text("chunks · last ingest", exact=False).wait_for(timeout=180_000)  # loaded (a hang guard)
     expect(page.get_by_test_id("stFileUploaderDropzone")).to_contain_text("50MB per file")  # .streamlit/config.toml
     page.get_by_test_id("stFileUploaderDropzoneInput").set_input_files(str(big))
     page.get_by_role("button", name="Ingest uploaded files").click()
@@ -458,7 +458,7 @@ def test_screenshot_of_a_real_session_on_the_bundled_guide(guide_app, page):
     url, answer = guide_app
     page.goto(url)
     page.get_by_test_id("stChatInputTextArea").wait_for()
-    page.get_by_text("For example:").wait_for(timeout=60_000)
+    page.get_by_text("For example:").wait_for(timeout=180_000)
     ask(page, "How do I add my own documents?")
     wait_for_messages(page, 2)
     wait_until(lambda: answer_text(page, 1) == answer.replace("`", ""), 90, "the answer")
