@@ -120,6 +120,11 @@ class ChunkIndex:
         mask = self.mask(where)
         return scores if mask is None else np.where(mask, scores, -np.inf)
 
+    def known_share(self, query: str) -> float:
+        """The share of the question's keywords that occur somewhere in the store (0 for a question without any)."""
+        tokens = tokenize([query])[0]
+        return sum(t in self.bm25.numbers for t in tokens) / len(tokens) if tokens else 0.0
+
     def keyword_scores(self, query: str, where: dict | None = None) -> tuple[np.ndarray, float]:
         """BM25 score of every chunk (0 where the filter excludes it) and the best score the query could reach.
 

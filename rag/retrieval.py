@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from rag import general_knowledge
 from rag.embeddings import Embedder
 from rag.errors import StoreError
 from rag.store import LiveCollection
@@ -18,12 +19,16 @@ Mode = Literal["dense", "keyword", "hybrid"]
 DOC_VECTOR_WEIGHT = 0.25
 KEYWORD_SCALE_FLOOR = 0.3
 CHUNKS_PER_DOC = 3
-BACKGROUND_WEIGHT = 2.5
-COVERAGE_WEIGHT = 0.5
+BACKGROUND_WEIGHT = 3.0
+COVERAGE_WEIGHT = 0.25
+KNOWN_WORDS_WEIGHT = 0.1
+GENERAL_WEIGHT = 1.5
+GENERAL_ALLOWED = 0.25
 BEST_SCORES_SHOWN = 3
 WEAK_SIMILARITY = 0.3
 FEW_KEYWORDS = 0.15
 UNRELATED_BACKGROUND = 0.03
+EVERYDAY_QUESTION = 0.45
 
 
 @dataclass
@@ -45,11 +50,17 @@ class Evidence:
     similarity: float
     background: float
     coverage: float
+    general: float = 0.0
+    known: float = 0.0
 
     @property
     def allowance(self) -> float:
-        """How far the floor is lowered: more when the question resembles the whole store and its keywords are found."""
-        return BACKGROUND_WEIGHT * self.background + COVERAGE_WEIGHT * self.coverage
+        """How far the floor is lowered: more when the question resembles the whole store, its keywords are found and
+        its words are the documents' own; less when it reads like an everyday general-knowledge question."""
+        return (
+            BACKGROUND_WEIGHT * self.background + COVERAGE_WEIGHT * self.coverage + KNOWN_WORDS_WEIGHT * self.known
+            - GENERAL_WEIGHT * max(0.0, self.general - GENERAL_ALLOWED)
+        )
 
     def needed(self, floor: float) -> float:
         """The similarity this document needs to count as relevant."""
@@ -102,7 +113,8 @@ class Retriever:
         try:
             index = self.index.get()
             vector = self.embedder.embed_query(query) if self.mode != "keyword" else None
-            scores = score_chunks(index, vector, query, where)
+            reference = general_knowledge.vectors(self.embedder) if vector is not None else None
+            scores = score_chunks(index, vector, query, where, reference)
         except Exception as exc:
             raise StoreError(f"Search failed: {self.live.describe_failure(exc)}") from None
         weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
@@ -111,7 +123,8 @@ class Retriever:
 
 @dataclass
 class ChunkScores:
-    """Per-chunk arrays for one question: cosine similarity, dense score with the document's vector, keyword share."""
+    """Per-chunk arrays for one question (cosine similarity, dense score with the document's vector, keyword share)
+    and the question's own figures (background similarity, likeness to everyday questions, share of known words)."""
 
     similarity: np.ndarray | None
     dense: np.ndarray | None
@@ -119,10 +132,15 @@ class ChunkScores:
     coverage: np.ndarray
     background: float
     allowed: np.ndarray
+    general: float = 0.0
+    known: float = 0.0
 
 
-def score_chunks(index: ChunkIndex, vector: list[float] | None, query: str, where: dict | None) -> ChunkScores:
-    """Score every chunk that passes the filter, densely (when a query vector is given) and by keywords."""
+def score_chunks(
+    index: ChunkIndex, vector: list[float] | None, query: str, where: dict | None, reference: np.ndarray | None = None,
+) -> ChunkScores:
+    """Score every chunk that passes the filter, densely (when a query vector is given) and by keywords; with the
+    everyday reference questions' vectors, also how much the question reads like one of them."""
     keyword, reachable = index.keyword_scores(query, where)
     mask = index.mask(where)
     allowed = np.ones(len(index.ids), bool) if mask is None else mask
@@ -135,7 +153,8 @@ def score_chunks(index: ChunkIndex, vector: list[float] | None, query: str, wher
     documents = index.derived.doc_vectors @ np.asarray(vector, dtype=np.float32)
     dense = (similarity + DOC_VECTOR_WEIGHT * documents[index.derived.doc_of]) / (1 + DOC_VECTOR_WEIGHT)
     background = float(similarity[allowed].mean()) if allowed.any() else 0.0
-    return ChunkScores(similarity, dense, scaled, coverage, background, allowed)
+    general = general_knowledge.generality(reference, vector) if reference is not None else 0.0
+    return ChunkScores(similarity, dense, scaled, coverage, background, allowed, general, index.known_share(query))
 
 
 def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int) -> list[RetrievedDoc]:
@@ -165,7 +184,7 @@ def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, 
         metadata = chunks[0].metadata
         doc = RetrievedDoc(metadata["doc_id"], metadata.get("title", metadata["doc_id"]), float(best[d]), None, chunks)
         if evidence is not None:
-            doc.evidence = Evidence(float(evidence[0][d]), scores.background, float(evidence[1][d]))
+            doc.evidence = Evidence(float(evidence[0][d]), scores.background, float(evidence[1][d]), scores.general, scores.known)
             doc.similarity = doc.evidence.similarity
         docs.append(doc)
     return docs
@@ -209,6 +228,8 @@ def best_scores(docs: list[RetrievedDoc], floor: float) -> list[dict]:
             "needed": round(d.evidence.needed(floor), 4),
             "background": round(d.evidence.background, 4),
             "keywords_found": round(d.evidence.coverage, 4),
+            "known_words": round(d.evidence.known, 4),
+            "general": round(d.evidence.general, 4),
         })
         for d in ranked
     ]
@@ -227,8 +248,10 @@ def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
         f"Nothing in your documents looks relevant to this question: {why(best)}. "
         f"Best passage similarity against the similarity it needed: {lines}. The relevance floor is {floor:.2f}, "
         f"lowered by {BACKGROUND_WEIGHT:g} x the question's average similarity to your documents "
-        f"({best['background']:.2f}) and by {COVERAGE_WEIGHT:g} x the share of its keywords found "
-        f"({best['keywords_found']:.0%})."
+        f"({best['background']:.2f}), {COVERAGE_WEIGHT:g} x the share of its keywords found "
+        f"({best['keywords_found']:.0%}) and {KNOWN_WORDS_WEIGHT:g} x the share of its words your documents use "
+        f"({best['known_words']:.0%}), and raised by {GENERAL_WEIGHT:g} x its likeness to everyday general-knowledge "
+        f"questions above {GENERAL_ALLOWED:g} ({best['general']:.2f})."
     )
 
 
@@ -241,4 +264,6 @@ def why(best: dict) -> str:
         reasons.append("few of its words occur in them")
     if best["background"] < UNRELATED_BACKGROUND:
         reasons.append("it is far from what your documents are about")
+    if best["general"] >= EVERYDAY_QUESTION:
+        reasons.append("it reads like an everyday general-knowledge question")
     return " and ".join(reasons) or "the closest passages match it only partly"

@@ -1,0 +1,54 @@
+"""How much a question reads like an everyday general-knowledge question: its best cosine to rag/general_questions.txt.
+
+The vectors of those questions for the default embedder ship beside them (`general_questions.npy`, float16);
+for another embedder they are computed once per process. `python -m rag.general_knowledge` rewrites the file.
+"""
+from __future__ import annotations
+
+import functools
+import sys
+from pathlib import Path
+
+import numpy as np
+
+from rag.settings import DEFAULT_EMBED_MODEL
+
+QUESTIONS_FILE = Path(__file__).with_name("general_questions.txt")
+VECTORS_FILE = Path(__file__).with_name("general_questions.npy")
+
+
+def questions() -> list[str]:
+    """The reference questions, without comments and blank lines."""
+    lines = QUESTIONS_FILE.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.startswith("#")]
+
+
+@functools.lru_cache(maxsize=4)
+def vectors(embedder) -> np.ndarray:
+    """The unit vectors of the reference questions for this embedder (shipped for the default one)."""
+    count = len(questions())
+    if embedder.name == DEFAULT_EMBED_MODEL and VECTORS_FILE.is_file():
+        shipped = np.load(VECTORS_FILE, allow_pickle=False).astype(np.float32)
+        if shipped.shape == (count, embedder.dimension):
+            return shipped
+    return np.asarray(embedder.embed(questions(), batch_size=64), dtype=np.float32).reshape(count, -1)
+
+
+def generality(reference: np.ndarray, query_vector) -> float:
+    """The question's best cosine similarity to a reference question."""
+    return float((reference @ np.asarray(query_vector, dtype=np.float32)).max(initial=0.0))
+
+
+def main() -> int:
+    """Embed the reference questions with the default embedder and write them beside the text file."""
+    from rag.embeddings import load_embedder
+
+    embedder = load_embedder(DEFAULT_EMBED_MODEL)
+    embedded = np.asarray(embedder.embed(questions(), batch_size=64), dtype=np.float16)
+    np.save(VECTORS_FILE, embedded, allow_pickle=False)
+    print(f"wrote {VECTORS_FILE} ({embedded.shape[0]} questions)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
