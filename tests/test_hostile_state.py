@@ -235,3 +235,15 @@ def test_an_ollama_host_that_is_not_an_address_is_a_bad_setting_not_a_traceback(
         "error: OLLAMA_HOST='http://[::1' is not valid: not an address like 127.0.0.1:11434 or http://host:11434 "
         "(Invalid IPv6 URL). Fix it in the environment or .env.\n"
     )
+
+
+@pytest.mark.parametrize("command", [["rag.ask", QUESTION], ["ingest", "--dry-run", str(SAMPLE)]])
+def test_a_reader_that_goes_away_is_exit_141_without_a_traceback(guide_store, settings, monkeypatch, command):
+    """`python -m rag.ask ... | head -1`: the pipe is closed before anything is written; no BrokenPipeError traceback."""
+    monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
+    process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+
+    err = process.stderr.read().decode()
+
+    assert (process.wait(timeout=120), err) == (141, "")
