@@ -10,7 +10,7 @@ from rag.answer_results import summary_of_file
 from rag.errors import OllamaError, RagError
 from rag.llm import Ollama, forget_model_info
 from rag.settings import load_settings
-from rag.ui_text import text
+from rag.ui_text import one_line, text
 
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
@@ -109,7 +109,8 @@ def run_section(settings, facts: list[model_facts.ModelFacts]) -> None:
         question = left.text_input("Question column", "question", key="eval_question_column")
         document = middle.text_input("Expected document column", "document", key="eval_id_column")
         filter_column = right.text_input("Filter column (optional)", "", key="eval_filter_column")
-        models = st.multiselect("Models", [f.name for f in facts], default=[f.name for f in facts][:3], key="eval_models")
+        models = st.multiselect("Models", [f.name for f in facts], default=[f.name for f in facts][:3], key="eval_models",
+                                format_func=one_line)
         sample = st.number_input("Questions (a fixed random sample)", 1, 10_000, 20, key="eval_sample")
         submitted = st.form_submit_button("Run the evaluation in the background", icon=":material/play_arrow:")
     if submitted:

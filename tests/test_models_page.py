@@ -154,6 +154,18 @@ def test_a_hostile_pull_name_and_ollama_error_text_are_shown_as_text(tmp_path, m
     assert all(inert(value) for value in shown), shown
 
 
+def test_a_hostile_model_name_is_listed_with_its_controls_visible(tmp_path, monkeypatch):
+    """A model name from Ollama carrying a right-to-left override and a newline is offered for evaluation as text."""
+    hostile = "evil\u202elm.txt\nx:latest"
+    with OllamaStandin(models=(hostile,)) as standin:
+        monkeypatch.setenv("OLLAMA_HOST", standin.host)
+        monkeypatch.setenv("RAG_STORE_DIR", str(tmp_path / "store"))
+        at = open_page()
+
+    assert not at.exception
+    assert at.multiselect(key="eval_models").options == ["evil\\u202elm.txt x:latest"]
+
+
 def test_a_background_evaluation_runs_apart_and_its_progress_survives_a_reload(server, store, tmp_path, monkeypatch):
     own_store = tmp_path / "store"
     own_store.mkdir()
