@@ -130,7 +130,7 @@ def model_section(llm: Ollama, settings: Settings) -> str:
     if st.session_state.get("model") not in options:
         st.session_state.model = ui_models.default_model(models, settings.model)
     labels = st.session_state.get("model_labels", {})
-    chosen = sidebar.selectbox("Chat model", options, key="model", help=model_help(labels))
+    chosen = sidebar.selectbox("Chat model", options, key="model", help=model_help(labels), format_func=one_line)
     if chosen in labels:
         sidebar.caption(text(" · ".join(labels[chosen])))
     sidebar.page_link("pages/1_Models.py", label="Compare models", icon=":material/leaderboard:")

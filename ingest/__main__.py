@@ -12,7 +12,7 @@ from ingest.pipeline import IngestOptions, IngestReport, ingest
 from rag.errors import RagError
 from rag.settings import load_settings
 from rag.store import store_location
-from rag.terminal import print_error, safe_line, tolerant_output
+from rag.terminal import output_closed, print_error, safe_line, tolerant_output
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130
@@ -105,7 +105,10 @@ def main(argv: list[str] | None = None) -> int:
         print("interrupted: what was written is kept; run the same command again to finish.", file=sys.stderr)
         return EXIT_INTERRUPTED
     progress.close()
-    print(summary(report, store_location(settings)))
+    try:
+        print(summary(report, store_location(settings)), flush=True)
+    except BrokenPipeError:
+        return output_closed()
     return EXIT_SKIPPED if report.skipped else EXIT_OK
 
 

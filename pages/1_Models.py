@@ -10,6 +10,7 @@ from rag.answer_results import summary_of_file
 from rag.errors import OllamaError, RagError
 from rag.llm import Ollama, forget_model_info
 from rag.settings import load_settings
+from rag.ui_text import one_line, text
 
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
@@ -22,14 +23,14 @@ def installed(llm: Ollama) -> list[model_facts.ModelFacts]:
     try:
         facts = model_facts.model_facts(llm)
     except OllamaError as exc:
-        st.error(str(exc))
+        st.error(text(exc))
         return []
     machine = model_facts.this_machine()
     gpus = ", ".join(f"{name} {free / 1e9:.1f} of {total / 1e9:.1f} GB free" for name, total, free in machine.gpus)
-    st.caption(f"This machine: {machine.ram_total / 1e9:.1f} GB RAM, {machine.ram_available / 1e9:.1f} GB free; "
-               + (f"GPU: {gpus}" if gpus else "no GPU visible (Ollama runs models on the CPU)"))
+    st.caption(text(f"This machine: {machine.ram_total / 1e9:.1f} GB RAM, {machine.ram_available / 1e9:.1f} GB free; "
+                    + (f"GPU: {gpus}" if gpus else "no GPU visible (Ollama runs models on the CPU)")))
     if not facts:
-        st.warning(f"No chat model is installed in Ollama at {llm.url}. Pull one below.")
+        st.warning(text(f"No chat model is installed in Ollama at {llm.url}. Pull one below."))
         return []
     rows = []
     for f in facts:
@@ -48,15 +49,15 @@ def pull_section(llm: Ollama) -> None:
         submitted = st.form_submit_button("Pull", icon=":material/download:")
     if not submitted:
         return
-    bar = st.progress(0.0, text=f"Pulling {name}…")
+    bar = st.progress(0.0, text=text(f"Pulling {name}…"))
     try:
         for step in ui_models.pull_model(llm, name):
-            bar.progress(ui_models.pull_fraction(step), text=f"{name}: {step.status}")
+            bar.progress(ui_models.pull_fraction(step), text=text(f"{name}: {step.status}"))
     except OllamaError as exc:
-        st.error(str(exc))
+        st.error(text(exc))
         return
     forget_model_info()
-    st.success(f"Pulled {ui_models.normalise_model(name)}.")
+    st.success(text(f"Pulled {ui_models.normalise_model(name)}."))
 
 
 def results_section(folder: Path) -> None:
@@ -67,7 +68,7 @@ def results_section(folder: Path) -> None:
         st.info("No evaluation yet. Run one below, or in a terminal: "
                 "`python -m rag.eval QUESTIONS.csv --answers --models A,B`.")
         return
-    st.caption(f"{summary['questions']} questions · {files[-1]}")
+    st.caption(text(f"{summary['questions']} questions · {files[-1]}"))
     table = [{"model": model, **{k: v for k, v in figures.items() if k not in ("error", "judge")}}
              for model, figures in summary["models"].items()]
     st.dataframe(table, hide_index=True, key="results_table")
@@ -95,7 +96,7 @@ def job_status(settings) -> None:
     if state == "running":
         st.button("Stop the evaluation", key="stop_eval", on_click=background_eval.stop, args=(job,))
     elif state == "failed":
-        st.error(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}")
+        st.error(text(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}"))
     elif state == "interrupted":
         st.warning("The evaluation was stopped; starting it again goes on where it stopped.")
 
@@ -108,7 +109,8 @@ def run_section(settings, facts: list[model_facts.ModelFacts]) -> None:
         question = left.text_input("Question column", "question", key="eval_question_column")
         document = middle.text_input("Expected document column", "document", key="eval_id_column")
         filter_column = right.text_input("Filter column (optional)", "", key="eval_filter_column")
-        models = st.multiselect("Models", [f.name for f in facts], default=[f.name for f in facts][:3], key="eval_models")
+        models = st.multiselect("Models", [f.name for f in facts], default=[f.name for f in facts][:3], key="eval_models",
+                                format_func=one_line)
         sample = st.number_input("Questions (a fixed random sample)", 1, 10_000, 20, key="eval_sample")
         submitted = st.form_submit_button("Run the evaluation in the background", icon=":material/play_arrow:")
     if submitted:
@@ -116,14 +118,14 @@ def run_section(settings, facts: list[model_facts.ModelFacts]) -> None:
         try:
             background_eval.start(settings, Path(truth.strip()).expanduser(), models, int(sample), columns)
         except RagError as exc:
-            st.error(str(exc))
+            st.error(text(exc))
 
 
 def main() -> None:
     try:
         settings = load_settings()
     except RagError as exc:
-        st.error(str(exc))
+        st.error(text(exc))
         st.stop()
     llm = Ollama(settings)
     st.title("Models")

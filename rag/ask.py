@@ -3,7 +3,7 @@
 Exit codes: 0 answered; 1 a bad command line (empty question, --k out of range, bad --where) or other error;
 2 bad setting; 3 store missing or unusable; 4 Ollama not reachable; 5 model not installed; 6 Ollama busy;
 7 Ollama read timeout; 8 answer broken off mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error;
-11 question too long for the context; 130 interrupted (Ctrl-C). Failures print one `error: ...` line on stderr, never a traceback.
+11 question too long for the context; 130 interrupted (Ctrl-C); 141 output closed (a pipe like `| head`). Failures print one `error: ...` line on stderr, never a traceback.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from rag.llm import Ollama
 from rag.pipeline import open_retriever
 from rag.retrieval import is_relevant, no_match_text
 from rag.settings import TOP_K_MAX, Settings, load_settings
-from rag.terminal import print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
+from rag.terminal import output_closed, print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
 
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
 INTERRUPTED = 130
@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         description="Ask a question about your documents.",
         epilog="exit codes: 0 ok, 1 bad command line or other, 2 setting, 3 store, 4 Ollama unreachable, 5 model not installed, "
         "6 Ollama busy, 7 read timeout, 8 broken off mid-answer, 9 not a chat model, 10 other Ollama error, "
-        "11 question too long, 130 interrupted",
+        "11 question too long, 130 interrupted, 141 output closed",
     )
     parser.add_argument("question", type=question_text, help="the question")
     parser.add_argument("--model", help="Ollama chat model (default: RAG_MODEL)")
@@ -243,6 +243,8 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted", file=sys.stderr)
         return INTERRUPTED
+    except BrokenPipeError:
+        return output_closed()
 
 
 if __name__ == "__main__":

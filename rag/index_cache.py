@@ -20,6 +20,8 @@ from rag import index_file
 from rag.bm25 import TermCounts
 from rag.changelog import Changes, done_mark, read_changes, run_state
 from rag.chunk_index import ChunkIndex, chunk_tokens
+from rag.errors import RagError, StoreError
+from rag.store import chroma_call, is_panic
 
 PAGE = 5000
 RECHECK_SECONDS = 0.5
@@ -74,13 +76,20 @@ class ChunkIndexCache:
         try:
             now = time.monotonic()
             if self.index is None:
-                self.load()
+                with chroma_call():  # the first full read is where a damaged database makes Chroma's core panic
+                    self.load()
                 self.checked_at = now
             elif recheck or now - self.checked_at > RECHECK_SECONDS:
                 self.checked_at = now
                 if collection_version(self.live.fresh()) != self.index.version:
                     self.refresh(self.live.reopen())
             return self.index
+        except RagError:
+            raise
+        except BaseException as exc:  # Chroma raises many kinds, a damaged database even a Rust panic
+            if not isinstance(exc, Exception) and not is_panic(exc):
+                raise
+            raise StoreError(self.live.describe_failure(exc)) from None
         finally:
             self.lock.release()
 

@@ -8,7 +8,7 @@ from rag.index_cache import ChunkIndexCache
 from rag.index_file import index_path
 from rag.retrieval import Retriever
 from rag.settings import Settings, index_folder
-from rag.store import LiveCollection, check_embedder, open_client, open_collection, store_location
+from rag.store import LiveCollection, check_embedder, chroma_call, open_client, open_collection, store_location
 
 
 class RetrieverLoader:
@@ -41,8 +41,11 @@ class RetrieverLoader:
         indexing = threading.Thread(target=load_index, name="load-chunk-index")
         indexing.start()
         embedder = self.embedder.result()
-        check_embedder(self.collection, embedder.name, embedder.dimension)
-        indexing.join()
+        try:
+            with chroma_call():  # it reads a vector: a damaged database may make Chroma's core panic here
+                check_embedder(self.collection, embedder.name, embedder.dimension)
+        finally:
+            indexing.join()
         if failure:
             raise failure[0]
         settings = self.settings

@@ -19,10 +19,14 @@ Rules:
 # A random key per request, six letter-digit pairs (48 bits): document text cannot guess it, so it cannot close the
 # fence. Every key of this shape costs the same in the token estimate, so the budget does not depend on the draw.
 FENCE_KEY_PAIRS = 6
-# Bracketed numbers in document text, [9], [ 9 ], [1, 2], full-width or lenticular brackets, any digits: rewritten (9), so
-# only the prompt's own headers look like document numbers (a document cannot forge a [9] block), and a paper's own
-# reference markers are not mistaken for citations.
-NUMBER_IN_BRACKETS = re.compile(r"[\[\uff3b\u3010\u3016]\s*(\d+(?:\s*[,;\-\u2013]\s*\d+)*)\s*[\]\uff3d\u3011\u3017]")
+# Bracketed numbers in document text, [9], [ 9 ], [1, 2], full-width or lenticular brackets, any digits, with spaces or
+# invisible characters (zero-width, bidi marks) around the digits: rewritten (9), so only the prompt's own headers look
+# like document numbers (a document cannot forge a [9] block), and a paper's own reference markers are not mistaken for
+# citations.
+PAD = r"[\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*"
+NUMBER_IN_BRACKETS = re.compile(
+    rf"[\[\uff3b\u3010\u3016]{PAD}(\d+(?:{PAD}[,;\-\u2013]{PAD}\d+)*){PAD}[\]\uff3d\u3011\u3017]"
+)
 TOKENS_PER_MESSAGE = 8  # role header and end-of-turn markers of the chat templates (Qwen: 5, Llama 3: 5)
 TEMPLATE_TOKENS = 32  # BOS, the assistant header, Llama 3.2's "Cutting Knowledge Date" system preamble
 CHUNKS_PER_DOC = 2

@@ -4,11 +4,16 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
 import time
+from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rag.errors import EmbedderMismatch, StoreError
+from rag.errors import EmbedderMismatch, RagError, StoreError
 from rag.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -21,6 +26,71 @@ FULL_BELOW_BYTES = 64 * 2**20  # a write that failed with less free space than t
 
 class StoreDamaged(StoreError):
     """The embedded store's files are damaged: it must be rebuilt."""
+
+
+class ChromaPanic(RuntimeError):
+    """A panic of Chroma's Rust core (pyo3's PanicException derives from BaseException, past every `except Exception`)."""
+
+
+def is_panic(exc: BaseException) -> bool:
+    """True for pyo3's PanicException, which Chroma's Rust core raises on a damaged database."""
+    return type(exc).__name__ == "PanicException"
+
+
+class HeldStderr:
+    """The process's stderr (fd 2) sent to a temporary file while any Chroma call runs, restored when the last ends;
+    what was held is passed on unless a call failed (a panic in Chroma's Rust core, even in one of its worker threads,
+    writes its report there; the failure is then said in one line instead)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = -1
+        self.file = None
+        self.failed = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                sys.stderr.flush()
+                self.file, self.failed = tempfile.TemporaryFile(), False
+                self.saved = os.dup(2)
+                os.dup2(self.file.fileno(), 2)
+            self.users += 1
+
+    def leave(self, failed: bool) -> None:
+        with self.lock:
+            self.failed = self.failed or failed
+            self.users -= 1
+            if self.users:
+                return
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            with self.file:
+                if not self.failed:
+                    self.file.seek(0)
+                    with open(2, "wb", closefd=False) as stderr:
+                        shutil.copyfileobj(self.file, stderr)
+
+
+HELD_STDERR = HeldStderr()
+
+
+@contextmanager
+def chroma_call():
+    """Run Chroma calls whose Rust core may panic: a panic becomes a ChromaPanic, and on any failure the report Rust
+    wrote to the process's stderr (a backtrace notice) is dropped; else what was written there meanwhile is passed on."""
+    HELD_STDERR.enter()
+    failed = True
+    try:
+        yield
+        failed = False
+    except BaseException as exc:
+        if is_panic(exc):
+            raise ChromaPanic(str(exc)) from None
+        raise
+    finally:
+        HELD_STDERR.leave(failed)
 
 
 def database_file(settings: Settings) -> Path:
@@ -50,12 +120,24 @@ def store_error(exc: BaseException, settings: Settings, doing: str = "Using", fi
                 f"The disk holding the store at {settings.store_dir} is full ({shown}). Free some space, then run "
                 "again; what was written before is kept."
             )
-        if any(sign in lowered for sign in DAMAGE_SIGNS):
+        if any(sign in lowered for sign in DAMAGE_SIGNS) or database_damaged(database_file(settings)):
             return StoreDamaged(
                 f"The store database {database_file(settings)} is damaged ({str(exc)[:120]}). Rebuild it with "
                 "`python -m ingest --reset PATH ...` (conversations and uploads are kept), or move that file aside."
             )
     return StoreError(f"{doing} the store at {store_location(settings)} failed ({text[:200]}).{fix}")
+
+
+def database_damaged(path: Path) -> bool:
+    """True when SQLite's own check (a read-only PRAGMA quick_check) finds the database file damaged: for a failure
+    whose words Chroma did not make plain (its compactor, its log store)."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
+            return db.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+    except sqlite3.DatabaseError as exc:
+        return any(sign in str(exc).lower() for sign in ("malformed", "not a database", "corrupt"))
 
 
 def open_client(settings: Settings, create: bool = True):
@@ -89,7 +171,8 @@ def open_client(settings: Settings, create: bool = True):
     except OSError as exc:
         raise StoreError(f"Cannot make the store folder {settings.store_dir} ({exc.strerror or exc}). Check RAG_STORE_DIR.") from None
     try:
-        return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+        with chroma_call():
+            return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
     except Exception as exc:
         from chromadb.api.shared_system_client import SharedSystemClient
 
@@ -209,6 +292,8 @@ class LiveCollection:
 
     def describe_failure(self, exc: Exception) -> str:
         """What went wrong with the store, and how to fix it when it is a server that is down."""
+        if isinstance(exc, RagError):
+            return str(exc)  # already said in the user's words
         if self.settings is not None and self.settings.chroma_url:
             return (
                 f"the Chroma server at {self.settings.chroma_url} did not answer ({type(exc).__name__}). "

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from collections.abc import Iterable, Iterator
@@ -18,6 +19,7 @@ JSON_UNSAFE = re.compile(f"[\x7f-\x9f{FORMATTING}{SURROGATES}]")  # json.dumps a
 KEPT_IN_TEXT = ("\n", "\t")
 LINE_BREAKS = ("\r\n", "\r")
 NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away (`| head`)
 
 
 def escaped(char: str) -> str:
@@ -85,3 +87,11 @@ def tolerant_output() -> None:
         reconfigure = getattr(stream, "reconfigure", None)
         if reconfigure is not None:
             reconfigure(errors="backslashreplace")
+
+
+def output_closed() -> int:
+    """After stdout's reader went away (`| head`): the rest goes nowhere (so the exit flush cannot fail); exit 141."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    return OUTPUT_CLOSED

@@ -61,6 +61,6 @@ def pull_model(llm: Ollama, name: str) -> Iterator[PullProgress]:
                 f"Ollama has no model called {name!r}. Check the name and tag at https://ollama.com/library "
                 "(e.g. llama3.2:3b)."
             ) from None
-        raise PullFailed(f"Pulling {name!r} failed: {exc}") from None
+        raise PullFailed(str(exc)) from None  # it already says which pull failed, and where
     if not finished:
         raise PullFailed(f"Pulling {name!r} stopped before it finished. Try again.")

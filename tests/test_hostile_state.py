@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -16,7 +17,7 @@ from rag.ask import main as ask_main
 from rag.errors import IngestCancelled
 from rag.eval import main as eval_main
 from rag.store import open_client
-from tests.fixtures.hostile import flip_bytes, truncate_half
+from tests.fixtures.hostile import flip_block, flip_bytes, truncate_half
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "ingest" / "sample"
@@ -65,6 +66,25 @@ def test_a_damaged_chroma_database_is_one_line_naming_the_file_and_the_fix_in_in
             "database disk image is malformed). Rebuild it with `python -m ingest --reset PATH ...` (conversations and "
             "uploads are kept), or move that file aside.\n"
         )
+
+
+@pytest.mark.parametrize("page", range(1, 12))
+def test_a_garbled_database_page_is_one_line_or_unnoticed_never_a_traceback_or_a_rust_panic(own_store, capfd, page):
+    """A torn page anywhere in chroma.sqlite3 (some make Chroma's Rust core panic at open, some fail a read while the
+    chunk index is rebuilt): ask exits 3 with the one damaged-store line on the real stderr, or answers (0)."""
+    shutil.rmtree(own_store / "index", ignore_errors=True)  # no saved index: every chunk is read from the database
+    database = own_store / "chroma.sqlite3"
+    flip_block(database, page * database.stat().st_size // 12)
+
+    code = ask_main([QUESTION])
+    out, err = capfd.readouterr()
+
+    assert code in (0, 3), err
+    if code == 3:
+        assert out == ""
+        assert re.fullmatch(rf"error: The store database {re.escape(str(database))} is damaged \([^\n]+\)\. Rebuild it with "
+                            r"`python -m ingest --reset PATH \.\.\.` \(conversations and uploads are kept\), or move that "
+                            r"file aside\.\n", err), err
 
 
 def test_reset_rebuilds_a_damaged_store_and_keeps_conversations_uploads_and_the_damaged_files(own_store, truth, capsys):
@@ -215,3 +235,15 @@ def test_an_ollama_host_that_is_not_an_address_is_a_bad_setting_not_a_traceback(
         "error: OLLAMA_HOST='http://[::1' is not valid: not an address like 127.0.0.1:11434 or http://host:11434 "
         "(Invalid IPv6 URL). Fix it in the environment or .env.\n"
     )
+
+
+@pytest.mark.parametrize("command", [["rag.ask", QUESTION], ["ingest", "--dry-run", str(SAMPLE)]])
+def test_a_reader_that_goes_away_is_exit_141_without_a_traceback(guide_store, settings, monkeypatch, command):
+    """`python -m rag.ask ... | head -1`: the pipe is closed before anything is written; no BrokenPipeError traceback."""
+    monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
+    process = subprocess.Popen([sys.executable, "-m", *command], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process.stdout.close()
+
+    err = process.stderr.read().decode()
+
+    assert (process.wait(timeout=120), err) == (141, "")

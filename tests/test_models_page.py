@@ -14,6 +14,7 @@ from rag.eval import main as eval_main
 from rag.model_facts import GB, Machine, ModelFacts, fit, label
 from tests.ollama_standin import UNRELATED_REPLY, OllamaStandin, _size, grounded_reply, unused_port
 from tests.test_answer_eval import ON_TOPIC, write_truth
+from tests.test_app import OUTSIDE, inert, plain
 
 ROOT = Path(__file__).resolve().parent.parent
 PAGE = str(ROOT / "pages" / "1_Models.py")
@@ -72,7 +73,7 @@ def test_installed_models_show_their_facts_and_fit(server, tmp_path, monkeypatch
     assert (grounded["loaded"], rows[1]["loaded"]) == (True, False)
     assert grounded["fits"] == "GPU" and "100% of it in GPU memory" in grounded["why"]
     assert rows[1]["fits"] in ("GPU", "CPU", "tight", "no") and "needs about" in rows[1]["why"]
-    assert at.caption[0].value.startswith("This machine: ")
+    assert plain(at.caption[0].value).startswith("This machine: ")
 
 
 def test_no_evaluation_yet_says_how_to_run_one(server, tmp_path, monkeypatch):
@@ -124,8 +125,45 @@ def test_pull_from_the_page_installs_the_model(server, tmp_path, monkeypatch):
     at.text_input(key="models_pull_name").set_value("tinyllama")
     at.button[0].click().run()
 
-    assert at.success[0].value == "Pulled tinyllama:latest."
+    assert plain(at.success[0].value) == "Pulled tinyllama:latest."
     assert "tinyllama:latest" in [r["model"] for r in table(at.run(), "installed")]
+
+
+def test_a_hostile_pull_name_and_ollama_error_text_are_shown_as_text(tmp_path, monkeypatch):
+    """Issue 14: the Models page renders the typed name and Ollama's error text literally; nothing can fetch."""
+    error_text = f"![e]({OUTSIDE}/e.png) <b>boom</b>"
+
+    class HostilePulls(OllamaStandin):
+        """The stand-in, failing every pull with HTTP 500 and a hostile error text (this test's own behaviour)."""
+
+        def _pull(self, body):
+            return 500, {"error": error_text}
+
+    name = f"![p]({OUTSIDE}/p.png)"
+    with HostilePulls() as standin:
+        monkeypatch.setenv("OLLAMA_HOST", standin.host)
+        monkeypatch.setenv("RAG_STORE_DIR", str(tmp_path / "store"))
+        at = open_page()
+        at.text_input(key="models_pull_name").set_value(name)
+        at.button[0].click().run()
+
+    assert not at.exception
+    shown = [e.value for e in at.error] + [p.proto.text for p in at.get("progress")]
+    assert plain(at.error[0].value) == f"Pulling {name!r} from Ollama at {standin.url} failed: {error_text}"
+    assert plain(at.get("progress")[0].proto.text) == f"Pulling {name}…"
+    assert all(inert(value) for value in shown), shown
+
+
+def test_a_hostile_model_name_is_listed_with_its_controls_visible(tmp_path, monkeypatch):
+    """A model name from Ollama carrying a right-to-left override and a newline is offered for evaluation as text."""
+    hostile = "evil\u202elm.txt\nx:latest"
+    with OllamaStandin(models=(hostile,)) as standin:
+        monkeypatch.setenv("OLLAMA_HOST", standin.host)
+        monkeypatch.setenv("RAG_STORE_DIR", str(tmp_path / "store"))
+        at = open_page()
+
+    assert not at.exception
+    assert at.multiselect(key="eval_models").options == ["evil\\u202elm.txt x:latest"]
 
 
 def test_a_background_evaluation_runs_apart_and_its_progress_survives_a_reload(server, store, tmp_path, monkeypatch):
