@@ -10,6 +10,7 @@ import bm25s
 import numpy as np
 import Stemmer
 
+from rag import general_knowledge
 from rag.bm25 import BM25, TermCounts
 
 STEMMER = Stemmer.Stemmer("english")
@@ -104,6 +105,7 @@ class ChunkIndex:
         self.bm25 = BM25(self.terms, BM25_K1, BM25_B)
         self.derived = derive(metadatas, self.vectors)
         self.masks: dict[str, np.ndarray] = {}
+        self.unrelated: dict[str, float] = {}
 
     def mask(self, where: dict | None) -> np.ndarray | None:
         """Which chunks pass the filter, cached per filter."""
@@ -119,6 +121,15 @@ class ChunkIndex:
         scores = self.vectors @ np.asarray(vector, dtype=np.float32)
         mask = self.mask(where)
         return scores if mask is None else np.where(mask, scores, -np.inf)
+
+    def unrelated_similarity(self, reference: np.ndarray, where: dict | None = None) -> float:
+        """How close everyday questions come to the chunks the filter passes (general_knowledge), cached per filter."""
+        key = json.dumps(where, sort_keys=True)
+        if key not in self.unrelated:
+            mask = self.mask(where)
+            vectors = self.vectors if mask is None else self.vectors[mask]
+            self.unrelated[key] = general_knowledge.unrelated_similarity(reference, vectors)
+        return self.unrelated[key]
 
     def known_share(self, query: str) -> float:
         """The share of the question's keywords that occur somewhere in the store (0 for a question without any)."""

@@ -1,4 +1,5 @@
-"""How much a question reads like an everyday general-knowledge question: its best cosine to rag/general_questions.txt.
+"""Everyday general-knowledge questions (rag/general_questions.txt): how much a question reads like one, and how
+close such unrelated questions come to a store's chunks.
 
 The vectors of those questions for the default embedder ship beside them (`general_questions.npy`, float16);
 for another embedder they are computed once per process. `python -m rag.general_knowledge` rewrites the file.
@@ -34,9 +35,23 @@ def vectors(embedder) -> np.ndarray:
     return np.asarray(embedder.embed(questions(), batch_size=64), dtype=np.float32).reshape(count, -1)
 
 
+UNRELATED_QUESTIONS = 4  # every 4th reference question sets a store's unrelated level
+UNRELATED_CHUNKS = 20_000  # chunks sampled evenly from a larger store for it
+
+
 def generality(reference: np.ndarray, query_vector) -> float:
     """The question's best cosine similarity to a reference question."""
     return float((reference @ np.asarray(query_vector, dtype=np.float32)).max(initial=0.0))
+
+
+def unrelated_similarity(reference: np.ndarray, chunk_vectors: np.ndarray) -> float:
+    """How close an unrelated question comes to these chunks: the median, over reference questions, of the best
+    cosine any of the chunks reaches (a sample of at most UNRELATED_CHUNKS, taken evenly)."""
+    if not len(chunk_vectors) or not len(reference):
+        return 0.0
+    step = -(-len(chunk_vectors) // UNRELATED_CHUNKS)
+    best = (chunk_vectors[::step] @ reference[::UNRELATED_QUESTIONS].T).max(axis=0)
+    return float(np.median(best))
 
 
 def main() -> int:

@@ -52,6 +52,7 @@ class Evidence:
     coverage: float
     general: float = 0.0
     known: float = 0.0
+    unrelated: float = 0.0
 
     @property
     def allowance(self) -> float:
@@ -63,8 +64,9 @@ class Evidence:
         )
 
     def needed(self, floor: float) -> float:
-        """The similarity this document needs to count as relevant."""
-        return floor - self.allowance
+        """The similarity this document needs to count as relevant: the floor above what unrelated questions reach
+        in the store, less the allowance."""
+        return self.unrelated + floor - self.allowance
 
     def passes(self, floor: float) -> bool:
         """True when the document's best similarity reaches the floor lowered by the allowance."""
@@ -134,6 +136,7 @@ class ChunkScores:
     allowed: np.ndarray
     general: float = 0.0
     known: float = 0.0
+    unrelated: float = 0.0
 
 
 def score_chunks(
@@ -153,8 +156,12 @@ def score_chunks(
     documents = index.derived.doc_vectors @ np.asarray(vector, dtype=np.float32)
     dense = (similarity + DOC_VECTOR_WEIGHT * documents[index.derived.doc_of]) / (1 + DOC_VECTOR_WEIGHT)
     background = float(similarity[allowed].mean()) if allowed.any() else 0.0
-    general = general_knowledge.generality(reference, vector) if reference is not None else 0.0
-    return ChunkScores(similarity, dense, scaled, coverage, background, allowed, general, index.known_share(query))
+    if reference is None:
+        return ChunkScores(similarity, dense, scaled, coverage, background, allowed, 0.0, index.known_share(query))
+    return ChunkScores(
+        similarity, dense, scaled, coverage, background, allowed, general_knowledge.generality(reference, vector),
+        index.known_share(query), index.unrelated_similarity(reference, where),
+    )
 
 
 def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int) -> list[RetrievedDoc]:
@@ -184,7 +191,10 @@ def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, 
         metadata = chunks[0].metadata
         doc = RetrievedDoc(metadata["doc_id"], metadata.get("title", metadata["doc_id"]), float(best[d]), None, chunks)
         if evidence is not None:
-            doc.evidence = Evidence(float(evidence[0][d]), scores.background, float(evidence[1][d]), scores.general, scores.known)
+            doc.evidence = Evidence(
+                float(evidence[0][d]), scores.background, float(evidence[1][d]), scores.general, scores.known,
+                scores.unrelated,
+            )
             doc.similarity = doc.evidence.similarity
         docs.append(doc)
     return docs
@@ -230,6 +240,7 @@ def best_scores(docs: list[RetrievedDoc], floor: float) -> list[dict]:
             "keywords_found": round(d.evidence.coverage, 4),
             "known_words": round(d.evidence.known, 4),
             "general": round(d.evidence.general, 4),
+            "unrelated": round(d.evidence.unrelated, 4),
         })
         for d in ranked
     ]
@@ -242,12 +253,13 @@ def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
     shown = best_scores(docs, floor)
     if "similarity" not in shown[0]:
         return "Nothing in your documents looks relevant to this question."
-    lines = ", ".join(f"{s['similarity']:.2f} of {s['needed']:.2f} needed ({s['title']})" for s in shown)
+    lines = ", ".join(f"{s['similarity']:.2f} of {s['needed']:.2f} needed ({' '.join(s['title'].split())})" for s in shown)
     best = shown[0]
     return (
         f"Nothing in your documents looks relevant to this question: {why(best)}. "
-        f"Best passage similarity against the similarity it needed: {lines}. The relevance floor is {floor:.2f}, "
-        f"lowered by {BACKGROUND_WEIGHT:g} x the question's average similarity to your documents "
+        f"Best passage similarity against the similarity it needed: {lines}. It needed {floor:.2f} (the relevance "
+        f"floor) above the {best['unrelated']:.2f} that everyday questions reach in your documents, lowered by "
+        f"{BACKGROUND_WEIGHT:g} x the question's average similarity to your documents "
         f"({best['background']:.2f}), {COVERAGE_WEIGHT:g} x the share of its keywords found "
         f"({best['keywords_found']:.0%}) and {KNOWN_WORDS_WEIGHT:g} x the share of its words your documents use "
         f"({best['known_words']:.0%}), and raised by {GENERAL_WEIGHT:g} x its likeness to everyday general-knowledge "

@@ -39,7 +39,7 @@ class Settings(BaseSettings):
     read_timeout: float = Field(600.0, gt=0)
     retrieval_mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
     dense_weight: float = Field(0.6, ge=0.0, le=1.0)
-    relevance_floor: float = Field(0.18, ge=0.0, le=1.0)
+    relevance_floor: float = Field(0.07, ge=0.0, le=1.0)
     chunk_tokens: int = Field(200, ge=32, le=250)
     chunk_overlap: int = Field(40, ge=0, le=120)
     # Limits on what an input can make the machine do; what is over a limit is skipped or cut, with a message.

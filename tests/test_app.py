@@ -337,7 +337,7 @@ def test_nothing_relevant_says_so_and_can_ask_anyway_from_the_latest_turn_only(s
 
     notice = plain(assistant(at).markdown[0].value)
     assert notice.startswith("Nothing in your documents looks relevant to this question: ")
-    assert "The relevance floor is 0.99" in notice and "lowered by 3 x the question" in notice
+    assert "It needed 0.99 (the relevance floor) above the " in notice and "lowered by 3 x the question" in notice
     assert len(re.findall(r"0\.\d\d of 0\.\d\d needed \(", notice)) == 3
     assert chat_answers(ollama_server) == []
     ask(at, "How do I install the app?")

@@ -262,7 +262,8 @@ def test_off_topic_question_is_refused_with_best_scores_and_no_chat_request(samp
     assert (code, err, result["relevant"], result["error"]) == (0, "", False, None)
     assert result["answer"].startswith("Nothing in your documents looks relevant to this question: no passage is close "
                                        "to it in meaning")
-    assert "The relevance floor is 0.18, lowered by 3 x the question's average similarity" in result["answer"]
+    assert "It needed 0.07 (the relevance floor) above the " in result["answer"]
+    assert "that everyday questions reach in your documents, lowered by 3 x the question's" in result["answer"]
     assert result["sources"]
     assert all(not r["messages"] for r in standin.chat_requests())  # at most the warm-up, which sends none
 

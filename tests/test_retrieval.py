@@ -150,9 +150,9 @@ def test_an_everyday_question_is_refused_for_reading_like_one(sample_store):
 
 
 def test_the_floor_weighs_background_keywords_known_words_and_likeness_to_everyday_questions():
-    evidence = Evidence(similarity=0.2, background=0.05, coverage=0.4, general=0.55, known=0.5)
+    evidence = Evidence(similarity=0.2, background=0.05, coverage=0.4, general=0.55, known=0.5, unrelated=0.21)
     assert np.isclose(evidence.allowance, 3.0 * 0.05 + 0.25 * 0.4 + 0.1 * 0.5 - 1.5 * (0.55 - 0.25))
-    assert np.isclose(evidence.needed(0.18), 0.18 - evidence.allowance)
+    assert np.isclose(evidence.needed(0.07), 0.21 + 0.07 - evidence.allowance)
     assert Evidence(0.2, 0.05, 0.4, general=0.1, known=0.5).allowance == Evidence(0.2, 0.05, 0.4, 0.25, 0.5).allowance
 
 
@@ -163,12 +163,13 @@ def test_formats_question_ranks_the_supported_formats_section_first(sample_store
 
 def test_refusal_shows_the_similarities_compared_and_says_why_in_words(sample_store):
     docs = open_retriever(sample_store).search(OFF_TOPIC[0], 5)
-    text = no_match_text(docs, 0.18)
-    best = max(docs, key=lambda d: d.evidence.similarity - d.evidence.needed(0.18)).evidence
+    text = no_match_text(docs, 0.07)
+    best = max(docs, key=lambda d: d.evidence.similarity - d.evidence.needed(0.07)).evidence
     assert text.startswith("Nothing in your documents looks relevant to this question: ")
-    assert f"{best.similarity:.2f} of {best.needed(0.18):.2f} needed (" in text
+    assert f"{best.similarity:.2f} of {best.needed(0.07):.2f} needed (" in text
     assert text.endswith(
-        f"The relevance floor is 0.18, lowered by 3 x the question's average similarity to your documents "
+        f"It needed 0.07 (the relevance floor) above the {best.unrelated:.2f} that everyday questions reach in your "
+        f"documents, lowered by 3 x the question's average similarity to your documents "
         f"({best.background:.2f}), 0.25 x the share of its keywords found ({best.coverage:.0%}) and 0.1 x the share "
         f"of its words your documents use ({best.known:.0%}), and raised by 1.5 x its likeness to everyday "
         f"general-knowledge questions above 0.25 ({best.general:.2f})."
@@ -252,3 +253,13 @@ def test_eval_names_a_missing_column(sample_store, tmp_path):
     )
     assert done.returncode == 1
     assert done.stderr.strip() == f"error: {truth} has no column 'document'; its columns are ['question', 'doc']."
+
+
+def test_what_unrelated_questions_reach_is_measured_on_the_chunks_the_filter_passes():
+    reference = np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8], [0.8, 0.6], [-1.0, 0.0]], dtype=np.float32)
+    index = small_index()  # chunk vectors [1, 0], [0.6, 0.8], [0, 1], [0, 1]
+    # every 4th reference question: [1, 0] and [-1, 0]; their best cosines 1.0 and 0.0 over all chunks
+    assert index.unrelated_similarity(reference) == 0.5
+    # windows only: the chunk [0.6, 0.8] gives 0.6 and -0.6
+    assert np.isclose(index.unrelated_similarity(reference, {"os": "windows"}), 0.0)
+    assert general_knowledge.unrelated_similarity(reference, np.zeros((0, 2), np.float32)) == 0.0
