@@ -189,6 +189,7 @@ def one_backend(name: str, settings, environment: dict, chunks: int, questions, 
     result["searchable_after_ingest_s"] = round(time.perf_counter() - ingested, 3)
     result["incremental"] = cache.full_builds == builds
     result["refresh_s"] = round(cache.refresh_seconds, 3)
+    cache.wait_saved()  # else the temporary folder may be removed under the refresh's save
     print(f"{name}: one new document searchable {result['searchable_after_ingest_s']} s after its ingest process exited "
           f"({'incremental refresh' if result['incremental'] else 'FULL REBUILD'} in the background, {result['refresh_s']} s; "
           f"target <= 1 s)", flush=True)
