@@ -6,20 +6,11 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from rag import model_facts, ui_models, ui_prefs, ui_store
-from rag.chat import warm_in_background
-from rag.errors import OllamaError, RagError
+from rag import ui_prefs
+from rag.errors import RagError
 from rag.history import History, history_path
-from rag.llm import Ollama
 from rag.settings import Settings, load_settings
-from rag.store import store_location
 from rag.ui_browser import browser_id, page_scripts, page_style
-from rag.ui_conversations import conversations_section
-from rag.ui_ingest import upload_section
-from rag.ui_loading import BackgroundRetriever, show_loading
-from rag.ui_messages import render_assistant, render_user
-from rag.ui_text import one_line, text
-from rag.ui_turn import TurnContext, note_interruption, run_turn, start_conversation
 
 NO_FILTER = "(no filter)"
 
@@ -116,7 +107,6 @@ def model_help(labels: dict[str, tuple[str, str]]) -> str:
 def model_section(llm: Ollama, settings: Settings) -> str:
     """The model dropdown, refresh, and pull; returns the chosen model."""
     sidebar = st.sidebar
-    sidebar.header("Model")
     pull_area = sidebar.container()
     if "models" not in st.session_state:
         load_models(llm)
@@ -246,17 +236,28 @@ def welcome(settings: Settings, summary: ui_store.StoreSummary | None) -> None:
                       icon=":material/help:", type="tertiary")
 
 
-def main() -> None:
+def first_paint() -> tuple[Settings, History]:
+    """The settings, this browser's history and choices, the sidebar's first header and the page's style: drawn
+    before the chat's modules (Ollama's client, numpy, Markdown, ingest) are imported, so the page is not blank."""
     try:
         settings = load_settings()
         history = History(history_path(settings), browser_id())
         history.claim_unowned()
     except RagError as exc:
+        from rag.ui_text import text
+
         st.error(text(exc))
         st.stop()
     ui_prefs.restore(st.session_state, history, settings)
-    llm = get_llm(settings.ollama_host, settings)
     st.session_state.conversation_id = opening(history)
+    st.sidebar.header("Model")
+    page_style()
+    page_scripts(close_sidebar=st.session_state.pop("close_sidebar", False))
+    return settings, history
+
+
+def main(settings: Settings, history: History) -> None:
+    llm = get_llm(settings.ollama_host, settings)
     streaming = st.session_state.pop("streaming_id", None)
     # the chat box is drawn last (once the page is usable); a question sent with it is in its state from the start
     question = (st.session_state.get("question") or st.session_state.pop("example_question", None) or "").strip()
@@ -264,10 +265,8 @@ def main() -> None:
     if streaming and question:
         note_interruption(history, streaming, "new_question")
     if question:
-        start_conversation(history, question)  # before the sidebar, so the new chat is listed at once
+        start_conversation(history, question)  # before the conversations are listed, so the new chat is at once
 
-    page_style()
-    page_scripts(close_sidebar=st.session_state.pop("close_sidebar", False))
     model = model_section(llm, settings)
     conversations_section(history)
     retriever, summary, store_problem = store_state(settings)
@@ -314,4 +313,17 @@ def main() -> None:
     st.chat_input("Ask a question about your documents", key="question")
 
 
-main()
+FIRST = first_paint()
+from rag import model_facts, ui_models, ui_store  # noqa: E402  (the rest is imported after the first paint)
+from rag.chat import warm_in_background  # noqa: E402
+from rag.errors import OllamaError  # noqa: E402
+from rag.llm import Ollama  # noqa: E402
+from rag.store import store_location  # noqa: E402
+from rag.ui_conversations import conversations_section  # noqa: E402
+from rag.ui_ingest import upload_section  # noqa: E402
+from rag.ui_loading import BackgroundRetriever, show_loading  # noqa: E402
+from rag.ui_messages import render_assistant, render_user  # noqa: E402
+from rag.ui_text import one_line, text  # noqa: E402
+from rag.ui_turn import TurnContext, note_interruption, run_turn, start_conversation  # noqa: E402
+
+main(*FIRST)

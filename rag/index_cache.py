@@ -11,6 +11,7 @@ import logging
 import threading
 import time
 import weakref
+from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,8 +53,8 @@ def is_quiet(metadata: dict | None) -> bool:
 class ChunkIndexCache:
     """The current chunk index of one collection, refreshed from the change log when another ingest wrote."""
 
-    def __init__(self, live, path: Path | None = None):
-        self.live, self.path = live, path
+    def __init__(self, live, path: Path | None = None, preread: Future | None = None):
+        self.live, self.path, self.preread = live, path, preread
         self.index: ChunkIndex | None = None
         self.seq = 0
         self.checked_at = 0.0
@@ -113,29 +114,28 @@ class ChunkIndexCache:
         collection = self.live.collection
         self.loading = Loading("opening the saved index")
         try:
-            saved = self.saved_copy(collection)
+            header, index = self.saved_copy(collection)
         except index_file.IndexFileError as exc:
             log.info("chunk index: rebuilding (%s)", exc)
             self.rebuild(collection)
             return
-        self.loading = Loading("loading the saved index", 0, saved.header.chunks)
-        self.index = ChunkIndex(saved.ids, saved.texts, saved.metadatas, saved.vectors, (), saved.terms)
-        self.seq = saved.header.seq
+        self.index = index
+        self.seq = header.seq
         self.refresh(collection)
         self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
 
-    def saved_copy(self, collection) -> index_file.Saved:
-        """The saved index if it is whole and was built from this collection with its embedder."""
+    def saved_copy(self, collection) -> tuple[index_file.Header, ChunkIndex]:
+        """The saved index (read ahead if it was) if it is whole and was built from this collection with its embedder."""
         if self.path is None:
             raise index_file.IndexFileError("no cache folder")
-        saved = index_file.load(self.path)
+        preread, self.preread = self.preread, None
+        header, index = preread.result() if preread is not None else saved_index(self.path)
         metadata = collection.metadata or {}
-        header = saved.header
         if header.collection_id != str(collection.id):
             raise index_file.IndexFileError("it was built from another collection")
         if header.embedder != metadata.get("embedder") or header.dimension != int(metadata.get("dimension", -1)):
             raise index_file.IndexFileError(f"it was built with embedder {header.embedder!r} ({header.dimension} dims)")
-        return saved
+        return header, index
 
     def refresh(self, collection) -> None:
         """Apply what changed since self.seq; rebuild when the log cannot prove the result exact."""
@@ -219,6 +219,26 @@ class ChunkIndexCache:
         """Block until the last save has been written."""
         if self.saver is not None:
             self.saver.join()
+
+
+def saved_index(path: Path) -> tuple[index_file.Header, ChunkIndex]:
+    """The saved index read back and indexed, not yet checked against the collection."""
+    saved = index_file.load(path)
+    return saved.header, ChunkIndex(saved.ids, saved.texts, saved.metadatas, saved.vectors, (), saved.terms)
+
+
+def read_ahead(path: Path) -> Future:
+    """saved_index in a daemon thread (reading a file has no side effects), so it overlaps opening the store."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(saved_index(path))
+        except BaseException as exc:  # handed to ChunkIndexCache.load, which rebuilds on IndexFileError
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="read-saved-index", daemon=True).start()
+    return future
 
 
 def sorted_records(changes: Changes) -> tuple[list[int], np.ndarray]:

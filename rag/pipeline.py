@@ -4,11 +4,21 @@ from __future__ import annotations
 import threading
 
 from rag.embeddings import load_embedder_in_background
-from rag.index_cache import ChunkIndexCache
+from rag.index_cache import ChunkIndexCache, read_ahead
 from rag.index_file import index_path
 from rag.retrieval import Retriever
 from rag.settings import Settings, index_folder
 from rag.store import LiveCollection, check_embedder, chroma_call, open_client, open_collection, store_location
+
+
+def open_index(settings: Settings) -> tuple[object, LiveCollection, ChunkIndexCache]:
+    """The collection and its chunk index cache, the saved index being read while Chroma is imported and opened."""
+    path = index_path(index_folder(settings), store_location(settings), settings.collection)
+    preread = read_ahead(path)
+    client = open_client(settings, create=False)
+    collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
+    live = LiveCollection(collection, settings, client)
+    return collection, live, ChunkIndexCache(live, path, preread)
 
 
 class RetrieverLoader:
@@ -17,11 +27,7 @@ class RetrieverLoader:
     def __init__(self, settings: Settings):
         self.settings = settings
         self.embedder = load_embedder_in_background(settings.embed_model)
-        client = open_client(settings, create=False)
-        self.collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
-        self.live = LiveCollection(self.collection, settings, client)
-        path = index_path(index_folder(settings), store_location(settings), settings.collection)
-        self.index = ChunkIndexCache(self.live, path)
+        self.collection, self.live, self.index = open_index(settings)
 
     @property
     def embedder_loading(self) -> bool:

@@ -13,20 +13,23 @@ from rag import index_cache, index_file
 from rag.bm25 import BM25, TermCounts
 from rag.chunk_index import ChunkIndex, chunk_tokens, tokenize
 from rag.index_cache import ChunkIndexCache
-from rag.settings import Settings, index_folder
-from rag.store import LiveCollection, open_client, open_collection, store_location
+from rag.pipeline import open_index
+from rag.settings import Settings
+from rag.store import LiveCollection, open_client, open_collection
 from tests.test_ingest_crash import finish, run_and_kill, write_corpus
 
 QUERIES = ["river otter", "kayak paddle canoe bridge", "new page heron", "orchard", "page edited lantern meadow"]
 
 
 def open_cache(settings: Settings, saved: bool = True) -> ChunkIndexCache:
-    """A chunk index cache over the store as a fresh reader opens it; saved=False never touches the index file."""
+    """A chunk index cache over the store as a fresh reader opens it (the saved index read ahead, as the app and
+    rag.ask do); saved=False never touches the index file."""
     SharedSystemClient.clear_system_cache()
+    if saved:
+        return open_index(settings)[2]
     client = open_client(settings)
     collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
-    path = index_file.index_path(index_folder(settings), store_location(settings), settings.collection) if saved else None
-    return ChunkIndexCache(LiveCollection(collection, settings, client), path)
+    return ChunkIndexCache(LiveCollection(collection, settings, client))
 
 
 def assert_same(index: ChunkIndex, rebuilt: ChunkIndex) -> None:
@@ -78,6 +81,9 @@ def test_a_restart_loads_the_saved_index_without_reading_the_store(tmp_path, emb
     again = open_cache(settings)
     assert_same(again.get(), built)
     assert again.full_builds == 0
+    unread = ChunkIndexCache(again.live, again.path)  # no read-ahead: the file is read when first asked
+    assert_same(unread.get(), built)
+    assert unread.full_builds == 0
 
 
 def test_a_stale_saved_index_is_caught_up_from_the_change_log(tmp_path, embedder):
