@@ -143,7 +143,8 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
     sidebar.header("Retrieval")
     top_k = sidebar.slider("Top k documents", *ui_prefs.TOP_K_RANGE, key="top_k")
     floor = sidebar.slider("Relevance floor", 0.0, 1.0, step=0.01, key="floor",
-                           help="Below this score a passage is not relevant; with nothing above it, the app says so.")
+                           help="Similarity a passage needs above what everyday questions reach in your documents "
+                                "(less for questions in their own words); with nothing above it, the app says so.")
     where = None
     if summary is not None:
         choices = ([ui_store.FOLDER] if summary.folders else []) + list(summary.fields)
