@@ -127,8 +127,8 @@ class ChunkIndex:
         key = json.dumps(where, sort_keys=True)
         if key not in self.unrelated:
             mask = self.mask(where)
-            vectors = self.vectors if mask is None else self.vectors[mask]
-            self.unrelated[key] = general_knowledge.unrelated_similarity(reference, vectors)
+            rows = None if mask is None else np.flatnonzero(mask)
+            self.unrelated[key] = general_knowledge.unrelated_similarity(reference, self.vectors, rows)
         return self.unrelated[key]
 
     def known_share(self, query: str) -> float:

@@ -44,13 +44,14 @@ def generality(reference: np.ndarray, query_vector) -> float:
     return float((reference @ np.asarray(query_vector, dtype=np.float32)).max(initial=0.0))
 
 
-def unrelated_similarity(reference: np.ndarray, chunk_vectors: np.ndarray) -> float:
-    """How close an unrelated question comes to these chunks: the median, over reference questions, of the best
-    cosine any of the chunks reaches (a sample of at most UNRELATED_CHUNKS, taken evenly)."""
-    if not len(chunk_vectors) or not len(reference):
+def unrelated_similarity(reference: np.ndarray, chunk_vectors: np.ndarray, rows: np.ndarray | None = None) -> float:
+    """How close an unrelated question comes to these chunks (or the given rows of them): the median, over reference
+    questions, of the best cosine any of the chunks reaches (a sample of at most UNRELATED_CHUNKS, taken evenly)."""
+    rows = np.arange(len(chunk_vectors)) if rows is None else rows
+    if not len(rows) or not len(reference):
         return 0.0
-    step = -(-len(chunk_vectors) // UNRELATED_CHUNKS)
-    best = (chunk_vectors[::step] @ reference[::UNRELATED_QUESTIONS].T).max(axis=0)
+    sample = rows[:: -(-len(rows) // UNRELATED_CHUNKS)]
+    best = (chunk_vectors[sample] @ reference[::UNRELATED_QUESTIONS].T).max(axis=0)
     return float(np.median(best))
 
 

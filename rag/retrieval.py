@@ -126,7 +126,8 @@ class Retriever:
 @dataclass
 class ChunkScores:
     """Per-chunk arrays for one question (cosine similarity, dense score with the document's vector, keyword share)
-    and the question's own figures (background similarity, likeness to everyday questions, share of known words)."""
+    and the question's own figures (background similarity, likeness to everyday questions, share of known words,
+    and how close everyday questions come to the chunks searched)."""
 
     similarity: np.ndarray | None
     dense: np.ndarray | None
