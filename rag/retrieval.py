@@ -157,12 +157,10 @@ def score_chunks(
     documents = index.derived.doc_vectors @ np.asarray(vector, dtype=np.float32)
     dense = (similarity + DOC_VECTOR_WEIGHT * documents[index.derived.doc_of]) / (1 + DOC_VECTOR_WEIGHT)
     background = float(similarity[allowed].mean()) if allowed.any() else 0.0
-    if reference is None:
-        return ChunkScores(similarity, dense, scaled, coverage, background, allowed, 0.0, index.known_share(query))
-    return ChunkScores(
-        similarity, dense, scaled, coverage, background, allowed, general_knowledge.generality(reference, vector),
-        index.known_share(query), index.unrelated_similarity(reference, where),
-    )
+    general = general_knowledge.generality(reference, vector) if reference is not None else 0.0
+    unrelated = index.unrelated_similarity(reference, where) if reference is not None else 0.0
+    known = index.known_share(query)
+    return ChunkScores(similarity, dense, scaled, coverage, background, allowed, general, known, unrelated)
 
 
 def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int) -> list[RetrievedDoc]:
