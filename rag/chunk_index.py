@@ -71,16 +71,33 @@ class Derived:
     doc_of: np.ndarray
     doc_ids: list[str]
     doc_vectors: np.ndarray
+    by_doc: np.ndarray
+    bounds: np.ndarray
+    in_order: bool
+
+    def chunks_of(self, doc: int) -> np.ndarray:
+        """The positions of a document's chunks, ascending."""
+        return self.by_doc[self.bounds[doc]:self.bounds[doc + 1]]
+
+    def best_of_each(self, values: np.ndarray) -> np.ndarray:
+        """Per document, the largest of its chunks' values."""
+        if not self.doc_ids:
+            return np.zeros(0, values.dtype)
+        return np.maximum.reduceat(values if self.in_order else values[self.by_doc], self.bounds[:-1])
 
 
 def derive(metadatas: list[dict], vectors: np.ndarray) -> Derived:
-    """Each chunk's document and the document vectors (the normalised mean of their chunks' vectors)."""
+    """Each chunk's document, the chunks grouped by document, and the document vectors (the normalised mean of
+    their chunks' vectors)."""
     positions: dict[str, int] = {}
     doc_of = np.fromiter((positions.setdefault(m["doc_id"], len(positions)) for m in metadatas), np.int64, len(metadatas))
     doc_vectors = np.zeros((len(positions), vectors.shape[1] if len(vectors) else 0), dtype=np.float32)
     np.add.at(doc_vectors, doc_of, vectors)
     doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
-    return Derived(doc_of, list(positions), doc_vectors)
+    in_order = bool(np.all(doc_of[1:] >= doc_of[:-1]))
+    by_doc = np.arange(len(doc_of)) if in_order else np.argsort(doc_of, kind="stable")
+    bounds = np.concatenate([[0], np.cumsum(np.bincount(doc_of, minlength=len(positions)))])
+    return Derived(doc_of, list(positions), doc_vectors, by_doc, bounds, in_order)
 
 
 def chunk_tokens(texts: list[str], metadatas: list[dict]) -> list[list[str]]:

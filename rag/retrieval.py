@@ -156,7 +156,7 @@ def score_chunks(
     similarity = index.similarities(vector, where)
     documents = index.derived.doc_vectors @ np.asarray(vector, dtype=np.float32)
     dense = (similarity + DOC_VECTOR_WEIGHT * documents[index.derived.doc_of]) / (1 + DOC_VECTOR_WEIGHT)
-    background = float(similarity[allowed].mean()) if allowed.any() else 0.0
+    background = float((similarity if mask is None else similarity[mask]).mean()) if allowed.any() else 0.0
     general = general_knowledge.generality(reference, vector) if reference is not None else 0.0
     unrelated = index.unrelated_similarity(reference, where) if reference is not None else 0.0
     known = index.known_share(query)
@@ -169,45 +169,36 @@ def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, 
         fused, candidates = scores.keyword, scores.allowed & (scores.keyword > 0)
     else:
         fused, candidates = dense_weight * scores.dense + (1 - dense_weight) * scores.keyword, scores.allowed
-    doc_of = index.derived.doc_of
-    best = np.full(len(index.derived.doc_ids), -np.inf)
-    np.maximum.at(best, doc_of[candidates], fused[candidates])
-    found = np.flatnonzero(best > -np.inf)
-    chosen = found[np.argsort(-best[found], kind="stable")][:k]
-    in_chosen = np.zeros(len(best), bool)
-    in_chosen[chosen] = True
-    members = np.flatnonzero(scores.allowed & in_chosen[doc_of])
-    evidence = document_evidence(scores, doc_of[members], members, len(best))
-    members = members[candidates[members]]
-    members = members[np.argsort(-fused[members], kind="stable")]
-    picked: dict[int, list[int]] = {int(d): [] for d in chosen}
-    for i in members:
-        if len(picked[doc_of[i]]) < CHUNKS_PER_DOC:
-            picked[doc_of[i]].append(int(i))
+    derived = index.derived
+    best = derived.best_of_each(np.where(candidates, fused, -np.inf))
     docs = []
-    for d, chunk_ids in picked.items():
-        chunks = [chunk_at(index, scores, fused, i) for i in chunk_ids]
-        metadata = chunks[0].metadata
-        doc = RetrievedDoc(metadata["doc_id"], metadata.get("title", metadata["doc_id"]), float(best[d]), None, chunks)
-        if evidence is not None:
+    for d in top_documents(best, k):
+        chunks = derived.chunks_of(d)
+        matched = chunks[candidates[chunks]]
+        picked = matched[np.argsort(-fused[matched], kind="stable")][:CHUNKS_PER_DOC]
+        found = [chunk_at(index, scores, fused, i) for i in picked]
+        metadata = found[0].metadata
+        doc = RetrievedDoc(metadata["doc_id"], metadata.get("title", metadata["doc_id"]), float(best[d]), None, found)
+        if scores.similarity is not None:
+            searched = chunks[scores.allowed[chunks]]
             doc.evidence = Evidence(
-                float(evidence[0][d]), scores.background, float(evidence[1][d]), scores.general, scores.known,
-                scores.unrelated,
+                float(scores.similarity[searched].max()), scores.background,
+                float(scores.coverage[searched].max(initial=0.0)), scores.general, scores.known, scores.unrelated,
             )
             doc.similarity = doc.evidence.similarity
         docs.append(doc)
     return docs
 
 
-def document_evidence(scores: ChunkScores, docs: np.ndarray, members: np.ndarray, n_docs: int) -> tuple | None:
-    """Per document: the best similarity and the best keyword share among its chunks that pass the filter."""
-    if scores.similarity is None:
-        return None
-    similarity = np.full(n_docs, -np.inf)
-    np.maximum.at(similarity, docs, scores.similarity[members])
-    coverage = np.zeros(n_docs)
-    np.maximum.at(coverage, docs, scores.coverage[members])
-    return similarity, coverage
+def top_documents(best: np.ndarray, k: int) -> list[int]:
+    """The k documents with the highest best score above -inf, ties in document order, without sorting them all."""
+    if k <= 0:
+        return []
+    if np.count_nonzero(best > -np.inf) <= k:
+        contenders = np.flatnonzero(best > -np.inf)
+    else:
+        contenders = np.flatnonzero(best >= np.partition(best, len(best) - k)[len(best) - k])
+    return contenders[np.argsort(-best[contenders], kind="stable")][:k].tolist()
 
 
 def chunk_at(index: ChunkIndex, scores: ChunkScores, fused: np.ndarray, i: int) -> RetrievedChunk:

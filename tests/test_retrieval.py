@@ -10,7 +10,7 @@ from ingest.pipeline import IngestOptions, ingest
 from rag import general_knowledge, index_cache
 from rag.chunk_index import ChunkIndex, matches
 from rag.pipeline import open_retriever
-from rag.retrieval import EVERYDAY_QUESTION, Evidence, is_relevant, no_match_text, rank_documents, score_chunks
+from rag.retrieval import EVERYDAY_QUESTION, Evidence, is_relevant, no_match_text, rank_documents, score_chunks, top_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,6 +30,17 @@ def test_document_vectors_are_the_normalised_mean_of_their_chunks():
     assert derived.doc_ids == ["a", "b", "c"]
     assert derived.doc_of.tolist() == [0, 1, 2, 0]
     assert np.allclose(derived.doc_vectors, [[0.5 ** 0.5, 0.5 ** 0.5], [0.6, 0.8], [0.0, 1.0]])
+    assert not derived.in_order
+    assert [derived.chunks_of(d).tolist() for d in range(3)] == [[0, 3], [1], [2]]
+    assert derived.best_of_each(np.array([0.1, 0.5, 0.2, 0.7])).tolist() == [0.7, 0.5, 0.2]
+
+
+def test_the_top_documents_are_chosen_by_best_score_with_ties_in_document_order():
+    best = np.array([0.2, -np.inf, 0.5, 0.2, 0.9, 0.2])
+    assert top_documents(best, 3) == [4, 2, 0]
+    assert top_documents(best, 4) == [4, 2, 0, 3]
+    assert top_documents(best, 10) == [4, 2, 0, 3, 5]
+    assert top_documents(best, 0) == []
 
 
 def test_every_document_is_ranked_by_its_best_chunk_with_dense_and_keyword_evidence():
