@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import bm25s
 import numpy as np
 import Stemmer
+from scipy import sparse
 
 from rag import general_knowledge
 from rag.bm25 import BM25, TermCounts
@@ -91,12 +92,12 @@ def derive(metadatas: list[dict], vectors: np.ndarray) -> Derived:
     their chunks' vectors)."""
     positions: dict[str, int] = {}
     doc_of = np.fromiter((positions.setdefault(m["doc_id"], len(positions)) for m in metadatas), np.int64, len(metadatas))
-    doc_vectors = np.zeros((len(positions), vectors.shape[1] if len(vectors) else 0), dtype=np.float32)
-    np.add.at(doc_vectors, doc_of, vectors)
-    doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
     in_order = bool(np.all(doc_of[1:] >= doc_of[:-1]))
     by_doc = np.arange(len(doc_of)) if in_order else np.argsort(doc_of, kind="stable")
     bounds = np.concatenate([[0], np.cumsum(np.bincount(doc_of, minlength=len(positions)))])
+    membership = sparse.csr_matrix((np.ones(len(doc_of), np.float32), by_doc, bounds), shape=(len(positions), len(doc_of)))
+    doc_vectors = np.asarray(membership @ vectors, dtype=np.float32)  # each document's chunks summed in chunk order
+    doc_vectors /= np.maximum(np.linalg.norm(doc_vectors, axis=1, keepdims=True), 1e-12)
     return Derived(doc_of, list(positions), doc_vectors, by_doc, bounds, in_order)
 
 

@@ -18,6 +18,7 @@ def open_index(settings: Settings) -> tuple[object, LiveCollection, ChunkIndexCa
     client = open_client(settings, create=False)
     collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
     live = LiveCollection(collection, settings, client)
+    collection.count()  # Chroma's first read of a large store is slow (0.3 s at 100,000 chunks): paid while the file loads
     return collection, live, ChunkIndexCache(live, path, preread)
 
 
