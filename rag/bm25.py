@@ -76,25 +76,23 @@ class TermCounts:
 
 
 class BM25:
-    """Lucene-variant BM25 over a set of term counts: each (chunk, term) weight computed once per index, as bm25s
-    does (float64 terms rounded to float32, float32 sums), from statistics that follow the counts exactly."""
+    """Lucene-variant BM25 over a set of term counts: a (chunk, term) weight is computed when a query uses the term,
+    in bm25s's arithmetic (float64 terms rounded to float32, float32 sums), from statistics that follow the counts
+    exactly; nothing is computed per (chunk, term) up front, so a refreshed index is ready sooner."""
 
     def __init__(self, counts: TermCounts, k1: float = K1, b: float = B):
         matrix = counts.matrix
         chunks = matrix.shape[0]
         self.numbers = {term: number for number, term in enumerate(counts.vocabulary)}
-        length = np.diff(np.concatenate([[0.0], np.cumsum(matrix.data, dtype=np.float64)])[matrix.indptr])
+        self.columns = counts.columns
+        length = np.asarray(matrix.sum(axis=1), dtype=np.float64).ravel()  # whole counts: exact in any order
         average = float(length.sum()) / chunks if chunks and length.sum() else 1.0
-        frequency = np.bincount(matrix.indices, minlength=matrix.shape[1]).astype(np.float64)
+        frequency = np.diff(self.columns.indptr).astype(np.float64)  # one stored count per chunk holding the term
         idf = np.log(1 + (chunks - frequency + 0.5) / (frequency + 0.5))
         self.idf = np.where(frequency > 0, idf, 0.0).astype(np.float32)
         self.frequency = frequency
-        norm = k1 * ((1 - b) + b * length / average)
+        self.norm = k1 * ((1 - b) + b * length / average)
         self.chunks = chunks
-        self.columns = counts.columns
-        terms = np.repeat(np.arange(self.columns.shape[1]), np.diff(self.columns.indptr))
-        tf = self.columns.data.astype(np.float64)
-        self.weights = (self.idf[terms].astype(np.float64) * (tf / (norm[self.columns.indices] + tf))).astype(np.float32)
 
     def frequency_of(self, token: str) -> float:
         """How many chunks contain the token (0 for a word the store has never seen)."""
@@ -104,10 +102,11 @@ class BM25:
     def scores(self, tokens: list[str]) -> np.ndarray:
         """Every chunk's score for the query tokens (repeated tokens count again; unknown ones add nothing)."""
         scores = np.zeros(self.chunks, np.float32)
-        indptr, indices = self.columns.indptr, self.columns.indices
+        indptr, indices, counts = self.columns.indptr, self.columns.indices, self.columns.data
         for token in tokens:
             number = self.numbers.get(token)
             if number is not None:
                 start, end = indptr[number], indptr[number + 1]
-                scores[indices[start:end]] += self.weights[start:end]
+                chunks, tf = indices[start:end], counts[start:end].astype(np.float64)
+                scores[chunks] += (np.float64(self.idf[number]) * (tf / (self.norm[chunks] + tf))).astype(np.float32)
         return scores

@@ -4,6 +4,7 @@ from __future__ import annotations
 import threading
 
 from rag.embeddings import load_embedder_in_background
+from rag.errors import StoreError
 from rag.index_cache import ChunkIndexCache, read_ahead
 from rag.index_file import index_path
 from rag.retrieval import Retriever
@@ -18,7 +19,11 @@ def open_index(settings: Settings) -> tuple[object, LiveCollection, ChunkIndexCa
     client = open_client(settings, create=False)
     collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
     live = LiveCollection(collection, settings, client)
-    collection.count()  # Chroma's first read of a large store is slow (0.3 s at 100,000 chunks): paid while the file loads
+    try:  # Chroma's first read of a large store is slow (0.3 s at 100,000 chunks): paid here, while the file loads
+        with chroma_call():
+            collection.count()
+    except Exception as exc:  # a damaged database may make Chroma's core panic here
+        raise StoreError(live.describe_failure(exc)) from None
     return collection, live, ChunkIndexCache(live, path, preread)
 
 
