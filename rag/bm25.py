@@ -53,26 +53,27 @@ class TermCounts:
     def __len__(self) -> int:
         return self.matrix.shape[0]
 
-    def widened(self, terms: int) -> sparse.csr_matrix:
-        """The matrix with room for a vocabulary grown to the given size."""
-        m = self.matrix
-        return sparse.csr_matrix((m.data, m.indices, m.indptr), shape=(m.shape[0], terms))
-
-    def rows(self, order: np.ndarray) -> TermCounts:
-        """The counts of the chunks at the given positions, in that order."""
-        return TermCounts(self.matrix[order], self.vocabulary)
-
-    def extended(self, tokens: list[list[str]]) -> tuple[TermCounts, TermCounts]:
-        """(self, new chunks' counts) over one shared, grown vocabulary."""
+    def spliced(self, dropped: np.ndarray, slots: np.ndarray, tokens: list[list[str]]) -> TermCounts:
+        """Without the chunks at positions dropped (ascending), and with the new chunks' counts inserted before
+        remaining chunk slots[j] (ascending), over a vocabulary grown by their new terms: each count copied once."""
         new = TermCounts.from_tokens(tokens, self.vocabulary)
-        return TermCounts(self.widened(len(new.vocabulary)), new.vocabulary), new
-
-    @staticmethod
-    def stacked(first: TermCounts, second: TermCounts) -> TermCounts:
-        """first's chunks followed by second's; second's vocabulary must extend first's."""
-        terms = len(second.vocabulary)
-        matrix = sparse.vstack([first.widened(terms), second.widened(terms)], format="csr", dtype=np.float32)
-        return TermCounts(matrix, second.vocabulary)
+        m = self.matrix
+        data, indices, lengths = m.data, m.indices, np.diff(m.indptr)
+        if len(dropped):
+            kept = np.ones(m.shape[0], bool)
+            kept[dropped] = False
+            entries = np.repeat(kept, lengths)
+            data, indices, lengths = data[entries], indices[entries], lengths[kept]
+        starts = np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64)
+        new_lengths = np.diff(new.matrix.indptr)
+        at = np.repeat(starts[slots], new_lengths)
+        lengths = np.insert(lengths, slots, new_lengths)
+        matrix = sparse.csr_matrix(
+            (np.insert(data, at, new.matrix.data), np.insert(indices, at, new.matrix.indices),
+             np.concatenate([[0], np.cumsum(lengths)])),
+            shape=(len(lengths), len(new.vocabulary)),
+        )
+        return TermCounts(matrix, new.vocabulary)
 
 
 class BM25:

@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 
 from rag import index_file
-from rag.bm25 import TermCounts
 from rag.changelog import Changes, done_mark, read_changes, run_state
 from rag.chunk_index import ChunkIndex, chunk_tokens
 from rag.errors import RagError, StoreError
@@ -263,27 +262,40 @@ def apply_changes(index: ChunkIndex, changes: Changes, version: tuple) -> ChunkI
     order, vectors = sorted_records(changes)
     new_ids = [changes.ids[n] for n in order]
     gone = changes.removed | set(new_ids)
-    dropped = [p for chunk_id in gone if (p := position(index.ids, chunk_id)) is not None]
-    keep = np.delete(np.arange(len(index.ids)), dropped)
-    kept_ids = [index.ids[p] for p in keep] if dropped else index.ids
+    dropped = sorted(p for chunk_id in gone if (p := position(index.ids, chunk_id)) is not None)
+    kept_ids = without(index.ids, dropped)
     slots = [bisect.bisect_left(kept_ids, chunk_id) for chunk_id in new_ids]
-    take = np.insert(keep, slots, -1 - np.arange(len(new_ids)))
-    is_new = take < 0
-    ids = [index.ids[t] if t >= 0 else new_ids[-1 - t] for t in take.tolist()]
-    texts = [index.texts[t] if t >= 0 else changes.texts[order[-1 - t]] for t in take.tolist()]
-    metadatas = [index.metadatas[t] if t >= 0 else changes.metadatas[order[-1 - t]] for t in take.tolist()]
-    dimension = index.vectors.shape[1] if len(index.ids) else vectors.shape[1]
-    merged = np.empty((len(take), dimension), np.float32)
-    merged[~is_new] = index.vectors[keep] if dropped else index.vectors
-    if len(order):
-        merged[is_new] = vectors[order]
-    kept_terms = index.terms.rows(keep) if dropped else index.terms
-    old_terms, new_terms = kept_terms.extended(chunk_tokens([changes.texts[n] for n in order], [changes.metadatas[n] for n in order]))
-    stacked = TermCounts.stacked(old_terms, new_terms)
-    rank = np.empty(len(take), np.int64)
-    rank[~is_new] = np.arange(len(keep))
-    rank[is_new] = len(keep) + (-1 - take[is_new])
-    return ChunkIndex(ids, texts, metadatas, merged, version, stacked.rows(rank))
+    ids = spliced(kept_ids, slots, new_ids)
+    texts = spliced(without(index.texts, dropped), slots, [changes.texts[n] for n in order])
+    metadatas = spliced(without(index.metadatas, dropped), slots, [changes.metadatas[n] for n in order])
+    kept_vectors = np.delete(index.vectors, dropped, axis=0) if dropped else index.vectors
+    if not kept_ids:
+        kept_vectors = np.zeros((0, vectors.shape[1]), np.float32)
+    merged = np.insert(kept_vectors, slots, vectors[order], axis=0) if order else kept_vectors.copy()
+    tokens = chunk_tokens([changes.texts[n] for n in order], [changes.metadatas[n] for n in order])
+    terms = index.terms.spliced(np.array(dropped, np.int64), np.array(slots, np.int64), tokens)
+    return ChunkIndex(ids, texts, metadatas, merged, version, terms)
+
+
+def without(items: list, positions: list[int]) -> list:
+    """The items but those at the given positions (ascending), copied by slices."""
+    if not positions:
+        return items
+    kept, start = [], 0
+    for at in positions:
+        kept += items[start:at]
+        start = at + 1
+    return kept + items[start:]
+
+
+def spliced(items: list, slots: list[int], new: list) -> list:
+    """A copy of items with new[j] inserted before items[slots[j]] (slots ascending), copied by slices."""
+    merged, start = [], 0
+    for slot, item in zip(slots, new):
+        merged += items[start:slot]
+        merged.append(item)
+        start = slot
+    return merged + items[start:]
 
 
 def position(ids: list[str], chunk_id: str) -> int | None:

@@ -11,6 +11,7 @@ from chromadb.api.shared_system_client import SharedSystemClient
 from ingest.pipeline import IngestOptions, ingest
 from rag import index_cache, index_file
 from rag.bm25 import BM25, TermCounts
+from rag.changelog import Changes
 from rag.chunk_index import ChunkIndex, chunk_tokens, tokenize
 from rag.index_cache import ChunkIndexCache
 from rag.pipeline import open_index
@@ -67,6 +68,19 @@ def test_scores_equal_bm25s_lucene_bit_for_bit():
     for query in ["linux install", "linux linux windows", "kernel", "apt modules steps"]:
         words = tokenize([query])[0]
         assert np.array_equal(ours.scores(words), reference.get_scores(words)), query
+
+
+def test_chunks_added_to_an_empty_index_equal_an_index_built_from_them():
+    empty = ChunkIndex([], [], [], np.zeros((0, 0), np.float32), (0,))
+    changes = Changes(ids=["b:1", "a:1", "a:2"], texts=["river otter", "kayak paddle", "canoe bridge otter"],
+                      metadatas=[{"doc_id": "b"}, {"doc_id": "a"}, {"doc_id": "a"}],
+                      vectors=[np.eye(3, 4, dtype=np.float32)])
+
+    added = index_cache.apply_changes(empty, changes, (3,))
+
+    assert added.ids == ["a:1", "a:2", "b:1"]
+    assert_same(added, index_cache.build_index(changes, (3,)))
+    assert np.array_equal(added.derived.doc_vectors, index_cache.build_index(changes, (3,)).derived.doc_vectors)
 
 
 def test_a_restart_loads_the_saved_index_without_reading_the_store(tmp_path, embedder, monkeypatch):
