@@ -72,8 +72,11 @@ def summary(report: IngestReport, location: str) -> str:
         for label, ids in (("add", report.added), ("update", report.updated), ("remove", report.removed)):
             lines.extend(f"  {label} {safe_line(doc_id)}" for doc_id in ids)
     else:
-        rate = report.chunks_written / report.seconds if report.seconds else 0.0
-        lines.append(f"  {report.chunks_written} chunks written in {report.seconds:.1f} s ({rate:.0f} chunks/s)")
+        plural = "" if report.chunks_written == 1 else "s"
+        written = f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s"
+        if report.chunks_written and report.seconds:
+            written += f" ({report.chunks_written / report.seconds:.0f} chunks/s)"
+        lines.append(written)
     if report.warnings:
         lines.append(f"Warnings ({len(report.warnings)}):")
         lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.warnings)

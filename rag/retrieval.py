@@ -168,7 +168,9 @@ def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, 
     if scores.dense is None:
         fused, candidates = scores.keyword, scores.allowed & (scores.keyword > 0)
     else:
-        fused, candidates = dense_weight * scores.dense + (1 - dense_weight) * scores.keyword, scores.allowed
+        fused, candidates = (1 - dense_weight) * scores.keyword, scores.allowed
+        if dense_weight:  # a weight of 0 times a filtered chunk's -inf would be NaN
+            fused = fused + dense_weight * scores.dense
     derived = index.derived
     best = derived.best_of_each(np.where(candidates, fused, -np.inf))
     docs = []

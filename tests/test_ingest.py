@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.__main__ import main as ingest_main
-from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
+from ingest.__main__ import main as ingest_main, summary
+from ingest.pipeline import LOCK_NAME, IngestOptions, IngestReport, ingest
 from rag.errors import EmbedderMismatch, StoreError
 from rag.changelog import SEQ_KEY
 from rag.retrieval import Retriever
@@ -344,6 +344,13 @@ def test_cli_exit_codes_summary_and_no_progress_bar_off_a_terminal(tmp_path):
     mismatch = run_cli([str(tmp_path / "docs")], env | {"RAG_CHUNK_TOKENS": "100"})
     assert mismatch.returncode == 3
     assert "python -m ingest --reset" in mismatch.stderr and "Traceback" not in mismatch.stderr
+
+
+def test_summary_gives_a_write_rate_only_when_chunks_were_written():
+    lines = lambda report: summary(report, "store").splitlines()[2:]
+    assert lines(IngestReport(added=["a"], chunks_written=250, seconds=0.5)) == ["  250 chunks written in 0.5 s (500 chunks/s)"]
+    assert lines(IngestReport(unchanged=["a"], seconds=0.2)) == ["  0 chunks written in 0.2 s"]
+    assert lines(IngestReport(added=["a"], chunks_written=1)) == ["  1 chunk written in 0.0 s"]
 
 
 def test_cli_ingests_faq_records_with_title_field(tmp_path, embedder):

@@ -65,6 +65,14 @@ def test_dense_weight_one_ranks_by_similarity_and_document_vector_only():
     assert [d.doc_id for d in docs] == ["b", "a", "c"]
 
 
+def test_dense_weight_zero_with_a_filter_ranks_by_keywords_without_nan():
+    index = small_index()
+    with np.errstate(all="raise"):
+        docs = rank_documents(index, score_chunks(index, [0.8, 0.6], "apt", {"os": "linux"}), 0.0, 10)
+    assert [(d.doc_id, [c.id for c in d.chunks]) for d in docs] == [("a", ["4", "1"]), ("c", ["3"])]
+    assert docs[1].score == 0.0 and docs[0].score == docs[0].chunks[0].keyword > 0
+
+
 def test_an_empty_collection_finds_nothing():
     index = ChunkIndex([], [], [], np.zeros((0, 0)), (0, None))
     assert rank_documents(index, score_chunks(index, [0.6, 0.8], "install", None), 0.6, 5) == []
