@@ -82,12 +82,7 @@ def load_models(llm: Ollama) -> None:
 
 def run_pull(llm: Ollama, name: str, area) -> None:
     """Pull a model with a progress bar; on success list it and select it."""
-    bar = area.progress(0.0, text=text(f"Pulling {name}…"))
-    try:
-        for step in ui_models.pull_model(llm, name):
-            bar.progress(ui_models.pull_fraction(step), text=text(f"{name}: {step.status}"))
-    except OllamaError as exc:
-        area.error(text(exc))
+    if not ui_models.pull_with_progress(llm, name, area):
         return
     load_models(llm)
     pulled = ui_models.normalise_model(name)

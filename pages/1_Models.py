@@ -49,12 +49,7 @@ def pull_section(llm: Ollama) -> None:
         submitted = st.form_submit_button("Pull", icon=":material/download:")
     if not submitted:
         return
-    bar = st.progress(0.0, text=text(f"Pulling {name}…"))
-    try:
-        for step in ui_models.pull_model(llm, name):
-            bar.progress(ui_models.pull_fraction(step), text=text(f"{name}: {step.status}"))
-    except OllamaError as exc:
-        st.error(text(exc))
+    if not ui_models.pull_with_progress(llm, name, st):
         return
     forget_model_info()
     st.success(text(f"Pulled {ui_models.normalise_model(name)}."))

@@ -5,6 +5,7 @@ from collections.abc import Iterator
 
 from rag.errors import OllamaBusy, OllamaError, OllamaTimeout, OllamaUnavailable
 from rag.llm import Ollama, PullProgress, normalise_model
+from rag.ui_text import text
 
 EMBEDDING_FAMILIES = ("bert",)
 MISSING_MANIFEST = "file does not exist"
@@ -64,3 +65,15 @@ def pull_model(llm: Ollama, name: str) -> Iterator[PullProgress]:
         raise PullFailed(str(exc)) from None  # it already says which pull failed, and where
     if not finished:
         raise PullFailed(f"Pulling {name!r} stopped before it finished. Try again.")
+
+
+def pull_with_progress(llm: Ollama, name: str, area) -> bool:
+    """Pull a model with a progress bar in a page area; False, with the reason shown there, when it failed."""
+    bar = area.progress(0.0, text=text(f"Pulling {name}…"))
+    try:
+        for step in pull_model(llm, name):
+            bar.progress(pull_fraction(step), text=text(f"{name}: {step.status}"))
+    except OllamaError as exc:
+        area.error(text(exc))
+        return False
+    return True
