@@ -7,6 +7,7 @@ ingest is running). Chroma stays the source of truth; the saved file is a cache.
 from __future__ import annotations
 
 import bisect
+import json
 import logging
 import threading
 import time
@@ -19,7 +20,7 @@ import numpy as np
 
 from rag import index_file
 from rag.changelog import Changes, done_mark, read_changes, run_state
-from rag.chunk_index import ChunkIndex, chunk_tokens
+from rag.chunk_index import ChunkIndex, chunk_tokens, matches
 from rag.errors import RagError, StoreError
 from rag.store import chroma_call, is_panic
 
@@ -274,7 +275,13 @@ def apply_changes(index: ChunkIndex, changes: Changes, version: tuple) -> ChunkI
     merged = np.insert(kept_vectors, slots, vectors[order], axis=0) if order else kept_vectors.copy()
     tokens = chunk_tokens([changes.texts[n] for n in order], [changes.metadatas[n] for n in order])
     terms = index.terms.spliced(np.array(dropped, np.int64), np.array(slots, np.int64), tokens)
-    return ChunkIndex(ids, texts, metadatas, merged, version, terms)
+    refreshed = ChunkIndex(ids, texts, metadatas, merged, version, terms)
+    new_metadatas = [changes.metadatas[n] for n in order]
+    for key, mask in index.masks.items():  # each filter is matched against the new records only
+        where = json.loads(key)
+        passed = np.fromiter((matches(m, where) for m in new_metadatas), bool, len(new_metadatas))
+        refreshed.masks[key] = np.insert(np.delete(mask, dropped), slots, passed)
+    return refreshed
 
 
 def without(items: list, positions: list[int]) -> list:

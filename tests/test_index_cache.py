@@ -2,6 +2,7 @@
 and refreshed from the change log to exactly what a full rebuild gives, after adds, updates, deletes and a kill -9."""
 from __future__ import annotations
 
+import json
 import signal
 
 import bm25s
@@ -81,6 +82,27 @@ def test_chunks_added_to_an_empty_index_equal_an_index_built_from_them():
     assert added.ids == ["a:1", "a:2", "b:1"]
     assert_same(added, index_cache.build_index(changes, (3,)))
     assert np.array_equal(added.derived.doc_vectors, index_cache.build_index(changes, (3,)).derived.doc_vectors)
+
+
+def test_cached_filter_masks_are_carried_through_a_refresh_and_equal_fresh_ones():
+    metadatas = [{"doc_id": d, "course": c} for d, c in [("a", "x"), ("a", "x"), ("b", "y"), ("c", "x")]]
+    index = ChunkIndex(["a:1", "a:2", "b:1", "c:1"], ["one", "two", "three", "four"], metadatas, np.eye(4, dtype=np.float32), (1,))
+    filters = [{"course": "x"}, {"$or": [{"doc_id": "b"}, {"doc_id": "d"}]}]
+    for where in filters:
+        index.mask(where)
+    changes = Changes(ids=["d:1", "a:2", "a:0"], texts=["five", "two again", "zero"],
+                      metadatas=[{"doc_id": "d", "course": "y"}, {"doc_id": "a", "course": "y"}, {"doc_id": "a", "course": "x"}],
+                      vectors=[np.eye(3, 4, dtype=np.float32)], removed={"c:1"})
+
+    refreshed = index_cache.apply_changes(index, changes, (2,))
+
+    assert refreshed.ids == ["a:0", "a:1", "a:2", "b:1", "d:1"]
+    carried = {key: mask.tolist() for key, mask in refreshed.masks.items()}
+    fresh = index_cache.build_index(Changes(ids=refreshed.ids, texts=refreshed.texts, metadatas=refreshed.metadatas,
+                                            vectors=[refreshed.vectors]), (2,))
+    assert carried == {key: fresh.mask(json.loads(key)).tolist() for key in carried}
+    assert carried == {json.dumps(filters[0], sort_keys=True): [True, True, False, False, False],
+                       json.dumps(filters[1], sort_keys=True): [False, False, False, True, True]}
 
 
 def test_a_restart_loads_the_saved_index_without_reading_the_store(tmp_path, embedder, monkeypatch):
