@@ -46,6 +46,11 @@ def matches(metadata: dict, where: dict | None) -> bool:
     return True
 
 
+def passing(metadatas: list[dict], where: dict) -> np.ndarray:
+    """Which of the metadatas pass the filter, as a boolean array."""
+    return np.fromiter((matches(m, where) for m in metadatas), bool, len(metadatas))
+
+
 def compare(value, condition) -> bool:
     """One field's condition, a plain value meaning $eq."""
     if not isinstance(condition, dict):
@@ -131,7 +136,7 @@ class ChunkIndex:
             return None
         key = json.dumps(where, sort_keys=True)
         if key not in self.masks:
-            self.masks[key] = np.fromiter((matches(m, where) for m in self.metadatas), bool, len(self.metadatas))
+            self.masks[key] = passing(self.metadatas, where)
         return self.masks[key]
 
     def similarities(self, vector: list[float], where: dict | None = None) -> np.ndarray:

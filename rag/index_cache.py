@@ -20,7 +20,7 @@ import numpy as np
 
 from rag import index_file
 from rag.changelog import Changes, done_mark, read_changes, run_state
-from rag.chunk_index import ChunkIndex, chunk_tokens, matches
+from rag.chunk_index import ChunkIndex, chunk_tokens, passing
 from rag.errors import RagError, StoreError
 from rag.store import chroma_call, is_panic
 
@@ -262,25 +262,24 @@ def apply_changes(index: ChunkIndex, changes: Changes, version: tuple) -> ChunkI
     """The index with the changed records replaced or added and the removed ones dropped, still in id order."""
     order, vectors = sorted_records(changes)
     new_ids = [changes.ids[n] for n in order]
+    new_texts = [changes.texts[n] for n in order]
+    new_metadatas = [changes.metadatas[n] for n in order]
     gone = changes.removed | set(new_ids)
     dropped = sorted(p for chunk_id in gone if (p := position(index.ids, chunk_id)) is not None)
     kept_ids = without(index.ids, dropped)
     slots = [bisect.bisect_left(kept_ids, chunk_id) for chunk_id in new_ids]
     ids = spliced(kept_ids, slots, new_ids)
-    texts = spliced(without(index.texts, dropped), slots, [changes.texts[n] for n in order])
-    metadatas = spliced(without(index.metadatas, dropped), slots, [changes.metadatas[n] for n in order])
+    texts = spliced(without(index.texts, dropped), slots, new_texts)
+    metadatas = spliced(without(index.metadatas, dropped), slots, new_metadatas)
     kept_vectors = np.delete(index.vectors, dropped, axis=0) if dropped else index.vectors
     if not kept_ids:
         kept_vectors = np.zeros((0, vectors.shape[1]), np.float32)
     merged = np.insert(kept_vectors, slots, vectors[order], axis=0) if order else kept_vectors.copy()
-    tokens = chunk_tokens([changes.texts[n] for n in order], [changes.metadatas[n] for n in order])
+    tokens = chunk_tokens(new_texts, new_metadatas)
     terms = index.terms.spliced(np.array(dropped, np.int64), np.array(slots, np.int64), tokens)
     refreshed = ChunkIndex(ids, texts, metadatas, merged, version, terms)
-    new_metadatas = [changes.metadatas[n] for n in order]
     for key, mask in index.masks.items():  # each filter is matched against the new records only
-        where = json.loads(key)
-        passed = np.fromiter((matches(m, where) for m in new_metadatas), bool, len(new_metadatas))
-        refreshed.masks[key] = np.insert(np.delete(mask, dropped), slots, passed)
+        refreshed.masks[key] = np.insert(np.delete(mask, dropped), slots, passing(new_metadatas, json.loads(key)))
     return refreshed
 
 
