@@ -75,7 +75,8 @@ def summary(report: IngestReport, location: str) -> str:
         plural = "" if report.chunks_written == 1 else "s"
         written = f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s"
         if report.chunks_written and report.seconds:
-            written += f" ({report.chunks_written / report.seconds:.0f} chunks/s)"
+            rate = report.chunks_written / report.seconds
+            written += f" ({rate:.0f} chunks/s)" if rate >= 10 else f" ({rate:.1f} chunks/s)"
         lines.append(written)
     if report.warnings:
         lines.append(f"Warnings ({len(report.warnings)}):")

@@ -56,13 +56,18 @@ def chunk_document(document: Document, doc_hash: str, tokenizer, plan: ChunkPlan
         }
         chunks.append(
             Chunk(
-                id=f"{document.doc_id}:{doc_hash[:12]}:{index}",
+                id=chunk_id(document.doc_id, doc_hash, index),
                 text=body,
                 embed_text=embed_prefix(document.title, headings, tokenizer) + body,
                 metadata=metadata,
             )
         )
     return chunks
+
+
+def chunk_id(doc_id: str, doc_hash: str, index: int) -> str:
+    """The id of a document version's chunk: stable, so a re-run of the same version writes the same ids."""
+    return f"{doc_id}:{doc_hash[:12]}:{index}"
 
 
 def embed_prefix(title: str, headings: tuple[str, ...], tokenizer) -> str:

@@ -20,9 +20,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ingest.chunking import Chunk, ChunkPlan, chunk_document
+from ingest.chunking import Chunk, ChunkPlan, chunk_document, chunk_id
 from ingest.documents import LoadError
 from ingest.loaders import Limits, RecordFields, load_path
+from ingest.storable import readable_path, storable_documents
 from rag.changelog import ChangeRecorder, log_name, writable_metadata
 from rag.embeddings import Embedder, load_embedder_in_background
 from rag.errors import RagError, StoreError
@@ -39,11 +40,21 @@ DONE = object()
 
 @dataclass(frozen=True)
 class Source:
-    """A file to ingest, the root it was found under, and its document id."""
+    """A file to ingest, the root it was found under, its document id, and the names the store keeps for both."""
 
     path: Path
     root: Path
     doc_id: str
+
+    @property
+    def name(self) -> str:
+        """The file's path as stored and reported (bytes that are not UTF-8 escaped)."""
+        return readable_path(self.path)
+
+    @property
+    def root_name(self) -> str:
+        """The root as stored."""
+        return readable_path(self.root)
 
 
 @dataclass
@@ -100,6 +111,7 @@ class IngestOptions:
 class Work:
     """Chunks to embed and write for one document, and the chunk ids to delete once they are written."""
 
+    doc_id: str
     chunks: list[Chunk]
     delete_after: list[str]
 
@@ -116,16 +128,16 @@ def discover(paths: list[Path], report: IngestReport, exclude: set[str] = frozen
     def add(path: Path, root: Path, doc_id: str) -> None:
         real = os.path.realpath(path)
         if real in seen_files:
-            report.skipped.append((str(path), f"same file as {seen_files[real]}"))
+            report.skipped.append((readable_path(path), f"same file as {seen_files[real]}"))
             return
-        seen_files[real] = str(path)
-        sources.append(Source(path, root, doc_id))
+        seen_files[real] = readable_path(path)
+        sources.append(Source(path, root, readable_path(doc_id)))
 
     def walk(folder: Path, root: Path, ancestors: frozenset[str]) -> None:
         try:
             entries = sorted(os.scandir(folder), key=lambda e: e.name)
         except OSError as exc:
-            report.skipped.append((str(folder), f"cannot list the folder: {exc.strerror or exc}"))
+            report.skipped.append((readable_path(folder), f"cannot list the folder: {exc.strerror or exc}"))
             return
         for entry in entries:
             if entry.name.startswith("."):
@@ -137,20 +149,20 @@ def discover(paths: list[Path], report: IngestReport, exclude: set[str] = frozen
                     if real in exclude:
                         continue
                     if real in ancestors:
-                        report.skipped.append((str(path), f"symlink loop: leads back to {real}"))
+                        report.skipped.append((readable_path(path), f"symlink loop: leads back to {readable_path(real)}"))
                         continue
                     walk(path, root, ancestors | {real})
                 elif entry.is_file():
                     add(path, root, path.relative_to(root).as_posix())
                 else:
-                    report.skipped.append((str(path), unreadable_reason(path)))
+                    report.skipped.append((readable_path(path), unreadable_reason(path)))
             except OSError:
-                report.skipped.append((str(path), unreadable_reason(path)))
+                report.skipped.append((readable_path(path), unreadable_reason(path)))
 
     for given in paths:
         given = Path(given)
         if not given.exists():
-            report.skipped.append((str(given), unreadable_reason(given) if given.is_symlink() else "does not exist"))
+            report.skipped.append((readable_path(given), unreadable_reason(given) if given.is_symlink() else "does not exist"))
             continue
         root = given.resolve()
         if root.is_file():
@@ -158,7 +170,7 @@ def discover(paths: list[Path], report: IngestReport, exclude: set[str] = frozen
         elif root.is_dir():
             walk(root, root, frozenset({str(root)}))
         else:
-            report.skipped.append((str(given), unreadable_reason(given)))
+            report.skipped.append((readable_path(given), unreadable_reason(given)))
     return sources
 
 
@@ -336,8 +348,8 @@ def ingest(
         else:
             recorder = ChangeRecorder(client, collection)
             stamp(collection, embedders, chunking)
-            report.chunks_written = run_writes(collection, embedders, recorder, planner, sources, on_progress, settings)
-        removed = sorted(vanished(stored, planner.seen, planner.loaded, paths))
+            report.chunks_written = WriteRun(collection, embedders, recorder, planner, on_progress, settings).run(sources)
+        removed = sorted(vanished(stored, planner.seen, planner.loaded, paths, {source.name for source in sources}))
         report.removed.extend(removed)
         if not options.dry_run:
             delete_ids(collection, recorder, [chunk_id for doc_id in removed for chunk_id in stored[doc_id].all_ids()])
@@ -360,13 +372,14 @@ class Planner:
         self.seen: dict[str, str] = {}
         self.loaded: set[str] = set()
         self.given: set[str] = set()
+        self.labels: dict[str, str] = {}
 
     def works(self, sources: list[Source], on_progress):
         """Yield the work for every document that must be (re)written, in source order."""
         report = self.report
-        self.given = {str(source.path) for source in sources}
+        self.given = {source.name for source in sources}
         for source in sources:
-            owner = str(source.path)
+            owner = source.name
             try:
                 documents, problems = load_path(source.path, source.doc_id, self.options.fields, self.limits)
             except LoadError as exc:
@@ -378,6 +391,7 @@ class Planner:
                 on_progress("file", 1)
                 continue
             self.loaded.add(owner)
+            problems.extend(storable_documents(documents, source.doc_id))
             for problem in problems:
                 entry = (f"{owner} {problem.where}".strip(), problem.reason)
                 (report.skipped if problem.skipped else report.warnings).append(entry)
@@ -401,125 +415,207 @@ class Planner:
             )
             return None
         self.seen[document.doc_id] = owner
+        self.labels[document.doc_id] = owner if document.doc_id == source.doc_id else f"{owner} {document.doc_id}"
         doc_hash = document.content_hash()
         if previous and previous.is_current(doc_hash) and not moved:
             report.unchanged.append(document.doc_id)
             return None
         (report.updated if previous else report.added).append(document.doc_id)
         if previous and previous.has_complete(doc_hash) and not moved:
-            return Work([], previous.other_ids(doc_hash))
+            return Work(document.doc_id, [], previous.other_ids(doc_hash))
         if self.options.dry_run:
             return None
         embedder = self.embedders.get()
         plan = ChunkPlan(self.settings.chunk_tokens, self.settings.chunk_overlap, embedder.max_tokens)
         chunks = chunk_document(document, doc_hash, embedder.token_offsets, plan)
         for chunk in chunks:
-            chunk.metadata.update(source=owner, root=str(source.root))
-        return Work(chunks, previous.other_ids(doc_hash) if previous else [])
+            chunk.metadata.update(source=owner, root=source.root_name)
+        return Work(document.doc_id, chunks, previous.other_ids(doc_hash) if previous else [])
+
+    def refused(self, doc_id: str, reason: str) -> None:
+        """Report a document the store refused: skipped, with its earlier version (if any) kept."""
+        for listed in (self.report.added, self.report.updated):
+            if doc_id in listed:
+                listed.remove(doc_id)
+        self.report.skipped.append((self.labels.get(doc_id, doc_id), reason))
 
 
-def run_writes(
-    collection, embedders: LazyEmbedder, recorder: ChangeRecorder, planner: Planner, sources: list[Source], on_progress,
-    settings: Settings,
-) -> int:
-    """Embed the planned chunks in batches and write them, with planning and writing in threads around the embedder.
+@dataclass
+class Batch:
+    """Embedded chunks to write, and per document the old chunk ids to delete once its new chunks are all written."""
+
+    chunks: list[Chunk]
+    vectors: list
+    deletes: list[tuple[str, list[str]]]
+
+
+def is_refusal(exc: BaseException) -> bool:
+    """True when the store refused the data itself (a bad name, value or id), not when the store failed."""
+    from chromadb.errors import DuplicateIDError, InvalidArgumentError
+
+    return isinstance(exc, (ValueError, TypeError, InvalidArgumentError, DuplicateIDError))
+
+
+class StoreWriter:
+    """Writes batches to the collection; a batch the store refuses is retried record by record, and a document with a
+    refused chunk is left out whole: its chunks written so far are removed and its earlier version is kept."""
+
+    def __init__(self, collection, recorder: ChangeRecorder):
+        self.collection, self.recorder = collection, recorder
+        self.limit = max_batch(collection)
+        self.refused: dict[str, str] = {}
+        self.written = 0
+
+    def write(self, batch: Batch) -> int:
+        """Write a batch and its deletions; the number of chunks the store took."""
+        kept = [(c, v) for c, v in zip(batch.chunks, batch.vectors) if c.metadata["doc_id"] not in self.refused]
+        taken = 0
+        for part in batched(kept, self.limit):
+            taken += self.upsert([c for c, _ in part], [v for _, v in part])
+        delete_ids(self.collection, self.recorder, [i for doc_id, ids in batch.deletes if doc_id not in self.refused for i in ids])
+        self.written += taken
+        return taken
+
+    def upsert(self, chunks: list[Chunk], vectors: list) -> int:
+        """Write chunks in one call, or one by one when the store refuses the call; the number written."""
+        metadatas = self.recorder.tagged([c.metadata for c in chunks])
+        try:
+            self.collection.upsert(
+                ids=[c.id for c in chunks], documents=[c.text for c in chunks], metadatas=metadatas, embeddings=vectors
+            )
+            return len(chunks)
+        except Exception as exc:
+            if not is_refusal(exc):
+                raise
+        taken = 0
+        for chunk, metadata, vector in zip(chunks, metadatas, vectors):
+            if chunk.metadata["doc_id"] in self.refused:
+                continue
+            try:
+                self.collection.upsert(ids=[chunk.id], documents=[chunk.text], metadatas=[metadata], embeddings=[vector])
+                taken += 1
+            except Exception as exc:
+                if not is_refusal(exc):
+                    raise
+                self.refuse(chunk, exc)
+        return taken
+
+    def refuse(self, chunk: Chunk, exc: Exception) -> None:
+        """Leave the chunk's document out: the chunks of it written so far (those before this one) are removed."""
+        meta = chunk.metadata
+        self.refused[meta["doc_id"]] = (
+            f"the store refused chunk {meta['chunk_index'] + 1} of {meta['n_chunks']} "
+            f"({type(exc).__name__}: {str(exc)[:160]}); the document was not stored, an earlier version is kept"
+        )
+        delete_ids(self.collection, self.recorder, [chunk_id(meta["doc_id"], meta["doc_hash"], i) for i in range(meta["n_chunks"])])
+        self.written -= meta["chunk_index"]
+
+
+class WriteRun:
+    """One run's embed-and-write loop: the planner reads and chunks files in a thread ahead of the embedder (this
+    thread), and the store writer writes in a thread behind it, so the model never waits for parsing or for Chroma.
 
     on_progress is only ever called from the caller's thread (the app's callback draws Streamlit widgets).
     A document's old chunks are deleted only after all of its new chunks have been written.
     """
-    planned: queue.Queue = queue.Queue(maxsize=256)
-    to_write: queue.Queue = queue.Queue(maxsize=2)
-    written_events: collections.deque = collections.deque()
-    failure: list[BaseException] = []
-    stop = threading.Event()
 
-    def hand_over(item) -> None:
-        while not stop.is_set():  # once the caller stopped, nobody reads: drop the item instead of blocking
+    def __init__(self, collection, embedders: LazyEmbedder, recorder: ChangeRecorder, planner: Planner, on_progress, settings: Settings):
+        self.embedders, self.planner, self.on_progress, self.settings = embedders, planner, on_progress, settings
+        self.store = StoreWriter(collection, recorder)
+        self.planned: queue.Queue = queue.Queue(maxsize=256)
+        self.to_write: queue.Queue = queue.Queue(maxsize=2)
+        self.written_events: collections.deque = collections.deque()
+        self.failure: list[BaseException] = []
+        self.stop = threading.Event()
+
+    def run(self, sources: list[Source]) -> int:
+        """Plan, embed and write every source's changed documents; the number of chunks written."""
+        producer = threading.Thread(target=self.produce, args=(sources,), name="ingest-plan", daemon=True)
+        writer = threading.Thread(target=self.write, name="ingest-write", daemon=True)
+        producer.start()
+        writer.start()
+        try:
+            self.embed()
+        finally:
+            self.stop.set()  # the planner only reads files: it may finish its current one after the lock is freed
+            self.to_write.put(DONE)
+            writer.join()
+        self.relay_written()
+        if self.failure:
+            exc = self.failure[0]
+            raise store_failure(exc, self.settings) if isinstance(exc, Exception) else exc
+        for doc_id, reason in self.store.refused.items():
+            self.planner.refused(doc_id, reason)
+        return self.store.written
+
+    def hand_over(self, item) -> None:
+        """Queue planned work or a progress event for the embedder; once the run stopped, nobody reads: drop it."""
+        while not self.stop.is_set():
             try:
-                return planned.put(item, timeout=HEARTBEAT_S)
+                return self.planned.put(item, timeout=HEARTBEAT_S)
             except queue.Full:
                 continue
 
-    def produce():
+    def produce(self, sources: list[Source]) -> None:
+        """The planner's thread: every document's work, then DONE."""
         try:
-            for work in planner.works(sources, lambda kind, n: hand_over((kind, n))):
-                if stop.is_set():
+            for work in self.planner.works(sources, lambda kind, n: self.hand_over((kind, n))):
+                if self.stop.is_set():
                     return
-                hand_over(work)
+                self.hand_over(work)
         except BaseException as exc:  # re-raised in the caller's thread
-            failure.append(exc)
+            self.failure.append(exc)
         finally:
-            hand_over(DONE)
+            self.hand_over(DONE)
 
-    def write():
-        limit = max_batch(collection)
-        while (item := to_write.get()) is not DONE:
-            if failure:
+    def write(self) -> None:
+        """The writer's thread: write each batch in order; after a failure, only drain the queue."""
+        while (batch := self.to_write.get()) is not DONE:
+            if self.failure:
                 continue
-            chunks, vectors, deletes = item
             try:
-                for start in range(0, len(chunks), limit):
-                    part = chunks[start : start + limit]
-                    collection.upsert(
-                        ids=[c.id for c in part],
-                        documents=[c.text for c in part],
-                        metadatas=recorder.tagged([c.metadata for c in part]),
-                        embeddings=vectors[start : start + limit],
-                    )
-                delete_ids(collection, recorder, deletes)
-                written_events.append(len(chunks))
+                self.written_events.append(self.store.write(batch))
             except BaseException as exc:
-                failure.append(exc)
+                self.failure.append(exc)
 
-    def relay_written():
-        while written_events:
-            on_progress("chunks", written_events.popleft())
+    def relay_written(self) -> None:
+        """Tell the caller, from its own thread, how many chunks were written since it last heard."""
+        while self.written_events:
+            self.on_progress("chunks", self.written_events.popleft())
 
-    producer = threading.Thread(target=produce, name="ingest-plan", daemon=True)
-    writer = threading.Thread(target=write, name="ingest-write", daemon=True)
-    producer.start()
-    writer.start()
-    sent = queued = 0
-    limit = FIRST_BATCH  # small first batches: the first chunks are searchable (and safe) within seconds
-    batch: list[Chunk] = []
-    waiting_deletes: list[tuple[int, list[str]]] = []
-    try:
+    def embed(self) -> None:
+        """Batch the planned chunks (small first, then larger), embed them, and queue them for the writer."""
+        sent = queued = 0
+        limit = FIRST_BATCH  # small first batches: the first chunks are searchable (and safe) within seconds
+        batch: list[Chunk] = []
+        waiting: list[tuple[int, str, list[str]]] = []  # (chunks queued through its document, doc id, ids to delete)
         finished = False
-        while not finished and not failure:
+        while not finished and not self.failure:
             try:
-                item = planned.get(timeout=HEARTBEAT_S)
+                item = self.planned.get(timeout=HEARTBEAT_S)
             except queue.Empty:
-                on_progress("waiting", 0)  # while one big file is read: the caller may cancel by raising here
+                self.on_progress("waiting", 0)  # while one big file is read: the caller may cancel by raising here
                 continue
-            relay_written()
+            self.relay_written()
             if item is DONE:
                 finished = True
             elif isinstance(item, tuple):
-                on_progress(*item)
+                self.on_progress(*item)
                 continue
             else:
-                on_progress("planned", len(item.chunks))
+                self.on_progress("planned", len(item.chunks))
                 batch.extend(item.chunks)
                 queued += len(item.chunks)
                 if item.delete_after:
-                    waiting_deletes.append((queued, item.delete_after))
-            while batch and (len(batch) >= limit or finished) or (finished and waiting_deletes):
+                    waiting.append((queued, item.doc_id, item.delete_after))
+            while batch and (len(batch) >= limit or finished) or (finished and waiting):
                 part, batch = batch[:limit], batch[limit:]
                 limit = min(limit * 2, EMBED_BATCH)
                 sent += len(part)
-                deletes = [i for end, ids in waiting_deletes if end <= sent for i in ids]
-                waiting_deletes = [(end, ids) for end, ids in waiting_deletes if end > sent]
-                vectors = embedders.get().embed([chunk.embed_text for chunk in part]) if part else []
-                to_write.put((part, vectors, deletes))
-    finally:
-        stop.set()  # the planner only reads files: it may finish its current one after the lock is freed
-        to_write.put(DONE)
-        writer.join()
-    relay_written()
-    if failure:
-        exc = failure[0]
-        raise store_failure(exc, settings) if isinstance(exc, Exception) else exc
-    return sent
+                deletes = [(doc_id, ids) for end, doc_id, ids in waiting if end <= sent]
+                waiting = [entry for entry in waiting if entry[0] > sent]
+                vectors = self.embedders.get().embed([chunk.embed_text for chunk in part]) if part else []
+                self.to_write.put(Batch(part, vectors, deletes))
 
 
 def store_failure(exc: Exception, settings: Settings) -> Exception:
@@ -548,14 +644,13 @@ def max_batch(collection) -> int:
         return 1000
 
 
-def vanished(stored: dict[str, StoredDoc], seen: dict[str, str], loaded: set[str], paths: list[Path]) -> set[str]:
-    """Stored documents whose file left an ingested folder, or whose record left a re-read file."""
-    roots = {str(Path(p).resolve()) for p in paths if Path(p).is_dir()}
+def vanished(stored: dict[str, StoredDoc], seen: dict[str, str], loaded: set[str], paths: list[Path], found: set[str]) -> set[str]:
+    """Stored documents whose file left an ingested folder (it was not found there), or whose record left a re-read file."""
+    roots = {readable_path(Path(p).resolve()) for p in paths if Path(p).is_dir()}
     return {
         doc_id
         for doc_id, doc in stored.items()
-        if doc_id not in seen
-        and (doc.source in loaded or (doc.root in roots and not Path(doc.source).exists()))
+        if doc_id not in seen and (doc.source in loaded or (doc.root in roots and doc.source not in found))
     }
 
 

@@ -30,11 +30,10 @@ def outcome_lines(saved: SaveReport, report: IngestReport, folder: Path) -> tupl
         f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
         f"{len(report.skipped)} skipped; {report.chunks_written} chunks written."
     )
+    inside = f"{folder}/"
     lines = [f"{item.original}: {item.note}" for item in saved.files if item.note]
-    for where, reason in report.skipped:
-        name = where[len(str(folder)) + 1:] if where.startswith(str(folder)) else where
-        lines.append(f"{name}: skipped, {reason}")
-    lines.extend(f"{where}: {reason}" for where, reason in report.warnings)
+    lines.extend(f"{where.removeprefix(inside)}: skipped, {reason}" for where, reason in report.skipped)
+    lines.extend(f"{where.removeprefix(inside)}: {reason}" for where, reason in report.warnings)
     return headline, lines
 
 

@@ -557,6 +557,25 @@ def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_
     assert at.get("html") == [at.get("html")[0]] and "<style>" in at.get("html")[0].proto.body  # only our CSS
 
 
+def test_an_upload_with_records_the_store_would_refuse_is_stored_with_a_note_for_each_fix(store, ollama_server):
+    records = '[{"id": "r1", "text": "Kayaks are stored in shed \\ud800 four.", "$or": "x"}]'
+    at = open_app()
+    at.sidebar.file_uploader(key="upload").set_value(
+        [("records.json", records.encode(), "application/json"), ("notes.md", b"# Notes\n\nPaddles hang by the door.\n", "text/markdown")]
+    ).run()
+    at.sidebar.button(key="ingest_uploads").click().run()
+
+    assert not at.exception
+    assert plain(at.sidebar.success[0].value) == "2 added, 0 updated, 0 unchanged, 0 skipped; 2 chunks written."
+    notes = [plain(c.value) for c in at.sidebar.caption if plain(c.value).startswith("records.json")]
+    assert notes == [
+        "records.json r1: lone surrogate escapes in its text replaced by U+FFFD",
+        "records.json r1: metadata field '$or' renamed to 'or' (the store reserves names starting with $, # or chroma:)",
+    ]
+    ask(at, "Where are kayaks stored?")
+    assert "Kayaks are stored in shed \ufffd four." in [plain(c.value) for c in assistant(at).expander[0].caption]
+
+
 def test_uploads_never_replace_silently_and_odd_names_stay_in_their_folder(store, ollama_server):
     long_name = "n" * 300 + ".md"
     first = open_app()

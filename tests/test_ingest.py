@@ -351,6 +351,7 @@ def test_summary_gives_a_write_rate_only_when_chunks_were_written():
     assert lines(IngestReport(added=["a"], chunks_written=250, seconds=0.5)) == ["  250 chunks written in 0.5 s (500 chunks/s)"]
     assert lines(IngestReport(unchanged=["a"], seconds=0.2)) == ["  0 chunks written in 0.2 s"]
     assert lines(IngestReport(added=["a"], chunks_written=1)) == ["  1 chunk written in 0.0 s"]
+    assert lines(IngestReport(added=["a"], chunks_written=2, seconds=6.3)) == ["  2 chunks written in 6.3 s (0.3 chunks/s)"]
 
 
 def test_cli_ingests_faq_records_with_title_field(tmp_path, embedder):
