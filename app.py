@@ -6,11 +6,11 @@ from zoneinfo import ZoneInfo
 
 import streamlit as st
 
-from rag import ui_prefs
-from rag.errors import RagError
-from rag.history import History, history_path
-from rag.settings import Settings, load_settings
-from rag.ui_browser import browser_id, page_scripts, page_style
+from rag.ui import prefs as ui_prefs
+from rag.core.errors import RagError
+from rag.ui.history import History, history_path
+from rag.core.settings import Settings, load_settings
+from rag.ui.browser import browser_id, page_scripts, page_style
 
 NO_FILTER = "(no filter)"
 
@@ -240,7 +240,7 @@ def first_paint() -> tuple[Settings, History]:
         history = History(history_path(settings), browser_id())
         history.claim_unowned()
     except RagError as exc:
-        from rag.ui_text import text
+        from rag.ui.text import text
 
         st.error(text(exc))
         st.stop()
@@ -310,16 +310,18 @@ def main(settings: Settings, history: History) -> None:
 
 
 FIRST = first_paint()
-from rag import model_facts, ui_models, ui_store  # noqa: E402  (the rest is imported after the first paint)
-from rag.chat import warm_in_background  # noqa: E402
-from rag.errors import OllamaError  # noqa: E402
-from rag.llm import Ollama  # noqa: E402
-from rag.store import store_location  # noqa: E402
-from rag.ui_conversations import conversations_section  # noqa: E402
-from rag.ui_ingest import upload_section  # noqa: E402
-from rag.ui_loading import BackgroundRetriever, show_loading  # noqa: E402
-from rag.ui_messages import render_assistant, render_user  # noqa: E402
-from rag.ui_text import one_line, text  # noqa: E402
-from rag.ui_turn import TurnContext, note_interruption, run_turn, start_conversation  # noqa: E402
+from rag.llm import catalogue as model_facts
+from rag.ui import models as ui_models
+from rag.ui import store_state as ui_store  # noqa: E402  (the rest is imported after the first paint)
+from rag.chat.turn import warm_in_background  # noqa: E402
+from rag.core.errors import OllamaError  # noqa: E402
+from rag.llm.ollama import Ollama  # noqa: E402
+from rag.store.chroma import store_location  # noqa: E402
+from rag.ui.conversations import conversations_section  # noqa: E402
+from rag.ui.upload_box import upload_section  # noqa: E402
+from rag.ui.loading import BackgroundRetriever, show_loading  # noqa: E402
+from rag.ui.messages import render_assistant, render_user  # noqa: E402
+from rag.ui.text import one_line, text  # noqa: E402
+from rag.ui.turn import TurnContext, note_interruption, run_turn, start_conversation  # noqa: E402
 
 main(*FIRST)

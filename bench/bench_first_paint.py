@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from ingest.pipeline import ingest  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 from tests.ollama_standin import OllamaStandin, unused_port  # noqa: E402
 
 CHROMIUM = "/usr/bin/chromium"

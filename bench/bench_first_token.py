@@ -22,10 +22,10 @@ import ollama
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.chat import prepare_turn, stream_answer  # noqa: E402
-from rag.llm import Ollama, forget_model_info  # noqa: E402
-from rag.retrieval import RetrievedChunk, RetrievedDoc  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.chat.turn import prepare_turn, stream_answer  # noqa: E402
+from rag.llm.ollama import Ollama, forget_model_info  # noqa: E402
+from rag.search.retrieval import RetrievedChunk, RetrievedDoc  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 from tests.ollama_standin import OllamaStandin  # noqa: E402
 from tests.retrieval_fakes import make  # noqa: E402
 

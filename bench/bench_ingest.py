@@ -31,8 +31,8 @@ sys.path.insert(0, str(ROOT))
 from ingest.chunking import ChunkPlan, chunk_document  # noqa: E402
 from ingest.loaders import RecordFields, load_path  # noqa: E402
 from ingest.pipeline import IngestOptions, discover, IngestReport, ingest  # noqa: E402
-from rag.embeddings import load_embedder  # noqa: E402
-from rag.settings import Settings  # noqa: E402
+from rag.search.embeddings import load_embedder  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
 
 FAQ = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faq" / "documents-with-ids.json"
 WORDS = (

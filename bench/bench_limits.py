@@ -33,9 +33,9 @@ def run_case(name: str, host: str, folder: Path) -> dict:
     """Build the input, note the peak RSS, do the work; the peak's growth and the seconds taken."""
     from ingest.documents import LoadError
     from ingest.loaders import Limits, RecordFields, load_path
-    from rag.chat import Turn
-    from rag.llm import ChatStats, Ollama
-    from rag.settings import Settings
+    from rag.chat.turn import Turn
+    from rag.llm.ollama import ChatStats, Ollama
+    from rag.core.settings import Settings
 
     note = ""
     if name == "docx_bomb":
@@ -110,7 +110,7 @@ def style_lookup_ratio(folder: Path) -> dict:
 
 def answer_building_ratio(pieces: int = 400_000) -> dict:
     """Seconds to build an answer of many pieces: `turn.answer += piece` (as before) against Turn.pieces, in one run."""
-    from rag.chat import Turn
+    from rag.chat.turn import Turn
 
     class Old:
         answer = ""

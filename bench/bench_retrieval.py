@@ -25,10 +25,10 @@ sys.path.insert(0, str(ROOT))
 
 from ingest.pipeline import IngestOptions, ingest  # noqa: E402
 from ingest.loaders import RecordFields  # noqa: E402
-from rag.embeddings import load_embedder  # noqa: E402
-from rag.pipeline import open_retriever  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.store import open_collection  # noqa: E402
+from rag.search.embeddings import load_embedder  # noqa: E402
+from rag.search.loader import open_retriever  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
+from rag.store.chroma import open_collection  # noqa: E402
 from synthetic import start_chroma_server  # noqa: E402  (bench/ is on the path when run as a script)
 
 FAQ = ROOT.parent / "shared" / "data" / "faq"

@@ -69,9 +69,9 @@ def probe_main(mode: str) -> None:
     started = time.perf_counter()
     import numpy as np
 
-    from rag.pipeline import RetrieverLoader, open_index
-    from rag.settings import load_settings
-    from rag.store import open_client
+    from rag.search.loader import RetrieverLoader, open_index
+    from rag.core.settings import load_settings
+    from rag.store.chroma import open_client
 
     settings = load_settings()
     if mode == "memory":
@@ -103,11 +103,11 @@ def one_backend(name: str, settings, environment: dict, chunks: int, questions, 
     """Every figure for one store."""
     from synthetic import create_collection, fill
 
-    from rag.index_cache import ChunkIndexCache
-    from rag.index_file import index_path
-    from rag.retrieval import Retriever
-    from rag.settings import index_folder
-    from rag.store import LiveCollection, open_client, store_location
+    from rag.search.index_cache import ChunkIndexCache
+    from rag.search.index_file import index_path
+    from rag.search.retrieval import Retriever
+    from rag.core.settings import index_folder
+    from rag.store.chroma import LiveCollection, open_client, store_location
 
     result: dict = {"store": name, "hnsw": hnsw}
     client = open_client(settings)
@@ -218,8 +218,8 @@ def main() -> int:
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     from synthetic import FAQ, start_chroma_server
 
-    from rag.embeddings import load_embedder
-    from rag.settings import Settings
+    from rag.search.embeddings import load_embedder
+    from rag.core.settings import Settings
 
     rows = list(csv.DictReader((FAQ / "ground-truth-dev.csv").open()))
     questions = [(r["question"], {"course": r["course"]}) for r in random.Random(1).sample(rows, args.questions)]

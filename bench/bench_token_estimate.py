@@ -21,8 +21,8 @@ from types import SimpleNamespace
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from rag.prompt import build_prompt, estimate_messages, estimate_tokens  # noqa: E402
-from rag.retrieval import RetrievedChunk, RetrievedDoc  # noqa: E402
+from rag.chat.prompt import build_prompt, estimate_messages, estimate_tokens  # noqa: E402
+from rag.search.retrieval import RetrievedChunk, RetrievedDoc  # noqa: E402
 from tests.retrieval_fakes import make  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -76,7 +76,7 @@ class WordPieces:
     """The embedder's tokenizer with the interface of tokenizers.Tokenizer.encode(...).ids."""
 
     def __init__(self):
-        from rag.embeddings import load_embedder
+        from rag.search.embeddings import load_embedder
 
         self.embedder = load_embedder("all-MiniLM-L6-v2")
 

@@ -24,11 +24,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from ingest.loaders import RecordFields  # noqa: E402
 from ingest.pipeline import IngestOptions, ingest  # noqa: E402
-from rag.chunk_index import ChunkIndex  # noqa: E402
-from rag.embeddings import load_embedder  # noqa: E402
-from rag.grounding import SUPPORT_THRESHOLD, split_sentences, support_scores  # noqa: E402
-from rag.settings import Settings  # noqa: E402
-from rag.store import open_collection  # noqa: E402
+from rag.search.chunk_index import ChunkIndex  # noqa: E402
+from rag.search.embeddings import load_embedder  # noqa: E402
+from rag.evaluation.grounding import SUPPORT_THRESHOLD, split_sentences, support_scores  # noqa: E402
+from rag.core.settings import Settings  # noqa: E402
+from rag.store.chroma import open_collection  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_DIR = ROOT / "ingest" / "sample"

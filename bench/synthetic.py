@@ -38,7 +38,7 @@ def create_collection(client, settings, embedder_name: str, dimension: int, hnsw
     """The benchmark's collection with the metadata an ingest gives it; hnsw "cheap" builds Chroma's graph with CHEAP_HNSW."""
     if hnsw == "default":
         sys.path.insert(0, str(ROOT))
-        from rag.store import open_collection
+        from rag.store.chroma import open_collection
 
         return open_collection(settings, embedder_name, dimension, create=True, client=client)
     return client.get_or_create_collection(settings.collection, embedding_function=None,
@@ -108,8 +108,8 @@ def main() -> int:
     args = parser.parse_args()
     os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
     sys.path.insert(0, str(ROOT))
-    from rag.settings import DEFAULT_EMBED_MODEL, Settings
-    from rag.store import open_client
+    from rag.core.settings import DEFAULT_EMBED_MODEL, Settings
+    from rag.store.chroma import open_client
 
     settings = Settings(store_dir=args.store)
     client = open_client(settings)

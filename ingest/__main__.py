@@ -9,10 +9,10 @@ from tqdm import tqdm
 
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, IngestReport, ingest
-from rag.errors import RagError
-from rag.settings import load_settings
-from rag.store import store_location
-from rag.terminal import output_closed, print_error, safe_line, tolerant_output
+from rag.core.errors import RagError
+from rag.core.settings import load_settings
+from rag.store.chroma import store_location
+from rag.core.terminal import output_closed, print_error, safe_line, tolerant_output
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
 EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130

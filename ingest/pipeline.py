@@ -24,11 +24,11 @@ from ingest.chunking import Chunk, ChunkPlan, chunk_document, chunk_id
 from ingest.documents import LoadError
 from ingest.loaders import Limits, RecordFields, load_path
 from ingest.storable import readable_path, storable_documents
-from rag.changelog import ChangeRecorder, log_name, writable_metadata
-from rag.embeddings import Embedder, load_embedder_in_background
-from rag.errors import RagError, StoreError
-from rag.settings import Settings
-from rag.store import batched, check_embedder, open_client, open_collection, reset_store, store_error, store_location
+from rag.store.changelog import ChangeRecorder, log_name, writable_metadata
+from rag.search.embeddings import Embedder, load_embedder_in_background
+from rag.core.errors import RagError, StoreError
+from rag.core.settings import Settings
+from rag.store.chroma import batched, check_embedder, open_client, open_collection, reset_store, store_error, store_location
 
 EMBED_BATCH = 512
 FIRST_BATCH = 32

@@ -5,12 +5,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from rag import background_eval, model_facts, ui_models
-from rag.answer_results import summary_of_file
-from rag.errors import OllamaError, RagError
-from rag.llm import Ollama, forget_model_info
-from rag.settings import load_settings
-from rag.ui_text import one_line, text
+from rag.evaluation import background as background_eval
+from rag.llm import catalogue as model_facts
+from rag.ui import models as ui_models
+from rag.evaluation.results import summary_of_file
+from rag.core.errors import OllamaError, RagError
+from rag.llm.ollama import Ollama, forget_model_info
+from rag.core.settings import load_settings
+from rag.ui.text import one_line, text
 
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}

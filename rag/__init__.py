@@ -1,1 +1,1 @@
-"""Retrieval-augmented chat over local documents, answered by a model served by Ollama."""
+"""Chat with local documents: rooms by job (core, llm, store, search, chat, evaluation, ui), data flowing one way."""

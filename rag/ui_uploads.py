@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from rag.settings import Settings
+from rag.core.settings import Settings
 
 NAME_BYTES = 120  # well under every file system's 255-byte limit, with room for " (12)"
 UNSAFE = re.compile(r"[\x00-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff<>:\"/\\|?*]")

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import IngestOptions, ingest
-from rag.embeddings import load_embedder
-from rag.llm import forget_model_info
-from rag.settings import Settings
+from rag.search.embeddings import load_embedder
+from rag.llm.ollama import forget_model_info
+from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ingest" / "sample"

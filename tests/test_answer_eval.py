@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.answer_results import read_rows, summary_of_file
-from rag.eval import main
+from rag.evaluation.results import read_rows, summary_of_file
+from rag.evaluation.cli import main
 from tests.ollama_standin import RUNNER_FAILED, UNRELATED_REPLY, OllamaStandin, _size, grounded_reply, unused_port
 
 ON_TOPIC = [

@@ -14,13 +14,13 @@ import streamlit as st
 from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
-from rag.condense import CONDENSE_RULES, clean_query
-from rag.errors import IngestCancelled, OllamaError
-from rag.history import FILENAME, History, history_path
-from rag.llm import ChatStats, Ollama
-from rag.settings import Settings
-from rag.ui_answer import cited_numbers
-from rag.ui_text import WORD_JOINER, answer_html
+from rag.chat.condense import CONDENSE_RULES, clean_query
+from rag.core.errors import IngestCancelled, OllamaError
+from rag.ui.history import FILENAME, History, history_path
+from rag.llm.ollama import ChatStats, Ollama
+from rag.core.settings import Settings
+from rag.ui.answer import cited_numbers
+from rag.ui.text import WORD_JOINER, answer_html
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import MID_STREAM_ERROR, OllamaStandin, estimate_prompt_tokens, unused_port
 
@@ -649,7 +649,7 @@ def test_history_rows_survive_the_page_reading_them(store, ollama_server):
 
 
 def test_text_shows_untrusted_strings_literally_on_one_line_with_controls_visible():
-    from rag.ui_text import text, visible
+    from rag.ui.text import text, visible
 
     value = text(f"faq-1\n\n![i]({OUTSIDE}/x.png) :material/forum: :red[x] $y$ <b> www.example.com a@b.c")
     assert "\n" not in value and inert(value)
@@ -666,7 +666,7 @@ def test_answer_html_escapes_raw_html_and_turns_images_and_links_into_text():
 
 
 def test_readable_snippet_drops_markdown_syntax_and_line_breaks():
-    from rag.ui_answer import snippet
+    from rag.ui.answer import snippet
 
     assert snippet("# Install\n\nRun **pip** with\n`-r requirements.txt`:\n\n```sh\npip install\n```\n") == (
         "Install Run pip with -r requirements.txt: pip install")
@@ -705,7 +705,7 @@ def test_last_ingest_is_relative_and_in_local_time():
     from datetime import datetime, timezone
     from zoneinfo import ZoneInfo
 
-    from rag.ui_store import ingested_ago
+    from rag.ui.store_state import ingested_ago
 
     now = datetime(2026, 3, 1, 12, 0, tzinfo=timezone.utc)
     berlin = ZoneInfo("Europe/Berlin")
@@ -716,7 +716,7 @@ def test_last_ingest_is_relative_and_in_local_time():
 
 
 def test_example_questions_come_from_titles_that_are_questions_or_from_headings():
-    from rag.ui_store import example_question, pick_examples
+    from rag.ui.store_state import example_question, pick_examples
 
     assert example_question({"title": "How do I run the homework?"}) == "How do I run the homework?"
     assert example_question({"title": "Guide", "headings": "Install > Linux"}) == "What do my documents say about Linux?"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rag.ask import main
+from rag.chat.ask import main
 from tests.ollama_standin import OllamaStandin, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent

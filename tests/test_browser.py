@@ -19,9 +19,9 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
-from rag.condense import CONDENSE_RULES
-from rag.errors import StoreError
-from rag.settings import Settings
+from rag.chat.condense import CONDENSE_RULES
+from rag.core.errors import StoreError
+from rag.core.settings import Settings
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin, unused_port
 

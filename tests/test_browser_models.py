@@ -14,8 +14,8 @@ playwright_api = pytest.importorskip("playwright.sync_api")
 expect = playwright_api.expect
 
 from ingest.pipeline import IngestOptions, ingest
-from rag.eval import main as eval_main
-from rag.settings import Settings
+from rag.evaluation.cli import main as eval_main
+from rag.core.settings import Settings
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import UNRELATED_REPLY, OllamaStandin, grounded_reply, unused_port
 from tests.test_answer_eval import ON_TOPIC, write_truth

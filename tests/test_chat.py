@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from rag.chat import prepare_turn, stream_answer
-from rag.errors import ModelCannotChat, ModelNotFound, OllamaUnavailable, StreamInterrupted
-from rag.llm import Ollama
-from rag.pipeline import open_retriever
-from rag.prompt import SYSTEM_RULES, estimate_messages, neutral
-from rag.settings import Settings
+from rag.chat.turn import prepare_turn, stream_answer
+from rag.core.errors import ModelCannotChat, ModelNotFound, OllamaUnavailable, StreamInterrupted
+from rag.llm.ollama import Ollama
+from rag.search.loader import open_retriever
+from rag.chat.prompt import SYSTEM_RULES, estimate_messages, neutral
+from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
 
 QUESTION = "How do I add my own documents?"

@@ -12,9 +12,9 @@ import pytest
 
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, ingest
-from rag import index_cache
-from rag.errors import StoreError
-from rag.pipeline import open_retriever
+from rag.search import index_cache
+from rag.core.errors import StoreError
+from rag.search.loader import open_retriever
 from tests.ollama_standin import unused_port
 
 ROOT = Path(__file__).resolve().parent.parent

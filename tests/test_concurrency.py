@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
-from rag.condense import CONDENSE_RULES
-from rag.settings import Settings
+from rag.chat.condense import CONDENSE_RULES
+from rag.core.settings import Settings
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin
 from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, answer_text, ask, expect, messages, playwright_api,

@@ -1,10 +1,10 @@
-"""Sentences, citations and support (rag/grounding.py), refusals, and the judge's prompt and verdicts."""
+"""Sentences, citations and support (rag/evaluation/grounding.py), refusals, and the judge's prompt and verdicts."""
 from __future__ import annotations
 
-from rag.answer_eval import looks_like_refusal
-from rag.grounding import Sentence, grounding, split_sentences, strip_citations
-from rag.judge import JUDGE_RULES, judge_messages, parse_verdict
-from rag.prompt import Citation
+from rag.evaluation.answers import looks_like_refusal
+from rag.evaluation.grounding import Sentence, grounding, split_sentences, strip_citations
+from rag.evaluation.judge import JUDGE_RULES, judge_messages, parse_verdict
+from rag.chat.prompt import Citation
 
 PASSAGE = ("Run `python -m ingest docs/` to add a folder of documents. Hidden files are ignored. "
            "A re-run only touches files that changed.")

@@ -6,9 +6,9 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from rag.history import FILENAME, Conversation, History, HistoryError, Message, chat_history, history_path, title_from
-from rag.settings import Settings
-from rag.ui_conversations import labels
+from rag.ui.history import FILENAME, Conversation, History, HistoryError, Message, chat_history, history_path, title_from
+from rag.core.settings import Settings
+from rag.ui.conversations import labels
 
 OLD_SCHEMA = """
 CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);

@@ -3,12 +3,12 @@ from __future__ import annotations
 
 import pytest
 
-from rag.ask import main as ask_main
-from rag.chat import prepare_turn, stream_answer
-from rag.errors import OllamaUnavailable, StreamInterrupted
-from rag.llm import CHARS_PER_TOKEN_MAX, ChatStats, Ollama
-from rag.pipeline import open_retriever
-from rag.settings import Settings
+from rag.chat.ask import main as ask_main
+from rag.chat.turn import prepare_turn, stream_answer
+from rag.core.errors import OllamaUnavailable, StreamInterrupted
+from rag.llm.ollama import CHARS_PER_TOKEN_MAX, ChatStats, Ollama
+from rag.search.loader import open_retriever
+from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin
 
 QUESTION = "How do I add my own documents?"

@@ -9,9 +9,9 @@ from pathlib import Path
 
 from ingest.chunking import Chunk
 from ingest.pipeline import Batch, IngestOptions, StoreWriter, ingest
-from rag.changelog import ChangeRecorder
-from rag.settings import Settings
-from rag.store import open_client, open_collection
+from rag.store.changelog import ChangeRecorder
+from rag.core.settings import Settings
+from rag.store.chroma import open_client, open_collection
 from tests.test_ingest import contents, search, write
 
 REPO = Path(__file__).resolve().parent.parent

@@ -13,10 +13,10 @@ import pytest
 
 from ingest.__main__ import main as ingest_main
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
-from rag.ask import main as ask_main
-from rag.errors import IngestCancelled
-from rag.eval import main as eval_main
-from rag.store import open_client
+from rag.chat.ask import main as ask_main
+from rag.core.errors import IngestCancelled
+from rag.evaluation.cli import main as eval_main
+from rag.store.chroma import open_client
 from tests.fixtures.hostile import flip_block, flip_bytes, truncate_half
 
 ROOT = Path(__file__).resolve().parent.parent

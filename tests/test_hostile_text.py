@@ -7,8 +7,8 @@ import re
 import pytest
 
 from ingest.__main__ import main as ingest_main
-from rag.ask import main as ask_main
-from rag.eval import main as eval_main
+from rag.chat.ask import main as ask_main
+from rag.evaluation.cli import main as eval_main
 from tests.fixtures.hostile import (
     CLEAR_AND_PAINT,
     HOSTILE_ID,

@@ -10,14 +10,15 @@ import numpy as np
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from ingest.pipeline import IngestOptions, ingest
-from rag import index_cache, index_file
-from rag.bm25 import BM25, TermCounts
-from rag.changelog import Changes
-from rag.chunk_index import ChunkIndex, chunk_tokens, tokenize
-from rag.index_cache import ChunkIndexCache
-from rag.pipeline import open_index
-from rag.settings import Settings
-from rag.store import LiveCollection, open_client, open_collection
+from rag.search import index_cache
+from rag.search import index_file
+from rag.search.bm25 import BM25, TermCounts
+from rag.store.changelog import Changes
+from rag.search.chunk_index import ChunkIndex, chunk_tokens, tokenize
+from rag.search.index_cache import ChunkIndexCache
+from rag.search.loader import open_index
+from rag.core.settings import Settings
+from rag.store.chroma import LiveCollection, open_client, open_collection
 from tests.test_ingest_crash import finish, run_and_kill, write_corpus
 
 QUERIES = ["river otter", "kayak paddle canoe bridge", "new page heron", "orchard", "page edited lantern meadow"]

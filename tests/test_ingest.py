@@ -12,11 +12,11 @@ import pytest
 
 from ingest.__main__ import main as ingest_main, summary
 from ingest.pipeline import LOCK_NAME, IngestOptions, IngestReport, ingest
-from rag.errors import EmbedderMismatch, StoreError
-from rag.changelog import SEQ_KEY
-from rag.retrieval import Retriever
-from rag.settings import Settings
-from rag.store import open_client, open_collection
+from rag.core.errors import EmbedderMismatch, StoreError
+from rag.store.changelog import SEQ_KEY
+from rag.search.retrieval import Retriever
+from rag.core.settings import Settings
+from rag.store.chroma import open_client, open_collection
 from tests.fixtures.ingest_files import GOOD_MARKDOWN, make_docx, make_pdf, write_hostile_folder
 
 REPO = Path(__file__).resolve().parent.parent

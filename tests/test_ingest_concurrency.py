@@ -12,7 +12,7 @@ import subprocess
 import sys
 
 from ingest.pipeline import IngestOptions, ingest
-from rag.settings import Settings
+from rag.core.settings import Settings
 
 READER = r"""
 import json, sys, time, chromadb

@@ -13,7 +13,7 @@ import chromadb
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from ingest.pipeline import IngestOptions, ingest
-from rag.settings import Settings
+from rag.core.settings import Settings
 from tests.test_ingest import without_seq
 
 REPO = Path(__file__).resolve().parent.parent

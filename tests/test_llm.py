@@ -9,7 +9,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from rag.errors import (
+from rag.core.errors import (
     ModelCannotChat,
     ModelNotFound,
     OllamaBusy,
@@ -18,8 +18,8 @@ from rag.errors import (
     OllamaUnavailable,
     StreamInterrupted,
 )
-from rag.llm import ChatStats, Ollama, PullProgress, normalise_model, same_model
-from rag.settings import Settings
+from rag.llm.ollama import ChatStats, Ollama, PullProgress, normalise_model, same_model
+from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
 
 QUESTION = [{"role": "user", "content": "What is the answer?"}]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.prompt import SYSTEM_RULES
-from rag.settings import Settings
+from rag.chat.prompt import SYSTEM_RULES
+from rag.core.settings import Settings
 
 MODELFILE = Path(__file__).resolve().parent.parent / "Modelfile"
 INSTRUCTIONS = {"FROM", "PARAMETER", "TEMPLATE", "SYSTEM", "ADAPTER", "LICENSE", "MESSAGE", "REQUIRES"}

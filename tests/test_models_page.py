@@ -10,8 +10,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from rag.eval import main as eval_main
-from rag.model_facts import GB, Machine, ModelFacts, fit, label
+from rag.evaluation.cli import main as eval_main
+from rag.llm.catalogue import GB, Machine, ModelFacts, fit, label
 from tests.ollama_standin import UNRELATED_REPLY, OllamaStandin, _size, grounded_reply, unused_port
 from tests.test_answer_eval import ON_TOPIC, write_truth
 from tests.test_app import OUTSIDE, inert, plain

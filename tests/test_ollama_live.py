@@ -14,10 +14,10 @@ from pathlib import Path
 import httpx
 import pytest
 
-from rag.chat import Turn, answer_room, chat_options, stream_answer
-from rag.llm import ChatStats, Ollama, forget_model_info, normalise_model
-from rag.prompt import build_prompt
-from rag.settings import Settings
+from rag.chat.turn import Turn, answer_room, chat_options, stream_answer
+from rag.llm.ollama import ChatStats, Ollama, forget_model_info, normalise_model
+from rag.chat.prompt import build_prompt
+from rag.core.settings import Settings
 from tests.test_prompt import doc
 
 pytestmark = pytest.mark.ollama
@@ -98,7 +98,7 @@ def test_grounded_prompt_is_counted_within_our_estimate_and_answer_cites(setting
 
 @requires_live
 def test_unknown_model_is_model_not_found(settings):
-    from rag.errors import ModelNotFound
+    from rag.core.errors import ModelNotFound
 
     with pytest.raises(ModelNotFound):
         list(Ollama(settings).stream_chat("no-such-model-xyz", [{"role": "user", "content": "hi"}], {}, ChatStats()))
@@ -111,7 +111,7 @@ FAQ = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faq"
 def test_answer_evaluation_on_five_faq_questions(tmp_path, monkeypatch, embedder, capsys):
     from ingest.loaders import RecordFields
     from ingest.pipeline import IngestOptions, ingest
-    from rag.eval import main as eval_main
+    from rag.evaluation.cli import main as eval_main
 
     store = tmp_path / "store"
     ingest([FAQ / "documents-with-ids.json"], Settings(store_dir=store), embedder,

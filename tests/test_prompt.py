@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import PromptTooLong
-from rag.prompt import (
+from rag.core.errors import PromptTooLong
+from rag.chat.prompt import (
     SYSTEM_RULES,
     build_prompt,
     estimate_messages,
@@ -16,7 +16,7 @@ from rag.prompt import (
     fence_key,
     user_message,
 )
-from rag.retrieval import RetrievedChunk, RetrievedDoc
+from rag.search.retrieval import RetrievedChunk, RetrievedDoc
 from tests.retrieval_fakes import make
 
 ROOT = Path(__file__).resolve().parent.parent

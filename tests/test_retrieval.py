@@ -7,10 +7,11 @@ from pathlib import Path
 import numpy as np
 
 from ingest.pipeline import IngestOptions, ingest
-from rag import general_knowledge, index_cache
-from rag.chunk_index import ChunkIndex, matches
-from rag.pipeline import open_retriever
-from rag.retrieval import EVERYDAY_QUESTION, Evidence, is_relevant, no_match_text, rank_documents, score_chunks, top_documents
+from rag.search import general_knowledge
+from rag.search import index_cache
+from rag.search.chunk_index import ChunkIndex, matches
+from rag.search.loader import open_retriever
+from rag.search.retrieval import EVERYDAY_QUESTION, Evidence, is_relevant, no_match_text, rank_documents, score_chunks, top_documents
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from rag.errors import SettingsError
-from rag.settings import load_settings
+from rag.core.errors import SettingsError
+from rag.core.settings import load_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import json
 
-from rag.terminal import error_line, safe_json, safe_line, safe_stream, safe_text
+from rag.core.terminal import error_line, safe_json, safe_line, safe_stream, safe_text
 from tests.fixtures.hostile import HOSTILE_ID, HOSTILE_ID_SHOWN, HOSTILE_TITLE, HOSTILE_TITLE_SHOWN
 
 

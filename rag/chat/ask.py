@@ -1,0 +1,248 @@
+"""`python -m rag.ask "question"`: retrieve, stream a grounded answer from Ollama, then list the sources.
+
+Exit codes: 0 answered; 1 a bad command line (empty question, --k out of range, bad --where) or other error;
+2 bad setting; 3 store missing or unusable; 4 Ollama not reachable; 5 model not installed; 6 Ollama busy;
+7 Ollama read timeout; 8 answer broken off mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error;
+11 question too long for the context; 130 interrupted (Ctrl-C); 141 output closed (a pipe like `| head`). Failures print one `error: ...` line on stderr, never a traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+
+from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
+from rag.core.errors import RagError
+from rag.llm.ollama import Ollama
+from rag.search.loader import open_retriever
+from rag.search.retrieval import is_relevant, no_match_text
+from rag.core.settings import TOP_K_MAX, Settings, load_settings
+from rag.core.terminal import output_closed, print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
+
+WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
+INTERRUPTED = 130
+BAD_COMMAND_LINE = 1
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """An argument parser whose mistakes are one `error:` line and exit code 1, as every other failure here."""
+
+    def error(self, message: str):
+        print_error(f"{message} (see python -m rag.ask --help)")
+        sys.exit(BAD_COMMAND_LINE)
+
+
+def document_count(text: str) -> int:
+    """The --k value: a whole number of documents from 1 to TOP_K_MAX."""
+    try:
+        k = int(text)
+    except ValueError:
+        k = 0
+    if not 1 <= k <= TOP_K_MAX:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of documents from 1 to {TOP_K_MAX}")
+    return k
+
+
+def question_text(text: str) -> str:
+    """The question: anything but empty or blank."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("the question is empty; ask something, e.g. \"How do I add documents?\"")
+    return text
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = OneLineParser(
+        prog="python -m rag.ask",
+        description="Ask a question about your documents.",
+        epilog="exit codes: 0 ok, 1 bad command line or other, 2 setting, 3 store, 4 Ollama unreachable, 5 model not installed, "
+        "6 Ollama busy, 7 read timeout, 8 broken off mid-answer, 9 not a chat model, 10 other Ollama error, "
+        "11 question too long, 130 interrupted, 141 output closed",
+    )
+    parser.add_argument("question", type=question_text, help="the question")
+    parser.add_argument("--model", help="Ollama chat model (default: RAG_MODEL)")
+    parser.add_argument("--k", type=document_count, help=f"documents to retrieve, 1 to {TOP_K_MAX} (default: RAG_TOP_K)")
+    parser.add_argument("--where", metavar="FIELD=VALUE", action="append", default=[], help="metadata filter, repeatable")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--anyway", action="store_true", help="ask the model even when no document reaches RAG_RELEVANCE_FLOOR"
+    )
+    return parser.parse_args(argv)
+
+
+def parse_where(pairs: list[str]) -> dict | None:
+    """FIELD=VALUE pairs as a Chroma filter."""
+    conditions = []
+    for pair in pairs:
+        if "=" not in pair:
+            raise RagError(f"--where {pair!r} must look like FIELD=VALUE.")
+        key, value = pair.split("=", 1)
+        if not key.strip() or key.startswith("$"):
+            raise RagError(f"--where {pair!r} must look like FIELD=VALUE, FIELD a metadata field name (not empty, not a $ operator).")
+        conditions.append({key: value})
+    if not conditions:
+        return None
+    return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+
+
+def sources_json(turn: Turn) -> list[dict]:
+    """The numbered sources as JSON-ready dicts."""
+    return [
+        {"number": c.number, "doc_id": c.doc_id, "title": c.title, "text": c.text, "score": round(c.score, 4), "metadata": c.metadata}
+        for c in turn.citations
+    ]
+
+
+def print_sources(turn: Turn) -> None:
+    """The sources as lines under the answer."""
+    print("\nSources:")
+    if not turn.citations:
+        print("  (nothing relevant found in the store)")
+    for c in turn.citations:
+        where = f" ({safe_line(c.location)})" if c.location else ""
+        print(f"  [{c.number}] {safe_line(c.doc_id)}: {safe_line(c.title)}{where}  score {c.score:.3f}")
+
+
+def warnings(turn: Turn) -> list[str]:
+    """What the user should know about an answer that arrived: a cut prompt, an answer stopped at its limit."""
+    notes = []
+    if turn.truncated:
+        notes.append(
+            f"Ollama read only {turn.stats.prompt_eval_count} prompt tokens of about {turn.prompt.estimated_tokens} "
+            f"sent: it cut the prompt, so the answer may ignore some sources. The model may run with a smaller "
+            f"context than num_ctx {turn.num_ctx}; lower RAG_NUM_CTX or RAG_TOP_K."
+        )
+    if turn.cut_short:
+        notes.append(f"The answer stopped at its length limit ({turn.answer_tokens} tokens); raise RAG_ANSWER_TOKENS.")
+    return notes
+
+
+def turn_json(turn: Turn) -> dict:
+    """The --json object."""
+    ms = turn.timings
+    return {
+        "answer": turn.answer,
+        "sources": sources_json(turn),
+        "model": turn.model,
+        "timings": {
+            "retrieve_ms": round(ms.retrieve_ms, 2),
+            "first_token_ms": None if ms.first_token_ms is None else round(ms.first_token_ms, 2),
+            "total_ms": round(ms.total_ms, 2),
+        },
+        "error": str(turn.error) if turn.error else None,
+        "exit_code": turn.error.exit_code if turn.error else 0,
+        "context": {
+            "num_ctx": turn.num_ctx,
+            "estimated_prompt_tokens": turn.prompt.estimated_tokens,
+            "prompt_eval_count": turn.stats.prompt_eval_count,
+            "truncated": turn.truncated,
+            "dropped_chunks": turn.prompt.dropped_chunks,
+            "done_reason": turn.stats.done_reason,
+        },
+        "warnings": warnings(turn),
+        "relevant": True,
+    }
+
+
+class WaitNotice:
+    """Says on stderr what we are waiting for when the first token is slow (a model loading), with the time waited."""
+
+    def __init__(self, turn: Turn, llm: Ollama, after: float = WAIT_NOTICE_AFTER):
+        self.text = safe_line(
+            f"Waiting for {turn.model} at {llm.url} (loading a model can take a minute; "
+            f"giving up after {llm.read_timeout:g} s, RAG_READ_TIMEOUT)"
+        )
+        self.after = after
+        self.done = threading.Event()
+        self.shown = False
+        self.live = sys.stderr.isatty()
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def __enter__(self) -> WaitNotice:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.stop()
+
+    def run(self) -> None:
+        started = time.monotonic()
+        if self.done.wait(self.after):
+            return
+        self.shown = True
+        if not self.live:
+            print(self.text + "...", file=sys.stderr, flush=True)
+            return
+        while True:
+            print(f"\r{self.text}... {time.monotonic() - started:.0f} s", end="", file=sys.stderr, flush=True)
+            if self.done.wait(1.0):
+                return
+
+    def stop(self) -> None:
+        """Stop ticking; clear the live line."""
+        if self.done.is_set():
+            return
+        self.done.set()
+        self.thread.join()
+        if self.shown and self.live:
+            print("\r\033[K", end="", file=sys.stderr, flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Answer one question; the exit code says how it went."""
+    where = parse_where(args.where)
+    settings = load_settings()
+    llm = Ollama(settings)
+    model = args.model or settings.model
+    warm_in_background(llm, model, settings)
+    retriever = open_retriever(settings)
+    turn = prepare_turn(args.question, settings, retriever, model=model, where=where, k=args.k, llm=llm)
+    if not args.anyway and not is_relevant(turn.docs, settings.relevance_floor):
+        return refuse(turn, settings, args.json)
+    with WaitNotice(turn, llm) as notice:
+        for piece in safe_stream(stream_answer(turn, llm, settings)):
+            notice.stop()
+            if not args.json:
+                print(piece, end="", flush=True)
+    if args.json:
+        print(safe_json(turn_json(turn)))
+    else:
+        if turn.answer:
+            print()
+        print_sources(turn)
+        for note in warnings(turn):
+            print(f"warning: {safe_line(note)}", file=sys.stderr)
+    if turn.error:
+        print_error(turn.error)
+        return turn.error.exit_code
+    return 0
+
+
+def refuse(turn: Turn, settings: Settings, as_json: bool) -> int:
+    """Say the documents do not answer, with the best scores, instead of letting the model improvise."""
+    turn.answer = no_match_text(turn.docs, settings.relevance_floor)
+    if as_json:
+        print(safe_json({**turn_json(turn), "relevant": False}))
+    else:
+        print(safe_text(turn.answer))
+        print("(Run again with --anyway to ask the model regardless.)")
+        print_sources(turn)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The CLI: domain errors become one line on stderr and an exit code."""
+    tolerant_output()
+    args = parse_args(argv)
+    try:
+        return run(args)
+    except RagError as exc:
+        print_error(exc)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
+    except BrokenPipeError:
+        return output_closed()
+

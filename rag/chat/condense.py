@@ -1,0 +1,82 @@
+"""Rewrite a follow-up question into a standalone search query with the chat model."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from rag.core.errors import OllamaError
+from rag.llm.ollama import ChatStats, Ollama
+
+CONDENSE_RULES = (
+    "You rewrite the user's last question into one standalone search query for a document search. "
+    "Use the conversation only to resolve what the question refers to. Keep the question's language. "
+    "Reply with the query only: no answer, no explanation, no quotes."
+)
+TURN_CHARS = 400
+TURNS_KEPT = 6
+MAX_QUERY_CHARS = 300
+QUERY_TOKENS = 64
+LONGER_THAN_QUESTION = 4  # a rewrite this many times longer than the question (plus a clause) is an answer, not a query
+SLACK_CHARS = 60
+CITATION_MARK = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+
+
+@dataclass(frozen=True)
+class Condensed:
+    """The query to search for, and why the question itself was used when the rewrite was not."""
+
+    query: str
+    fallback: str | None = None
+
+
+def condense_messages(question: str, history: list[dict]) -> list[dict]:
+    """The short prompt that asks for a standalone query."""
+    lines = []
+    for turn in history[-TURNS_KEPT:]:
+        speaker = "User" if turn["role"] == "user" else "Assistant"
+        text = " ".join(turn["content"].split())
+        lines.append(f"{speaker}: {text[:TURN_CHARS]}")
+    conversation = "\n".join(lines)
+    return [
+        {"role": "system", "content": CONDENSE_RULES},
+        {"role": "user", "content": f"Conversation:\n{conversation}\n\nLast question: {question}\n\nStandalone query:"},
+    ]
+
+
+def clean_query(text: str) -> str:
+    """The first non-empty line of the model's reply, without a label or quotes."""
+    for line in text.strip().splitlines():
+        line = line.strip()
+        if line:
+            break
+    else:
+        return ""
+    for label in ("standalone query:", "query:", "search query:"):
+        if line.lower().startswith(label):
+            line = line[len(label):].strip()
+    return line.strip("\"'“”` ").strip()
+
+
+def rewrite_problem(question: str, query: str) -> str | None:
+    """Why a model's rewrite cannot be a standalone query, or None when it can."""
+    if not query:
+        return "the model's rewrite was empty"
+    if CITATION_MARK.search(query):
+        return "the model's rewrite cited documents, so it was an answer, not a question"
+    if len(query) > min(MAX_QUERY_CHARS, LONGER_THAN_QUESTION * len(question) + SLACK_CHARS):
+        return "the model's rewrite was much longer than the question"
+    return None
+
+
+def condense_question(question: str, history: list[dict], llm: Ollama, model: str, num_ctx: int) -> Condensed:
+    """A standalone query for a follow-up; the question itself when there is no history or the rewrite is unusable."""
+    if not history:
+        return Condensed(question)
+    options = {"num_ctx": num_ctx, "temperature": 0.0, "num_predict": QUERY_TOKENS}
+    try:
+        reply = "".join(llm.stream_chat(model, condense_messages(question, history), options, ChatStats()))
+    except OllamaError:
+        return Condensed(question, "the model could not rewrite it")
+    query = clean_query(reply)
+    problem = rewrite_problem(question, query)
+    return Condensed(question, problem) if problem else Condensed(query)

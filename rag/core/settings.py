@@ -1,0 +1,100 @@
+"""All configuration: environment variables prefixed RAG_, a .env file, and OLLAMA_HOST."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from rag.core.errors import SettingsError
+
+DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
+TOP_K_MAX = 50
+DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+
+
+class Settings(BaseSettings):
+    """Settings shared by ingest, ask, eval and the app."""
+
+    model_config = SettingsConfigDict(env_prefix="RAG_", env_file=".env", extra="ignore")
+
+    store_dir: Path = Path("store")
+    chroma_url: str | None = None
+    index_dir: Path | None = None
+    collection: str = Field("docs", min_length=1)
+    embed_model: str = DEFAULT_EMBED_MODEL
+    model: str = Field("qwen2.5:3b", min_length=1)
+    top_k: int = Field(5, ge=1, le=TOP_K_MAX)
+    ollama_host: str = Field(
+        DEFAULT_OLLAMA_HOST, validation_alias=AliasChoices("OLLAMA_HOST", "RAG_OLLAMA_HOST")
+    )
+    num_ctx: int = Field(8192, ge=512)
+    keep_alive: str = "30m"
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    answer_tokens: int = Field(1024, ge=64)
+    connect_timeout: float = Field(5.0, gt=0)
+    read_timeout: float = Field(600.0, gt=0)
+    retrieval_mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
+    dense_weight: float = Field(0.6, ge=0.0, le=1.0)
+    relevance_floor: float = Field(0.07, ge=0.0, le=1.0)
+    chunk_tokens: int = Field(200, ge=32, le=250)
+    chunk_overlap: int = Field(40, ge=0, le=120)
+    # Limits on what an input can make the machine do; what is over a limit is skipped or cut, with a message.
+    max_file_mb: float = Field(200, gt=0)  # any input file, before it is read
+    max_text_mb: float = Field(20, gt=0)  # text in one file: a bigger text file is skipped, PDF/DOCX text is cut
+    max_unpacked_mb: float = Field(100, gt=0)  # what a DOCX (a ZIP) would unpack to
+    max_archive_entries: int = Field(1000, ge=1)  # files inside a DOCX
+    max_pdf_pages: int = Field(2000, ge=1)  # pages read from one PDF
+    max_paragraphs: int = Field(50_000, ge=1)  # paragraphs and table rows read from one DOCX
+    max_models: int = Field(500, ge=1)  # models listed from Ollama
+
+    @field_validator("store_dir", mode="before")
+    @classmethod
+    def folder_given(cls, value):
+        """An empty RAG_STORE_DIR would silently mean the current folder."""
+        if isinstance(value, str) and not value.strip():
+            raise ValueError("give a folder, e.g. ./store")
+        return value
+
+    @field_validator("ollama_host")
+    @classmethod
+    def ollama_address(cls, value: str) -> str:
+        """HOST, HOST:PORT or http(s)://HOST:PORT, as Ollama's own tools read OLLAMA_HOST."""
+        address = value.strip()
+        if not address:
+            return DEFAULT_OLLAMA_HOST  # as Ollama's tools read an empty OLLAMA_HOST
+        url = address if "://" in address else f"http://{address}"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
+        except ValueError as exc:
+            raise ValueError(f"not an address like 127.0.0.1:11434 or http://host:11434 ({exc})") from None
+        if parts.scheme not in ("http", "https") or (not parts.hostname and not address.startswith(":")):
+            raise ValueError("not an address like 127.0.0.1:11434 or http://host:11434")
+        return address
+
+
+def index_folder(settings: Settings) -> Path:
+    """Where this process keeps its saved chunk index: RAG_INDEX_DIR; else `index` in the store folder, or,
+    with a Chroma server (whose folder is elsewhere), the user's cache folder."""
+    if settings.index_dir:
+        return settings.index_dir
+    if settings.chroma_url:
+        return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "rag-chunk-index"
+    return settings.store_dir / "index"
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the settings, turning a bad value into one line that names the variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        field = str(first["loc"][0]) if first["loc"] else "?"
+        variable = "OLLAMA_HOST" if field in ("ollama_host", "OLLAMA_HOST") else f"RAG_{field.upper()}"
+        value = first.get("input")
+        message = first["msg"].removeprefix("Value error, ")
+        raise SettingsError(f"{variable}={value!r} is not valid: {message}. Fix it in the environment or .env.") from None

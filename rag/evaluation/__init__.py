@@ -1,0 +1,1 @@
+"""Measuring retrieval and answers: `rag.eval`, metrics, grounding, the judge, background runs."""

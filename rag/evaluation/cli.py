@@ -1,0 +1,132 @@
+"""`python -m rag.eval GROUND_TRUTH.csv`: hit rate, MRR, nDCG@10, recall, refusals and latency of retrieval on labelled questions."""
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from tqdm import tqdm
+
+from rag.evaluation import answers as answer_eval
+from rag.core.errors import RagError
+from rag.search.loader import open_retriever
+from rag.search.retrieval import is_relevant
+from rag.evaluation.retrieval_metrics import NDCG_DEPTH, parse_labels, question_scores, ranked_documents, ranked_sections
+from rag.core.settings import load_settings
+from rag.core.terminal import print_error, safe_json, tolerant_output
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """The command line."""
+    parser = argparse.ArgumentParser(prog="python -m rag.eval", description=__doc__.split(":", 1)[1].strip())
+    parser.add_argument("ground_truth", type=Path, help="CSV with a question column and the expected document id")
+    parser.add_argument("--question-column", default="question", help="column holding the question (default: question)")
+    parser.add_argument("--id-column", default="document",
+                        help="column holding the relevant doc_id(s): several separated by ';', each optionally `doc#Heading` "
+                             "(default: document); rows sharing a question add relevant documents; an empty cell means none")
+    parser.add_argument("--filter-column", help="column whose value restricts the search to chunks with that metadata value")
+    parser.add_argument("--k", type=int, default=5, help="documents retrieved per question (default: 5)")
+    parser.add_argument("--mode", choices=["dense", "keyword", "hybrid"], help="search mode (default: RAG_RETRIEVAL_MODE)")
+    parser.add_argument("--dense-weight", type=float, help="weight of dense similarity in hybrid fusion (default: RAG_DENSE_WEIGHT)")
+    parser.add_argument("--by-section", action="store_true",
+                        help="score the sections of the chunks found against `doc#Heading` labels instead of documents")
+    parser.add_argument("--floor", type=float, help="relevance floor for refusal_rate (default: RAG_RELEVANCE_FLOOR)")
+    parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    answer_eval.add_arguments(parser)
+    return parser.parse_args(argv)
+
+
+def read_rows(path: Path, columns: list[str]) -> list[dict]:
+    """The CSV rows, checking that the needed columns exist."""
+    try:
+        with path.open(newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            missing = [c for c in columns if c not in (reader.fieldnames or [])]
+            if missing:
+                raise RagError(f"{path} has no column {missing[0]!r}; its columns are {reader.fieldnames}.")
+            return list(reader)
+    except OSError as exc:
+        raise RagError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+
+
+def questions(rows: list[dict], args: argparse.Namespace) -> list[tuple[str, dict | None, list]]:
+    """Distinct (question, filter) pairs with the union of their rows' labels, in first-seen order."""
+    grouped: dict[tuple, list] = {}
+    for row in rows:
+        where = {args.filter_column: row[args.filter_column]} if args.filter_column else None
+        key = (row[args.question_column], json.dumps(where))
+        grouped.setdefault(key, [])
+        grouped[key] += [label for label in parse_labels(row[args.id_column] or "") if label not in grouped[key]]
+    return [(question, json.loads(where), labels) for (question, where), labels in grouped.items()]
+
+
+def evaluate(retriever, rows: list[dict], args: argparse.Namespace, floor: float) -> dict:
+    """Quality over labelled questions, refusals over all questions, and latency percentiles."""
+    totals, labelled, refused, latencies = {"hit": 0.0, "rr": 0.0, "ndcg": 0.0, "recall": 0.0}, 0, 0, []
+    rank = ranked_sections if args.by_section else ranked_documents
+    items = questions(rows, args)
+    retriever.search("warm up", args.k)
+    for question, where, labels in tqdm(items, desc="eval", unit="q", file=sys.stderr, mininterval=1.0, disable=None):
+        started = time.perf_counter()
+        docs = retriever.search(question, max(args.k, NDCG_DEPTH), where)
+        latencies.append((time.perf_counter() - started) * 1000)
+        refused += not is_relevant(docs[: args.k], floor)
+        if labels:
+            labelled += 1
+            scores = question_scores(rank(docs), labels, args.k, args.by_section)
+            totals = {name: totals[name] + scores[name] for name in totals}
+    n = len(items)
+
+    def share(total: float) -> float:
+        return round(total / labelled, 4) if labelled else 0.0
+
+    return {
+        "questions": n,
+        "hit_rate": share(totals["hit"]),
+        "mrr": share(totals["rr"]),
+        "ndcg@10": share(totals["ndcg"]),
+        f"recall@{args.k}": share(totals["recall"]),
+        "labelled": labelled,
+        "refusal_rate": round(refused / n, 4) if n else 0.0,
+        "p50_ms": round(statistics.median(latencies), 2) if n else 0.0,
+        "p95_ms": round(statistics.quantiles(latencies, n=20)[18], 2) if n > 1 else (latencies[0] if n else 0.0),
+    }
+
+
+def evaluate_answers(args: argparse.Namespace) -> int:
+    """The answer evaluation (rag/evaluation/answers.py), with its errors as one line and Ctrl-C as exit code 130."""
+    try:
+        overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight}
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        retriever = open_retriever(settings)
+        return answer_eval.run(args, settings, retriever, retriever.embedder, read_rows)
+    except RagError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return answer_eval.INTERRUPTED
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the evaluation and print the figures as the last line."""
+    tolerant_output()
+    args = parse_args(argv)
+    if args.answers:
+        return evaluate_answers(args)
+    try:
+        columns = [args.question_column, args.id_column] + ([args.filter_column] if args.filter_column else [])
+        rows = read_rows(args.ground_truth, columns)[: args.limit]
+        overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight}
+        settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
+        retriever = open_retriever(settings)
+        result = evaluate(retriever, rows, args, settings.relevance_floor if args.floor is None else args.floor)
+    except RagError as exc:
+        print_error(exc)
+        return exc.exit_code
+    print(safe_json(result))
+    return 0
+

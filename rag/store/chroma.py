@@ -1,0 +1,320 @@
+"""Opens the Chroma collection, embedded on disk or on a Chroma server, and guards its embedder."""
+from __future__ import annotations
+
+import errno
+import os
+import shutil
+import sqlite3
+import sys
+import tempfile
+import threading
+import time
+from contextlib import closing, contextmanager
+from pathlib import Path
+from urllib.parse import urlparse
+
+from rag.core.errors import EmbedderMismatch, RagError, StoreError
+from rag.core.settings import Settings
+
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+DATABASE = "chroma.sqlite3"
+DAMAGE_SIGNS = ("malformed", "not a database", "(code: 11)", "(code: 26)", "file is encrypted", "no such table", "corrupt")
+FULL_SIGNS = ("disk is full", "no space left")
+FULL_HINTS = ("(code: 13)", "compaction", "i/o error", "(code: 10)")  # Chroma's words when a write found no room
+FULL_BELOW_BYTES = 64 * 2**20  # a write that failed with less free space than this failed because the disk is full
+
+
+class StoreDamaged(StoreError):
+    """The embedded store's files are damaged: it must be rebuilt."""
+
+
+class ChromaPanic(RuntimeError):
+    """A panic of Chroma's Rust core (pyo3's PanicException derives from BaseException, past every `except Exception`)."""
+
+
+def is_panic(exc: BaseException) -> bool:
+    """True for pyo3's PanicException, which Chroma's Rust core raises on a damaged database."""
+    return type(exc).__name__ == "PanicException"
+
+
+class HeldStderr:
+    """The process's stderr (fd 2) sent to a temporary file while any Chroma call runs, restored when the last ends;
+    what was held is passed on unless a call failed (a panic in Chroma's Rust core, even in one of its worker threads,
+    writes its report there; the failure is then said in one line instead)."""
+
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.users = 0
+        self.saved = -1
+        self.file = None
+        self.failed = False
+
+    def enter(self) -> None:
+        with self.lock:
+            if self.users == 0:
+                sys.stderr.flush()
+                self.file, self.failed = tempfile.TemporaryFile(), False
+                self.saved = os.dup(2)
+                os.dup2(self.file.fileno(), 2)
+            self.users += 1
+
+    def leave(self, failed: bool) -> None:
+        with self.lock:
+            self.failed = self.failed or failed
+            self.users -= 1
+            if self.users:
+                return
+            os.dup2(self.saved, 2)
+            os.close(self.saved)
+            with self.file:
+                if not self.failed:
+                    self.file.seek(0)
+                    with open(2, "wb", closefd=False) as stderr:
+                        shutil.copyfileobj(self.file, stderr)
+
+
+HELD_STDERR = HeldStderr()
+
+
+@contextmanager
+def chroma_call():
+    """Run Chroma calls whose Rust core may panic: a panic becomes a ChromaPanic, and on any failure the report Rust
+    wrote to the process's stderr (a backtrace notice) is dropped; else what was written there meanwhile is passed on."""
+    HELD_STDERR.enter()
+    failed = True
+    try:
+        yield
+        failed = False
+    except BaseException as exc:
+        if is_panic(exc):
+            raise ChromaPanic(str(exc)) from None
+        raise
+    finally:
+        HELD_STDERR.leave(failed)
+
+
+def database_file(settings: Settings) -> Path:
+    """The embedded store's SQLite file."""
+    return settings.store_dir / DATABASE
+
+
+def free_bytes(folder: Path) -> int | None:
+    """Free space on the disk holding folder, or None when it cannot be read."""
+    try:
+        return shutil.disk_usage(folder).free
+    except OSError:
+        return None
+
+
+def store_error(exc: BaseException, settings: Settings, doing: str = "Using", fix: str = "") -> StoreError:
+    """A Chroma or file-system failure as the sentence the user needs: a damaged store, a full disk, or what it said."""
+    text = f"{type(exc).__name__}: {exc}"
+    lowered = text.lower()
+    if not settings.chroma_url:
+        free = free_bytes(settings.store_dir)
+        said_full = (isinstance(exc, OSError) and exc.errno == errno.ENOSPC) or any(s in lowered for s in FULL_SIGNS)
+        looks_full = any(sign in lowered for sign in FULL_HINTS) and free is not None and free < FULL_BELOW_BYTES
+        if said_full or looks_full:
+            shown = f"{free / 2**20:.1f} MB free" if free is not None else "no space left"
+            return StoreError(
+                f"The disk holding the store at {settings.store_dir} is full ({shown}). Free some space, then run "
+                "again; what was written before is kept."
+            )
+        if any(sign in lowered for sign in DAMAGE_SIGNS) or database_damaged(database_file(settings)):
+            return StoreDamaged(
+                f"The store database {database_file(settings)} is damaged ({str(exc)[:120]}). Rebuild it with "
+                "`python -m ingest --reset PATH ...` (conversations and uploads are kept), or move that file aside."
+            )
+    return StoreError(f"{doing} the store at {store_location(settings)} failed ({text[:200]}).{fix}")
+
+
+def database_damaged(path: Path) -> bool:
+    """True when SQLite's own check (a read-only PRAGMA quick_check) finds the database file damaged: for a failure
+    whose words Chroma did not make plain (its compactor, its log store)."""
+    if not path.is_file():
+        return False
+    try:
+        with closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, timeout=5)) as db:
+            return db.execute("PRAGMA quick_check").fetchone()[0] != "ok"
+    except sqlite3.DatabaseError as exc:
+        return any(sign in str(exc).lower() for sign in ("malformed", "not a database", "corrupt"))
+
+
+def open_client(settings: Settings, create: bool = True):
+    """A Chroma client for the configured folder or server, with telemetry off; a missing folder is made only to create."""
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
+    if settings.chroma_url:
+        url = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+        try:
+            return chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1",
+                port=url.port or (443 if url.scheme == "https" else 8000),
+                ssl=url.scheme == "https",
+                settings=chroma_settings,
+            )
+        except Exception as exc:
+            raise StoreError(
+                f"Cannot reach the Chroma server at {settings.chroma_url} ({exc}). "
+                f"Start it with `chroma run --path DIR --port {url.port or 8000}` or unset RAG_CHROMA_URL."
+            ) from None
+    if not create and not database_file(settings).is_file():
+        raise StoreError(
+            f"The store at {settings.store_dir} has no collection {settings.collection!r}. The folder has no {DATABASE}: "
+            "run `python -m ingest` first (or `python -m ingest PATH` for your documents), or set RAG_STORE_DIR to "
+            "where the store is."
+        )
+    try:
+        settings.store_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StoreError(f"Cannot make the store folder {settings.store_dir} ({exc.strerror or exc}). Check RAG_STORE_DIR.") from None
+    try:
+        with chroma_call():
+            return chromadb.PersistentClient(path=str(settings.store_dir), settings=chroma_settings)
+    except Exception as exc:
+        from chromadb.api.shared_system_client import SharedSystemClient
+
+        SharedSystemClient.clear_system_cache()  # else this process keeps a half-made client for the folder
+        raise store_error(exc, settings, "Opening") from None
+
+
+def reset_store(settings: Settings):
+    """A client whose collection is gone, to rebuild it; a damaged store's files are first moved aside, other files kept."""
+    try:
+        client = open_client(settings)
+        if settings.collection in [c.name if hasattr(c, "name") else c for c in client.list_collections()]:
+            client.delete_collection(settings.collection)
+        return client
+    except StoreDamaged:
+        pass
+    except StoreError:
+        raise
+    except Exception as exc:
+        failure = store_error(exc, settings, "Resetting")
+        if not isinstance(failure, StoreDamaged):
+            raise failure from None
+    move_damaged_aside(settings)
+    return open_client(settings)
+
+
+def move_damaged_aside(settings: Settings) -> Path:
+    """Move Chroma's files (the database and its index folders) into damaged-<time>/ in the store; keep the rest."""
+    from chromadb.api.shared_system_client import SharedSystemClient
+
+    SharedSystemClient.clear_system_cache()
+    aside = settings.store_dir / time.strftime("damaged-%Y%m%d-%H%M%S")
+    aside.mkdir()
+    for entry in settings.store_dir.iterdir():
+        if entry.name.startswith(DATABASE) or (entry.is_dir() and is_index_folder(entry.name)):
+            entry.rename(aside / entry.name)
+    return aside
+
+
+def is_index_folder(name: str) -> bool:
+    """True for Chroma's per-collection index folders, named by a UUID."""
+    parts = name.split("-")
+    return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdef" for c in name.replace("-", ""))
+
+
+def store_location(settings: Settings) -> str:
+    """Where the store lives, for messages."""
+    return settings.chroma_url or str(settings.store_dir)
+
+
+def open_collection(settings: Settings, embedder_name: str, dimension: int | None, *, create: bool, client=None):
+    """The collection, created if asked, refusing one built with another embedder (its dimension checked when given)."""
+    client = client or open_client(settings)
+    try:
+        if create:
+            collection = client.get_or_create_collection(
+                settings.collection,
+                embedding_function=None,
+                metadata={"embedder": embedder_name, "dimension": dimension, "hnsw:space": "cosine"},
+            )
+        else:
+            collection = client.get_collection(settings.collection, embedding_function=None)
+    except Exception as exc:
+        message = str(exc).lower()
+        if not create and ("does not exist" in message or "not found" in message):
+            raise StoreError(
+                f"The store at {store_location(settings)} has no collection {settings.collection!r}. "
+                "Run `python -m ingest` first (or `python -m ingest PATH` for your documents)."
+            ) from None
+        raise store_error(exc, settings) from None
+    try:
+        check_embedder(collection, embedder_name, dimension)
+    except StoreError:
+        raise
+    except Exception as exc:
+        raise store_error(exc, settings) from None
+    return collection
+
+
+def check_embedder(collection, embedder_name: str, dimension: int | None) -> None:
+    """Raise if the collection was built with a different embedder, or dimension when given."""
+    meta = collection.metadata or {}
+    stored_name, stored_dim = meta.get("embedder"), meta.get("dimension")
+    if stored_name is None:
+        if dimension is not None:
+            check_vector_size(collection, embedder_name, dimension)
+        return
+    if stored_name != embedder_name or (dimension is not None and int(stored_dim) != dimension):
+        raise EmbedderMismatch(
+            f"The store was built with embedder {stored_name!r} ({stored_dim} dims) but RAG_EMBED_MODEL is "
+            f"{embedder_name!r}{'' if dimension is None else f' ({dimension} dims)'}. Rebuild it: `python -m ingest --reset PATH ...`, "
+            f"or set RAG_EMBED_MODEL={stored_name}."
+        )
+
+
+def check_vector_size(collection, embedder_name: str, dimension: int) -> None:
+    """Raise if a collection that does not name its embedder holds vectors of another size than the embedder's."""
+    peek = collection.get(limit=1, include=["embeddings"])
+    vectors = peek.get("embeddings")
+    if vectors is not None and len(vectors) and len(vectors[0]) != dimension:
+        raise EmbedderMismatch(
+            f"The store's vectors have {len(vectors[0])} dimensions, but RAG_EMBED_MODEL {embedder_name!r} makes "
+            f"{dimension}; the store does not say which embedder built it. Rebuild it: `python -m ingest --reset PATH ...`, "
+            "or set RAG_EMBED_MODEL to the model that built it."
+        )
+
+
+class LiveCollection:
+    """A collection whose view can be renewed: an embedded Chroma keeps a stale view of files another process changed."""
+
+    def __init__(self, collection, settings: Settings | None = None, client=None):
+        self.collection, self.settings, self.client = collection, settings, client
+
+    def fresh(self):
+        """The collection with its count and metadata read anew (enough to notice a change)."""
+        return self.client.get_collection(self.collection.name, embedding_function=None) if self.client else self.collection
+
+    def describe_failure(self, exc: Exception) -> str:
+        """What went wrong with the store, and how to fix it when it is a server that is down."""
+        if isinstance(exc, RagError):
+            return str(exc)  # already said in the user's words
+        if self.settings is not None and self.settings.chroma_url:
+            return (
+                f"the Chroma server at {self.settings.chroma_url} did not answer ({type(exc).__name__}). "
+                "Check that it runs (`chroma run --path DIR --port PORT`) and that RAG_CHROMA_URL points at it."
+            )
+        if self.settings is not None:
+            return str(store_error(exc, self.settings, "Reading"))
+        return f"the store did not answer ({exc})."
+
+    def reopen(self):
+        """Drop this process's cached view of an embedded store and open the collection again."""
+        if self.settings is not None and not self.settings.chroma_url:
+            from chromadb.api.shared_system_client import SharedSystemClient
+
+            SharedSystemClient.clear_system_cache()
+            self.client = open_client(self.settings, create=False)
+        self.collection = self.fresh()
+        return self.collection
+
+
+def batched(items: list, size: int):
+    """Yield consecutive slices of at most size items."""
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,120 @@
+"""Saved messages on the page: the question, the answer with its state, sources, figures, warnings and actions."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+import streamlit as st
+
+from rag.ui.history import Message
+from rag.ui.answer import ALSO_SNIPPET_CHARS, shorten, sources_label
+from rag.ui.text import answer_html, text
+
+STALE_AFTER_S = 20  # an answer 'being written' whose last save is older than this was cut off (the app stopped)
+STATE_NOTES = {
+    "stopped": "Stopped: you pressed Stop. The answer above is incomplete.",
+    "interrupted": "Interrupted before it finished (a new question, a changed setting, a reload or the app stopping). "
+                   "The answer above is incomplete; ask again for the whole answer.",
+    "new_question": "Stopped when you asked the next question. The answer above is incomplete.",
+    "writing": "Still being written in another tab or before a reload; reload to see the rest.",
+}
+
+
+def answer_state(meta: dict, now: datetime | None = None) -> str:
+    """done, stopped, interrupted, or writing (another run is still streaming it)."""
+    state = meta.get("state", "done")
+    if state != "streaming":
+        return state
+    saved = meta.get("saved_at")
+    now = now or datetime.now(timezone.utc)
+    fresh = saved and (now - datetime.fromisoformat(saved)).total_seconds() < STALE_AFTER_S
+    return "writing" if fresh else "interrupted"
+
+
+def show_answer(area, content: str) -> None:
+    """An answer's Markdown, with nothing in it that can fetch, link out or run (see ui_text.answer_html)."""
+    area.markdown(answer_html(content), unsafe_allow_html=True)
+
+
+def show_error(meta: dict) -> None:
+    """The error in the user's words, with the technical text in a collapsed details line."""
+    st.error(text(meta["error"]), icon=":material/error:")
+    if meta.get("error_details"):
+        with st.expander("Details", icon=":material/info:"):
+            st.text(meta["error_details"])
+
+
+def render_user(message: Message) -> None:
+    st.markdown(text(message.content))
+
+
+def render_assistant(message: Message, latest: bool, actions) -> None:
+    """Redraw a saved answer or notice; only the latest turn offers actions (ask anyway, pull)."""
+    meta = message.meta
+    kind = meta.get("kind")
+    if kind == "no_match":
+        st.markdown(text(message.content))
+        st.caption("Searched for: " + text(meta.get("query", "")))
+        if latest:
+            st.button("Ask the model anyway", key=f"ask_anyway_{message.id}", on_click=actions.ask_anyway, args=(message.id,))
+        return
+    if kind == "error":
+        show_error({"error": message.content, "error_details": meta.get("error_details")})
+        return
+    if message.content:
+        show_answer(st, message.content)
+    state = answer_state(meta)
+    if state in STATE_NOTES:
+        st.caption(STATE_NOTES[state])
+    render_answer_extras(message, latest, actions)
+
+
+def render_answer_extras(message: Message, latest: bool, actions) -> None:
+    """Everything under an answer's text: error, warnings, sources, figures."""
+    meta = message.meta
+    if meta.get("error"):
+        show_error(meta)
+        if meta.get("missing_model") and latest:
+            model = meta["missing_model"]
+            st.button(text(f"Pull {model}"), key=f"pull_missing_{message.id}", on_click=actions.request_pull, args=(model,))
+    if meta.get("truncation"):
+        st.warning(text(meta["truncation"]))
+    if meta.get("cut_short"):
+        st.warning("The answer reached its length limit (RAG_ANSWER_TOKENS) and stops there.")
+    if meta.get("unknown_citations"):
+        numbers = ", ".join(f"[{n}]" for n in meta["unknown_citations"])
+        st.warning(text(f"The answer cites {numbers}, which the model was not given."))
+    if "sources" in meta:
+        render_sources(meta, expanded=latest)
+    if meta.get("figures"):
+        st.caption(text(meta["figures"]))
+
+
+def render_sources(meta: dict, expanded: bool) -> None:
+    """The query searched and the sources, cited first, each by score; every string shown as text."""
+    sources = meta.get("sources", [])
+    cited = [s for s in sources if s["cited"]]
+    others = [s for s in sources if not s["cited"]]
+    with st.expander(sources_label(sources), expanded=expanded, icon=":material/description:"):
+        st.caption("Searched for: " + text(meta.get("query", "")))
+        if meta.get("query_note"):
+            st.caption(text(meta["query_note"]))
+        for heading, group in (("Cited in the answer", cited), ("Also retrieved", others)):
+            if not group:
+                continue
+            st.markdown(f"**{heading}**")
+            for source in group:
+                render_source(source)
+
+
+def render_source(source: dict) -> None:
+    """One source: [n] title · heading or page · metadata · score · id, then its words as plain text."""
+    parts = [f"**{text(source['title'])}**"]
+    if source.get("location"):
+        parts.append(text(source["location"]))
+    parts.extend(text(f"{key}: {value}") for key, value in (source.get("details") or {}).items())
+    parts.append(f"score {source['score']:.3f}")
+    parts.append(text(source["doc_id"]))
+    number = f"\\[{source['number']}\\] " if source.get("number") is not None else ""
+    st.markdown(number + " · ".join(parts))
+    words = source["snippet"] if source["cited"] else shorten(source["snippet"], ALSO_SNIPPET_CHARS)
+    st.caption(text(words))
