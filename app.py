@@ -32,9 +32,9 @@ def get_store_summary(key: str, chunks: int, updated_at: str, _collection, _meta
 
 
 @st.cache_resource(show_spinner=False)
-def get_llm(host: str, _settings: Settings) -> Ollama:
-    """The Ollama client for one host."""
-    return Ollama(_settings)
+def get_llm(host: str, _settings: Settings) -> Backend:
+    """The model server (the LLM box) the settings name, one per address."""
+    return open_backend(_settings)
 
 
 def store_key(settings: Settings) -> str:
@@ -69,37 +69,30 @@ ACTIONS = SimpleNamespace(ask_anyway=ask_anyway, request_pull=request_pull)
 
 # ---------- sidebar ----------
 
-def load_models(llm: Ollama) -> None:
-    """Fill the session's model list from Ollama, or remember why it failed."""
+def load_models(llm: Backend) -> None:
+    """Fill the session's model list from the model server, or remember why it failed."""
     try:
-        st.session_state.models = ui_models.chat_models(llm)
-        st.session_state.model_labels = model_facts.dropdown_labels(llm)
+        facts = catalogue.model_facts(llm)
+        st.session_state.models = [f.name for f in facts]
+        st.session_state.model_labels = catalogue.dropdown_labels(facts)
         st.session_state.models_error = None
-    except OllamaError as exc:
+    except LLMError as exc:
         st.session_state.models = []
         st.session_state.models_error = str(exc)
 
 
-def run_pull(llm: Ollama, name: str, area) -> None:
+def run_pull(llm: Backend, name: str, area) -> None:
     """Pull a model with a progress bar; on success list it and select it."""
-    if not ui_models.pull_with_progress(llm, name, area):
+    if not pull_with_progress(llm, name, area):
         return
     load_models(llm)
-    pulled = ui_models.normalise_model(name)
+    pulled = llm.canonical(name)
     if pulled in st.session_state.models:
         st.session_state.model = pulled
     area.success(text(f"Pulled {pulled}; it is selected for the next question."))
 
 
-def model_help(labels: dict[str, tuple[str, str]]) -> str:
-    """The dropdown's tooltip: each installed model's facts on a line, shown as text (model names are untrusted)."""
-    if not labels:
-        return "Installed models, from Ollama's /api/tags"
-    lines = [f"- {text(label)} · {text(context)}" for label, context in labels.values()]
-    return "Installed models (Ollama's /api/tags, /api/ps, /api/show):\n" + "\n".join(lines)
-
-
-def model_section(llm: Ollama, settings: Settings) -> str:
+def model_section(llm: Backend, settings: Settings) -> str:
     """The model dropdown, refresh, and pull; returns the chosen model."""
     sidebar = st.sidebar
     pull_area = sidebar.container()
@@ -111,11 +104,11 @@ def model_section(llm: Ollama, settings: Settings) -> str:
     models = st.session_state.models
     if st.session_state.models_error:
         sidebar.error(text(st.session_state.models_error))
-    options = models or [ui_models.default_model([], settings.model)]
+    options = models or [catalogue.default_model([], settings.model, llm)]
     if st.session_state.get("model") not in options:
-        st.session_state.model = ui_models.default_model(models, settings.model)
+        st.session_state.model = catalogue.default_model(models, settings.model, llm)
     labels = st.session_state.get("model_labels", {})
-    chosen = sidebar.selectbox("Chat model", options, key="model", help=model_help(labels), format_func=one_line)
+    chosen = sidebar.selectbox("Chat model", options, key="model", help=model_help(llm, labels), format_func=one_line)
     if chosen in labels:
         sidebar.caption(text(" · ".join(labels[chosen])))
     sidebar.page_link("pages/1_Models.py", label="Compare models", icon=":material/leaderboard:")
@@ -124,11 +117,13 @@ def model_section(llm: Ollama, settings: Settings) -> str:
         st.session_state.warmed_model = chosen
         warm_in_background(llm, chosen, settings)
     if not models and not st.session_state.models_error:
-        sidebar.warning(text(f"No chat model is installed in Ollama at {llm.url}."))
-        sidebar.button(text(f"Pull {chosen}"), key="pull_configured", on_click=request_pull, args=(chosen,))
-    with sidebar.expander("Pull a model"):
-        st.text_input("Model name", key="pull_name", placeholder="e.g. llama3.2:3b")
-        st.button("Pull", key="pull", on_click=request_pull_from_box)
+        sidebar.warning(text(f"No chat model is installed in {llm.label} at {llm.url}."))
+        if llm.can_pull():
+            sidebar.button(text(f"Pull {chosen}"), key="pull_configured", on_click=request_pull, args=(chosen,))
+    if llm.can_pull():
+        with sidebar.expander("Pull a model"):
+            st.text_input("Model name", key="pull_name", placeholder="e.g. llama3.2:3b")
+            st.button("Pull", key="pull", on_click=request_pull_from_box)
     return chosen
 
 
@@ -310,12 +305,13 @@ def main(settings: Settings, history: History) -> None:
 
 
 FIRST = first_paint()
-from rag.llm import catalogue as model_facts
-from rag.ui import models as ui_models
 from rag.ui import store_state as ui_store  # noqa: E402  (the rest is imported after the first paint)
 from rag.chat.turn import warm_in_background  # noqa: E402
-from rag.core.errors import OllamaError  # noqa: E402
-from rag.llm.ollama import Ollama  # noqa: E402
+from rag.core.errors import LLMError  # noqa: E402
+from rag.llm import catalogue  # noqa: E402
+from rag.llm.backend import Backend  # noqa: E402
+from rag.llm.boxes import open_backend  # noqa: E402
+from rag.ui.models import model_help, pull_with_progress  # noqa: E402
 from rag.store.chroma import store_location  # noqa: E402
 from rag.ui.conversations import conversations_section  # noqa: E402
 from rag.ui.upload_box import upload_section  # noqa: E402

@@ -34,7 +34,8 @@ def run_case(name: str, host: str, folder: Path) -> dict:
     from ingest.documents import LoadError
     from ingest.loaders import Limits, RecordFields, load_path
     from rag.chat.turn import Turn
-    from rag.llm.ollama import ChatStats, Ollama
+    from rag.llm.backend import ChatOptions, ChatUsage
+    from rag.llm.ollama import Ollama
     from rag.core.settings import Settings
 
     note = ""
@@ -74,10 +75,11 @@ def run_case(name: str, host: str, folder: Path) -> dict:
     elif name.startswith("reply"):
         num_predict = 200_000 if name == "reply_200k_tokens_unbounded" else settings.answer_tokens
         turn = Turn("q", "q", "qwen2.5:3b", 8192, [], None)
-        stats = ChatStats()
-        for piece in Ollama(settings).stream_chat("qwen2.5:3b", [{"role": "user", "content": "q"}], {"num_predict": num_predict}, stats):
+        usage = ChatUsage()
+        options = ChatOptions(settings.num_ctx, max_tokens=num_predict)
+        for piece in Ollama(settings).stream_chat("qwen2.5:3b", [{"role": "user", "content": "q"}], options, usage):
             turn.pieces.append(piece)
-        outcome = f"{len(turn.pieces):,} pieces, {len(turn.answer):,} chars, done_reason {stats.done_reason}"
+        outcome = f"{len(turn.pieces):,} pieces, {len(turn.answer):,} chars, finish reason {usage.finish_reason}"
     else:
         models = Ollama(settings).list_models()
         outcome = f"{len(models)} names listed"

@@ -5,13 +5,14 @@ from pathlib import Path
 
 import streamlit as st
 
-from rag.evaluation import background as background_eval
-from rag.llm import catalogue as model_facts
-from rag.ui import models as ui_models
-from rag.evaluation.results import summary_of_file
-from rag.core.errors import OllamaError, RagError
-from rag.llm.ollama import Ollama, forget_model_info
+from rag.core.errors import LLMError, RagError
 from rag.core.settings import load_settings
+from rag.evaluation import background as background_eval
+from rag.evaluation.results import summary_of_file
+from rag.llm import catalogue
+from rag.llm.backend import Backend
+from rag.llm.boxes import open_backend
+from rag.ui.models import pull_with_progress
 from rag.ui.text import one_line, text
 
 POLL_SECONDS = 2.0
@@ -20,41 +21,41 @@ CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Cita
 st.set_page_config(page_title="Models", page_icon="📊", layout="wide")
 
 
-def installed(llm: Ollama) -> list[model_facts.ModelFacts]:
-    """The installed chat models with their facts and fit, shown as a table; [] when Ollama cannot be asked."""
+def installed(llm: Backend) -> list[catalogue.ModelFacts]:
+    """The installed chat models with their facts and fit, shown as a table; [] when the model server cannot be asked."""
     try:
-        facts = model_facts.model_facts(llm)
-    except OllamaError as exc:
+        facts = catalogue.model_facts(llm)
+    except LLMError as exc:
         st.error(text(exc))
         return []
-    machine = model_facts.this_machine()
+    machine = catalogue.this_machine()
     gpus = ", ".join(f"{name} {free / 1e9:.1f} of {total / 1e9:.1f} GB free" for name, total, free in machine.gpus)
     st.caption(text(f"This machine: {machine.ram_total / 1e9:.1f} GB RAM, {machine.ram_available / 1e9:.1f} GB free; "
-                    + (f"GPU: {gpus}" if gpus else "no GPU visible (Ollama runs models on the CPU)")))
+                    + (f"GPU: {gpus}" if gpus else f"no GPU visible ({llm.label} runs models on the CPU)")))
     if not facts:
-        st.warning(text(f"No chat model is installed in Ollama at {llm.url}. Pull one below."))
+        pull = " Pull one below." if llm.can_pull() else ""
+        st.warning(text(f"No chat model is installed in {llm.label} at {llm.url}.{pull}"))
         return []
     rows = []
     for f in facts:
-        verdict, reason = model_facts.fit(f, machine)
+        verdict, reason = catalogue.fit(f, machine)
         rows.append({"model": f.name, "parameters": f.parameter_size, "quantisation": f.quantization,
-                     "size GB": round(f.size / 1e9, 2), "loaded": f.loaded,
+                     "size GB": round(f.size / 1e9, 2) if f.size else None, "loaded": f.loaded,
                      "trained context": f.context_length, "fits": verdict, "why": reason})
     st.dataframe(rows, hide_index=True, key="installed_models")
     return facts
 
 
-def pull_section(llm: Ollama) -> None:
+def pull_section(llm: Backend) -> None:
     """Pull a model with a progress bar, as in the chat page's sidebar."""
     with st.form("pull_form", clear_on_submit=False, border=False):
         name = st.text_input("Pull a model", key="models_pull_name", placeholder="e.g. llama3.2:3b")
         submitted = st.form_submit_button("Pull", icon=":material/download:")
     if not submitted:
         return
-    if not ui_models.pull_with_progress(llm, name, st):
+    if not pull_with_progress(llm, name, st):
         return
-    forget_model_info()
-    st.success(text(f"Pulled {ui_models.normalise_model(name)}."))
+    st.success(text(f"Pulled {llm.canonical(name)}."))
 
 
 def results_section(folder: Path) -> None:
@@ -98,7 +99,7 @@ def job_status(settings) -> None:
         st.warning("The evaluation was stopped; starting it again goes on where it stopped.")
 
 
-def run_section(settings, facts: list[model_facts.ModelFacts]) -> None:
+def run_section(settings, facts: list[catalogue.ModelFacts]) -> None:
     """Start an evaluation on a sample of labelled questions in the background."""
     with st.form("eval_form", border=False):
         truth = st.text_input("Questions file (CSV)", key="eval_truth", placeholder="path/to/ground-truth.csv")
@@ -124,11 +125,12 @@ def main() -> None:
     except RagError as exc:
         st.error(text(exc))
         st.stop()
-    llm = Ollama(settings)
+    llm = open_backend(settings)
     st.title("Models")
     st.subheader("Installed")
     facts = installed(llm)
-    pull_section(llm)
+    if llm.can_pull():
+        pull_section(llm)
     st.subheader("Latest evaluation")
     results_section(background_eval.evaluations_dir(settings))
     st.subheader("Evaluate on your questions")

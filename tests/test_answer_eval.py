@@ -152,7 +152,7 @@ def test_an_unknown_model_gets_one_line_and_its_row(models, tmp_path, capsys):
     assert code == 5
     assert err.strip().splitlines() == [
         f"error: Model 'nosuch:7b' is not installed in Ollama at {models.url}. Run `ollama pull nosuch:7b`, or choose "
-        "one of: broken:latest, grounded:latest, nomic-embed-text:latest, refuser:latest, unrelated:latest."
+        "one of: broken:latest, grounded:latest, refuser:latest, unrelated:latest."
     ]
     assert summary["models"]["nosuch:7b"]["errors"] == 2
 

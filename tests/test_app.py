@@ -15,9 +15,10 @@ from streamlit.testing.v1 import AppTest
 
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
 from rag.chat.condense import CONDENSE_RULES, clean_query
-from rag.core.errors import IngestCancelled, OllamaError
+from rag.core.errors import IngestCancelled, LLMError
 from rag.ui.history import FILENAME, History, history_path
-from rag.llm.ollama import ChatStats, Ollama
+from rag.llm.backend import ChatOptions, ChatUsage
+from rag.llm.ollama import Ollama
 from rag.core.settings import Settings
 from rag.ui.answer import cited_numbers
 from rag.ui.text import WORD_JOINER, answer_html
@@ -110,8 +111,8 @@ def inert(markdown: str) -> bool:
 
 def library_error(model: str) -> str:
     """The message our Ollama wrapper gives for a chat with this model, for comparing with the page."""
-    with pytest.raises(OllamaError) as caught:
-        list(Ollama(Settings()).stream_chat(model, [{"role": "user", "content": "hi"}], {}, ChatStats()))
+    with pytest.raises(LLMError) as caught:
+        list(Ollama(Settings()).stream_chat(model, [{"role": "user", "content": "hi"}], ChatOptions(4096), ChatUsage()))
     return str(caught.value)
 
 
@@ -177,6 +178,19 @@ def test_dropdown_lists_chat_models_and_the_choice_is_used_from_the_next_questio
 
     assert [r["model"] for r in chat_answers(ollama_server)] == ["llama3.2:latest"]
     assert at.sidebar.selectbox(key="model").value == "llama3.2:latest"
+
+
+def test_the_dropdown_and_its_facts_are_capped_by_rag_max_models(store, monkeypatch):
+    names = [f"m{i:04d}:latest" for i in range(3000)]
+    with OllamaStandin(models=names, embedding_models=()) as server:
+        monkeypatch.setenv("OLLAMA_HOST", server.host)
+        monkeypatch.setenv("RAG_MAX_MODELS", "5")
+
+        at = open_app()
+
+        assert at.sidebar.selectbox(key="model").options == names[:5]
+        shown = [body for _method, path, body in server.requests if path == "/api/show"]
+        assert len(shown) == 5
 
 
 def test_model_and_settings_survive_a_reload_in_the_same_browser_only(store, ollama_server):
@@ -358,8 +372,8 @@ def test_silent_truncation_by_ollama_shows_a_warning(store, ollama_server):
 
     ask(at, "How do I install the app?")
     warning = plain(assistant(at).warning[0].value)
-    assert warning.startswith("Ollama read only 256 prompt tokens of about ")
-    assert "it cut the prompt to fit the model's context window" in warning
+    assert warning.startswith("The model read only 256 prompt tokens of about ")
+    assert "the prompt was cut to fit a context window smaller than the" in warning
 
 
 def test_follow_up_is_rewritten_into_a_standalone_query_shown_with_the_sources(store, ollama_server):

@@ -105,7 +105,7 @@ def test_unknown_model_offers_ollama_pull_and_exits_5(sample_store, standin):
     assert_fails_in_one_line(
         result, 5,
         f"Model 'mistral' is not installed in Ollama at {standin.url}. Run `ollama pull mistral`, "
-        "or choose one of: qwen2.5:3b, llama3.2:latest.",
+        "or choose one of: llama3.2:latest, qwen2.5:3b.",
     )
     assert all(not body["messages"] or body["model"] != "mistral" for body in standin.chat_requests())
 
@@ -181,7 +181,7 @@ def test_embedding_only_model_exits_9(sample_store, standin, capsys):
     assert code == 9
     assert err == (
         "error: Model 'nomic-embed-text' cannot chat (it is an embedding model). Choose a chat model with --model "
-        "or RAG_MODEL, e.g. qwen2.5:3b, llama3.2:latest.\n"
+        "or RAG_MODEL, e.g. llama3.2:latest, qwen2.5:3b.\n"
     )
     assert source_lines(out)
 
@@ -232,8 +232,8 @@ def test_truncated_prompt_is_reported_as_a_warning(sample_store, capsys, monkeyp
         code, _out, err = ask(capsys, "--k", "10")
 
     assert code == 0
-    assert err.startswith("warning: Ollama read only 512 prompt tokens of about ")
-    assert "it cut the prompt" in err
+    assert err.startswith("warning: The model read only 512 prompt tokens of about ")
+    assert "the prompt was cut to fit a context window smaller than the 8,192 tokens asked for" in err
 
 
 def test_bad_where_exits_1_before_any_request(sample_store, standin, capsys):

@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 
 from rag.chat.turn import prepare_turn, stream_answer
-from rag.core.errors import ModelCannotChat, ModelNotFound, OllamaUnavailable, StreamInterrupted
+from rag.core.errors import ModelCannotChat, ModelNotFound, LLMUnavailable, StreamInterrupted
 from rag.llm.ollama import Ollama
 from rag.search.loader import open_retriever
 from rag.chat.prompt import SYSTEM_RULES, estimate_messages, neutral
@@ -43,7 +43,7 @@ def test_turn_streams_the_answer_with_the_retrieved_context_num_ctx_and_keep_ali
     assert "adding-documents.md" in [c.doc_id for c in turn.citations]
     assert body["options"] == {"num_ctx": 8192, "temperature": 0.1, "num_predict": 1024}
     assert body["keep_alive"] == "30m"
-    assert turn.stats.prompt_eval_count > 0 and not turn.truncated and turn.error is None
+    assert turn.usage.prompt_tokens > 0 and not turn.truncated and turn.error is None
     assert turn.timings.retrieve_ms > 0 and 0 < turn.timings.first_token_ms <= turn.timings.total_ms
 
 
@@ -81,7 +81,7 @@ def test_truncation_by_ollama_is_reported_when_the_trained_context_is_unknown(sa
         list(stream_answer(turn, llm, settings))
 
     assert turn.num_ctx == 8192
-    assert turn.stats.prompt_eval_count == 512
+    assert turn.usage.prompt_tokens == 512
     assert turn.truncated
 
 
@@ -102,7 +102,7 @@ def test_ollama_not_running_is_reported_on_the_turn_with_its_sources(sample_stor
     turn = prepare_turn(QUESTION, settings, retriever)
 
     assert list(stream_answer(turn, Ollama(settings), settings)) == []
-    assert isinstance(turn.error, OllamaUnavailable)
+    assert isinstance(turn.error, LLMUnavailable)
     assert turn.num_ctx == 8192 and turn.citations
 
 

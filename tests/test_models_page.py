@@ -208,5 +208,5 @@ def test_fit_says_where_a_model_runs_and_why():
     assert fit(model, Machine(int(4 * GB), int(1 * GB)))[0] == "tight"
     assert fit(model, Machine(int(2 * GB), int(1 * GB))) == ("no", "needs about 2.4 GB; this machine has 2.0 GB of RAM (no GPU visible)")
     cpu_loaded = ModelFacts("m:1b", "1B", "Q4_K_M", int(2 * GB), True, 0, int(3 * GB))
-    assert fit(cpu_loaded, gpu) == ("CPU", "loaded now: 3.0 GB, 0% of it in GPU memory (Ollama's /api/ps)")
+    assert fit(cpu_loaded, gpu) == ("CPU", "loaded now: 3.0 GB, 0% of it in GPU memory")
     assert label(cpu_loaded) == "m:1b · 1B · Q4_K_M · 2.0 GB · loaded"

@@ -15,7 +15,8 @@ import httpx
 import pytest
 
 from rag.chat.turn import Turn, answer_room, chat_options, stream_answer
-from rag.llm.ollama import ChatStats, Ollama, forget_model_info, normalise_model
+from rag.llm.backend import ChatOptions, ChatUsage, context_window
+from rag.llm.ollama import Ollama, forget_model_info, normalise_model
 from rag.chat.prompt import build_prompt
 from rag.core.settings import Settings
 from tests.test_prompt import doc
@@ -56,33 +57,33 @@ def settings() -> Settings:
 def test_trained_context_is_read_and_caps_num_ctx(settings):
     llm = Ollama(settings)
 
-    trained = llm.context_length(MODEL)
+    trained = llm.model_info(MODEL).context_length
 
     assert trained and trained >= 2048
-    assert llm.num_ctx(MODEL, 10**7) == trained
+    assert context_window(llm.model_info(MODEL), 10**7) == trained
 
 
 @requires_live
 def test_warm_then_answer_streams_with_num_ctx_and_keep_alive(settings):
     llm = Ollama(settings)
-    num_ctx = llm.num_ctx(MODEL, settings.num_ctx)
+    num_ctx = context_window(llm.model_info(MODEL), settings.num_ctx)
     llm.warm(MODEL, num_ctx)
 
     loaded = {normalise_model(m.model): m for m in llm.client.ps().models}
     assert loaded[MODEL].context_length == num_ctx
     assert loaded[MODEL].expires_at - datetime.now(timezone.utc) > timedelta(minutes=9)
 
-    stats = ChatStats()
+    usage = ChatUsage()
     messages = [{"role": "user", "content": "Reply with the single word: ready"}]
-    text = "".join(llm.stream_chat(MODEL, messages, {"num_ctx": num_ctx, "temperature": 0, "num_predict": 16}, stats))
+    text = "".join(llm.stream_chat(MODEL, messages, ChatOptions(num_ctx, 0.0, 16), usage))
     assert text.strip()
-    assert stats.prompt_eval_count > 0 and stats.done_reason in ("stop", "length")
+    assert usage.prompt_tokens > 0 and usage.finish_reason in ("stop", "length")
 
 
 @requires_live
 def test_grounded_prompt_is_counted_within_our_estimate_and_answer_cites(settings):
     llm = Ollama(settings)
-    num_ctx = llm.num_ctx(MODEL, settings.num_ctx)
+    num_ctx = context_window(llm.model_info(MODEL), settings.num_ctx)
     docs = [doc("guide", "The store folder is set with RAG_STORE_DIR; the default is ./store.")]
     prompt = build_prompt("Which variable sets the store folder?", docs, [], num_ctx - answer_room(num_ctx, settings))
     turn = Turn("Which variable sets the store folder?", "", MODEL, num_ctx, docs, prompt, answer_tokens=64)
@@ -90,10 +91,10 @@ def test_grounded_prompt_is_counted_within_our_estimate_and_answer_cites(setting
     answer = "".join(stream_answer(turn, llm, settings))
 
     assert turn.error is None, turn.error
-    assert prompt.estimated_tokens >= turn.stats.prompt_eval_count > prompt.estimated_tokens * 0.5
+    assert prompt.estimated_tokens >= turn.usage.prompt_tokens > prompt.estimated_tokens * 0.5
     assert not turn.truncated
     assert "RAG_STORE_DIR" in answer
-    assert chat_options(turn, settings)["num_ctx"] == num_ctx
+    assert chat_options(turn, settings).context == num_ctx
 
 
 @requires_live
@@ -101,7 +102,7 @@ def test_unknown_model_is_model_not_found(settings):
     from rag.core.errors import ModelNotFound
 
     with pytest.raises(ModelNotFound):
-        list(Ollama(settings).stream_chat("no-such-model-xyz", [{"role": "user", "content": "hi"}], {}, ChatStats()))
+        list(Ollama(settings).stream_chat("no-such-model-xyz", [{"role": "user", "content": "hi"}], ChatOptions(4096), ChatUsage()))
 
 
 FAQ = Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "faq"

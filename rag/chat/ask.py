@@ -14,7 +14,8 @@ import time
 
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
 from rag.core.errors import RagError
-from rag.llm.ollama import Ollama
+from rag.llm.backend import Backend
+from rag.llm.boxes import open_backend
 from rag.search.loader import open_retriever
 from rag.search.retrieval import is_relevant, no_match_text
 from rag.core.settings import TOP_K_MAX, Settings, load_settings
@@ -61,7 +62,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "11 question too long, 130 interrupted, 141 output closed",
     )
     parser.add_argument("question", type=question_text, help="the question")
-    parser.add_argument("--model", help="Ollama chat model (default: RAG_MODEL)")
+    parser.add_argument("--model", help="chat model (default: RAG_MODEL)")
     parser.add_argument("--k", type=document_count, help=f"documents to retrieve, 1 to {TOP_K_MAX} (default: RAG_TOP_K)")
     parser.add_argument("--where", metavar="FIELD=VALUE", action="append", default=[], help="metadata filter, repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
@@ -108,11 +109,7 @@ def warnings(turn: Turn) -> list[str]:
     """What the user should know about an answer that arrived: a cut prompt, an answer stopped at its limit."""
     notes = []
     if turn.truncated:
-        notes.append(
-            f"Ollama read only {turn.stats.prompt_eval_count} prompt tokens of about {turn.prompt.estimated_tokens} "
-            f"sent: it cut the prompt, so the answer may ignore some sources. The model may run with a smaller "
-            f"context than num_ctx {turn.num_ctx}; lower RAG_NUM_CTX or RAG_TOP_K."
-        )
+        notes.append(turn.truncation_note())
     if turn.cut_short:
         notes.append(f"The answer stopped at its length limit ({turn.answer_tokens} tokens); raise RAG_ANSWER_TOKENS.")
     return notes
@@ -135,10 +132,10 @@ def turn_json(turn: Turn) -> dict:
         "context": {
             "num_ctx": turn.num_ctx,
             "estimated_prompt_tokens": turn.prompt.estimated_tokens,
-            "prompt_eval_count": turn.stats.prompt_eval_count,
+            "prompt_eval_count": turn.usage.prompt_tokens,
             "truncated": turn.truncated,
             "dropped_chunks": turn.prompt.dropped_chunks,
-            "done_reason": turn.stats.done_reason,
+            "done_reason": turn.usage.finish_reason,
         },
         "warnings": warnings(turn),
         "relevant": True,
@@ -148,7 +145,7 @@ def turn_json(turn: Turn) -> dict:
 class WaitNotice:
     """Says on stderr what we are waiting for when the first token is slow (a model loading), with the time waited."""
 
-    def __init__(self, turn: Turn, llm: Ollama, after: float = WAIT_NOTICE_AFTER):
+    def __init__(self, turn: Turn, llm: Backend, after: float = WAIT_NOTICE_AFTER):
         self.text = safe_line(
             f"Waiting for {turn.model} at {llm.url} (loading a model can take a minute; "
             f"giving up after {llm.read_timeout:g} s, RAG_READ_TIMEOUT)"
@@ -193,7 +190,7 @@ def run(args: argparse.Namespace) -> int:
     """Answer one question; the exit code says how it went."""
     where = parse_where(args.where)
     settings = load_settings()
-    llm = Ollama(settings)
+    llm = open_backend(settings)
     model = args.model or settings.model
     warm_in_background(llm, model, settings)
     retriever = open_retriever(settings)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from rag.core.errors import OllamaError
-from rag.llm.ollama import ChatStats, Ollama
+from rag.core.errors import LLMError
+from rag.llm.backend import Backend, ChatOptions, ChatUsage
 
 CONDENSE_RULES = (
     "You rewrite the user's last question into one standalone search query for a document search. "
@@ -68,14 +68,14 @@ def rewrite_problem(question: str, query: str) -> str | None:
     return None
 
 
-def condense_question(question: str, history: list[dict], llm: Ollama, model: str, num_ctx: int) -> Condensed:
+def condense_question(question: str, history: list[dict], llm: Backend, model: str, num_ctx: int) -> Condensed:
     """A standalone query for a follow-up; the question itself when there is no history or the rewrite is unusable."""
     if not history:
         return Condensed(question)
-    options = {"num_ctx": num_ctx, "temperature": 0.0, "num_predict": QUERY_TOKENS}
+    options = ChatOptions(num_ctx, 0.0, QUERY_TOKENS)
     try:
-        reply = "".join(llm.stream_chat(model, condense_messages(question, history), options, ChatStats()))
-    except OllamaError:
+        reply = "".join(llm.stream_chat(model, condense_messages(question, history), options, ChatUsage()))
+    except LLMError:
         return Condensed(question, "the model could not rewrite it")
     query = clean_query(reply)
     problem = rewrite_problem(question, query)

@@ -7,17 +7,18 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from rag.core.errors import ModelCannotChat, ModelNotFound, OllamaError, OllamaUnavailable, RagError
-from rag.llm.ollama import ChatStats, Ollama
 from rag.chat.prompt import Citation, Prompt, build_prompt
-from rag.search.retrieval import RetrievedDoc, Retriever
+from rag.core.errors import LLMError, LLMUnavailable, ModelCannotChat, ModelNotFound, RagError
 from rag.core.settings import Settings
+from rag.llm.backend import Backend, ChatOptions, ChatUsage, context_window
+from rag.llm.boxes import open_backend
+from rag.search.retrieval import RetrievedDoc, Retriever
 
 ANSWER_SHARE = 4  # the answer's room is at most a quarter of a small context window
-# Our estimate is 1.1x to 1.6x the true count, so a prompt Ollama read whole scores above half of it. A cut prompt
-# reads as about half the window the model really ran with (older Ollama), or as the whole window (newer).
+# Our estimate is 1.1x to 1.6x the true count, so a prompt the server read whole scores above half of it. A prompt
+# Ollama cut silently reads as about half the window the model really ran with (older Ollama), or as the whole window.
 TRUNCATION_RATIO = 0.5
-FINAL_ERRORS = (OllamaUnavailable, ModelNotFound, ModelCannotChat)  # a chat request would fail the same way
+FINAL_ERRORS = (LLMUnavailable, ModelNotFound, ModelCannotChat)  # a chat request would fail the same way
 
 
 @dataclass
@@ -41,11 +42,11 @@ class Turn:
     docs: list[RetrievedDoc]
     prompt: Prompt
     pieces: list[str] = field(default_factory=list, repr=False)
-    error: OllamaError | None = None
-    stats: ChatStats = field(default_factory=ChatStats)
+    error: LLMError | None = None
+    usage: ChatUsage = field(default_factory=ChatUsage)
     timings: Timings = field(default_factory=Timings)
     answer_tokens: int = 0
-    preflight_error: OllamaError | None = field(default=None, repr=False)
+    preflight_error: LLMError | None = field(default=None, repr=False)
 
     @property
     def answer(self) -> str:
@@ -65,14 +66,24 @@ class Turn:
 
     @property
     def truncated(self) -> bool:
-        """True when Ollama cut the prompt silently: it read far fewer tokens than estimated, or a full window."""
-        evaluated = self.stats.prompt_eval_count
+        """True when the server cut the prompt silently: it read far fewer tokens than estimated, or a full window."""
+        evaluated = self.usage.prompt_tokens
         return 0 < evaluated and (evaluated < self.prompt.estimated_tokens * TRUNCATION_RATIO or evaluated >= self.num_ctx)
 
     @property
     def cut_short(self) -> bool:
-        """True when the answer stopped at the answer-length limit (num_predict)."""
-        return self.stats.done_reason == "length"
+        """True when the answer stopped at the answer-length limit."""
+        return self.usage.finish_reason == "length"
+
+    def truncation_note(self) -> str | None:
+        """What the reader must know when the prompt was cut silently, or None."""
+        if not self.truncated:
+            return None
+        return (
+            f"The model read only {self.usage.prompt_tokens:,} prompt tokens of about {self.prompt.estimated_tokens:,} "
+            f"sent: the prompt was cut to fit a context window smaller than the {self.num_ctx:,} tokens asked for, "
+            "so this answer may ignore some sources. Lower top k (RAG_TOP_K), or use a model with a larger context."
+        )
 
 
 def answer_room(num_ctx: int, settings: Settings) -> int:
@@ -80,14 +91,13 @@ def answer_room(num_ctx: int, settings: Settings) -> int:
     return min(settings.answer_tokens, num_ctx // ANSWER_SHARE)
 
 
-def choose_num_ctx(llm: Ollama, model: str, settings: Settings) -> tuple[int, OllamaError | None]:
+def choose_num_ctx(llm: Backend, model: str, settings: Settings) -> tuple[int, LLMError | None]:
     """RAG_NUM_CTX capped by the model's trained context (asked once per model), and what stops the model answering."""
     try:
         info = llm.model_info(model)
-    except OllamaError as exc:
+    except LLMError as exc:
         return settings.num_ctx, exc
-    num_ctx = min(settings.num_ctx, info.context_length) if info.context_length else settings.num_ctx
-    return num_ctx, None if info.can_chat else llm.cannot_chat(model)
+    return context_window(info, settings.num_ctx), None if info.can_chat else llm.cannot_chat(model)
 
 
 def prepare_turn(
@@ -100,7 +110,7 @@ def prepare_turn(
     where: dict | None = None,
     k: int | None = None,
     query: str | None = None,
-    llm: Ollama | None = None,
+    llm: Backend | None = None,
 ) -> Turn:
     """Retrieve the documents for a question (or for query, a condensed form of it) and build the prompt to send."""
     model = model or settings.model
@@ -108,7 +118,7 @@ def prepare_turn(
     started = time.perf_counter()
     docs = retriever.search(query, k or settings.top_k, where)
     retrieved = time.perf_counter()
-    num_ctx, lookup_error = choose_num_ctx(llm or Ollama(settings), model, settings)
+    num_ctx, lookup_error = choose_num_ctx(llm or open_backend(settings), model, settings)
     room = answer_room(num_ctx, settings)
     prompt = build_prompt(question, docs, history or [], num_ctx - room)
     turn = Turn(question, query, model, num_ctx, docs, prompt, answer_tokens=room)
@@ -119,29 +129,29 @@ def prepare_turn(
     return turn
 
 
-def chat_options(turn: Turn, settings: Settings) -> dict:
+def chat_options(turn: Turn, settings: Settings) -> ChatOptions:
     """The options sent with every answer: a fixed window per model, low temperature, the answer's room."""
-    return {"num_ctx": turn.num_ctx, "temperature": settings.temperature, "num_predict": turn.answer_tokens}
+    return ChatOptions(turn.num_ctx, settings.temperature, turn.answer_tokens)
 
 
-def stream_answer(turn: Turn, llm: Ollama, settings: Settings) -> Iterator[str]:
-    """Stream the answer's text, keeping the partial answer and the error if Ollama fails."""
+def stream_answer(turn: Turn, llm: Backend, settings: Settings) -> Iterator[str]:
+    """Stream the answer's text, keeping the partial answer and the error if the model server fails."""
     started = time.perf_counter()
     try:
         if turn.preflight_error is not None:
             raise turn.preflight_error
-        for piece in llm.stream_chat(turn.model, turn.prompt.messages, chat_options(turn, settings), turn.stats):
+        for piece in llm.stream_chat(turn.model, turn.prompt.messages, chat_options(turn, settings), turn.usage):
             if turn.timings.first_token_ms is None:
                 turn.timings.first_token_ms = (time.perf_counter() - started) * 1000
             turn.pieces.append(piece)
             yield piece
-    except OllamaError as exc:
+    except LLMError as exc:
         turn.error = exc
     finally:
         turn.timings.total_ms = turn.timings.retrieve_ms + turn.timings.prompt_ms + (time.perf_counter() - started) * 1000
 
 
-def warm_in_background(llm: Ollama, model: str, settings: Settings) -> None:
+def warm_in_background(llm: Backend, model: str, settings: Settings) -> None:
     """Start loading the model in a thread so the first question does not wait; failures show on the real request."""
 
     def warm() -> None:

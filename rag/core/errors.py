@@ -1,9 +1,10 @@
 """Domain errors whose messages tell the user how to fix the problem.
 
 Exit codes of `python -m rag.ask` (and the other CLIs), one per failure:
-0 answered, 1 other error (e.g. a bad --where), 2 bad setting, 3 store unusable, 4 Ollama not reachable,
-5 model not installed, 6 Ollama busy, 7 Ollama read timeout, 8 answer interrupted mid-stream,
-9 model cannot chat (embedding-only), 10 other Ollama error, 11 question too long for the context, 130 Ctrl-C.
+0 answered, 1 other error (e.g. a bad --where), 2 bad setting, 3 store unusable, 4 model server not reachable,
+5 model not installed, 6 model server busy, 7 model server read timeout, 8 answer interrupted mid-stream,
+9 model cannot chat (embedding-only), 10 other model server error, 11 question too long for the context, 130 Ctrl-C.
+The model-server errors are the same whichever box serves the model; each backend words its own fix.
 """
 
 
@@ -29,20 +30,20 @@ class EmbedderMismatch(StoreError):
     """The store was built with a different embedding model."""
 
 
-class OllamaError(RagError):
-    """Ollama could not produce an answer."""
+class LLMError(RagError):
+    """The model server (the LLM box) could not produce an answer."""
 
     exit_code = 10
 
 
-class OllamaUnavailable(OllamaError):
-    """Ollama is not running or not reachable at the configured host."""
+class LLMUnavailable(LLMError):
+    """The model server is not running or not reachable where the settings say."""
 
     exit_code = 4
 
 
-class ModelNotFound(OllamaError):
-    """The chat model is not installed in Ollama."""
+class ModelNotFound(LLMError):
+    """The chat model is not installed in the model server."""
 
     exit_code = 5
 
@@ -51,25 +52,25 @@ class ModelNotFound(OllamaError):
         self.model = model
 
 
-class OllamaBusy(OllamaError):
-    """Ollama kept answering 503 after our retries."""
+class LLMBusy(LLMError):
+    """The model server kept answering busy (503) after our retries."""
 
     exit_code = 6
 
 
-class OllamaTimeout(OllamaError):
-    """Ollama did not answer within the read timeout."""
+class LLMTimeout(LLMError):
+    """The model server sent nothing within the read timeout."""
 
     exit_code = 7
 
 
-class StreamInterrupted(OllamaError):
+class StreamInterrupted(LLMError):
     """The answer stream failed after it started; the partial text is kept."""
 
     exit_code = 8
 
 
-class ModelCannotChat(OllamaError):
+class ModelCannotChat(LLMError):
     """The chosen model is an embedding model and cannot chat."""
 
     exit_code = 9

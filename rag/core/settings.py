@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     max_archive_entries: int = Field(1000, ge=1)  # files inside a DOCX
     max_pdf_pages: int = Field(2000, ge=1)  # pages read from one PDF
     max_paragraphs: int = Field(50_000, ge=1)  # paragraphs and table rows read from one DOCX
-    max_models: int = Field(500, ge=1)  # models listed from Ollama
+    max_models: int = Field(500, ge=1)  # models listed from the model server, on every page and CLI
 
     @field_validator("store_dir", mode="before")
     @classmethod

@@ -1,6 +1,6 @@
 """`python -m rag.eval TRUTH.csv --answers --models A,B`: whole chat turns per labelled question and model, scored.
 
-Each question goes through the chat page's turn (retrieve, relevance floor, prompt, Ollama) for each model; the
+Each question goes through the chat page's turn (retrieve, relevance floor, prompt, model server) for each model; the
 answer is scored and written at once as one JSON line to the results file, so an interrupted run resumes where
 it stopped. The figures per model are computed from that file (rag/evaluation/results.py).
 """
@@ -23,10 +23,11 @@ from tqdm import tqdm
 from rag.evaluation import results as answer_results
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.search.embeddings import Embedder
-from rag.core.errors import OllamaError, OllamaUnavailable, PromptTooLong, RagError
+from rag.core.errors import LLMError, LLMUnavailable, PromptTooLong, RagError
 from rag.evaluation.grounding import cited_numbers, grounding, strip_citations
 from rag.evaluation.judge import judge_answer
-from rag.llm.ollama import Ollama, normalise_model
+from rag.llm.backend import Backend
+from rag.llm.boxes import open_backend
 from rag.search.retrieval import Retriever, is_relevant, no_match_text
 from rag.core.settings import Settings
 
@@ -44,8 +45,8 @@ REFUSAL = re.compile(
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of the answer evaluation, added to `python -m rag.eval`."""
     group = parser.add_argument_group("answer evaluation (--answers)")
-    group.add_argument("--answers", action="store_true", help="evaluate whole answers from Ollama models")
-    group.add_argument("--models", help="comma-separated Ollama models to compare (default: RAG_MODEL)")
+    group.add_argument("--answers", action="store_true", help="evaluate whole answers from chat models")
+    group.add_argument("--models", help="comma-separated chat models to compare (default: RAG_MODEL)")
     group.add_argument("--reference-column", help="column with a reference answer (default: the expected document's text)")
     group.add_argument("--out", type=Path, help="results file, JSON Lines (default: <store>/evaluations/<csv>-answers.jsonl)")
     group.add_argument("--judge", metavar="MODEL", help="also classify each answer's relevance with this local model")
@@ -155,7 +156,7 @@ class Evaluation:
 
     args: argparse.Namespace
     settings: Settings
-    llm: Ollama
+    llm: Backend
     retriever: Retriever
     scorer: Scorer
     rows: list[tuple[int, dict]]
@@ -188,15 +189,15 @@ class Evaluation:
                 return {**record, "error": str(turn.error), "exit_code": turn.error.exit_code, "answer": turn.answer}
             answer = turn.answer
             refused = "model" if looks_like_refusal(answer) else None
-            stats = turn.stats
+            usage = turn.usage
             record.update({
-                "first_token_ms": (stats.load_duration_ns + stats.prompt_eval_duration_ns) / 1e6,
+                "first_token_ms": ((usage.load_seconds or 0.0) + (usage.prompt_seconds or 0.0)) * 1000,
                 "wall_first_token_ms": turn.timings.first_token_ms,
                 "wall_ms": (time.perf_counter() - started) * 1000,
-                "load_ms": stats.load_duration_ns / 1e6,
-                "prompt_eval_count": stats.prompt_eval_count,
-                "eval_count": stats.eval_count,
-                "eval_duration_ns": stats.eval_duration_ns,
+                "load_ms": (usage.load_seconds or 0.0) * 1000,
+                "prompt_eval_count": usage.prompt_tokens,
+                "eval_count": usage.generated_tokens,
+                "eval_duration_ns": round((usage.generation_seconds or 0.0) * 1e9),
                 **self.memory(model),
             })
         cited = cited_numbers(answer)
@@ -209,15 +210,15 @@ class Evaluation:
                 "supported": counted.supported, "sentences": counted.sentences}
 
     def memory(self, model: str) -> dict:
-        """The model's size and the part of it in GPU memory, from /api/ps while it is loaded."""
+        """The model's size and the part of it in GPU memory while it is loaded, when its box says."""
         try:
-            with self.llm.translated(model):
-                loaded = self.llm.client.ps().models
-        except OllamaError:
+            loaded = self.llm.loaded()
+        except LLMError:
             return {}
+        wanted = self.llm.canonical(model)
         for entry in loaded:
-            if entry.model and normalise_model(entry.model) == normalise_model(model):
-                return {"size": entry.size, "size_vram": entry.size_vram}
+            if entry.name == wanted:
+                return {"size": entry.size, "size_vram": entry.size_in_gpu}
         return {}
 
 
@@ -229,27 +230,22 @@ def load_truth(args: argparse.Namespace, read_rows) -> list[tuple[int, dict]]:
     return rows
 
 
-def installed_models(llm: Ollama, wanted: list[str]) -> tuple[dict[str, str], str | None]:
-    """For each wanted model that cannot be asked, why; and the reason Ollama itself cannot be used, if so."""
+def installed_models(llm: Backend, wanted: list[str]) -> tuple[dict[str, str], str | None]:
+    """For each wanted model that cannot be asked, why; and the reason the model server itself cannot be used, if so."""
     try:
-        installed = llm.list_models()
-    except OllamaUnavailable as exc:
+        installed = {entry.name for entry in llm.list_models()}
+    except LLMUnavailable as exc:
         return {}, str(exc)
-    missing = {}
-    for model in wanted:
-        if normalise_model(model) not in installed:
-            missing[model] = (f"Model {model!r} is not installed in Ollama at {llm.url}. Run `ollama pull {model}`"
-                              + (f", or choose one of: {', '.join(installed[:5])}." if installed else "."))
-    return missing, None
+    return {model: str(llm.not_installed(model)) for model in wanted if llm.canonical(model) not in installed}, None
 
 
 def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embedder: Embedder, read_rows) -> int:
     """The answer evaluation: answer, score, write rows, print the table and the summary line."""
     models = [m.strip() for m in (args.models or settings.model).split(",") if m.strip()]
     if not models:
-        raise RagError("--models names no model; give one or more Ollama models, e.g. --models qwen2.5:3b,llama3.2:3b.")
+        raise RagError("--models names no model; give one or more chat models, e.g. --models qwen2.5:3b,llama3.2:3b.")
     rows = load_truth(args, read_rows)
-    llm = Ollama(settings)
+    llm = open_backend(settings)
     out = args.out or default_out(settings, args.ground_truth)
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = fingerprint(args, settings)
@@ -259,11 +255,11 @@ def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embe
     if down:
         print(f"error: {down} Answers are not evaluated; retrieval alone follows.", file=sys.stderr)
         print(json.dumps(retrieval_only(evaluation)))
-        return OllamaUnavailable.exit_code
+        return LLMUnavailable.exit_code
     for model, reason in missing.items():
         print(f"error: {reason}", file=sys.stderr)
     if args.judge in missing:
-        raise RagError(f"The judge model {args.judge!r} is not installed. Run `ollama pull {args.judge}` or leave out --judge.")
+        raise RagError(f"The judge model {args.judge!r} is not installed (see above): install it, or leave out --judge.")
     code = answer_all(evaluation, missing)
     latest = answer_results.latest_rows(answer_results.read_rows(out), setup)
     summary = answer_results.summarise(latest, models, len(rows))
@@ -273,7 +269,7 @@ def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embe
 
 
 def retrieval_only(evaluation: Evaluation) -> dict:
-    """With Ollama down: how often the expected document was retrieved and how often the floor refuses."""
+    """With the model server down: how often the expected document was retrieved and how often the floor refuses."""
     args, settings = evaluation.args, evaluation.settings
     hits = refusals = 0
     for _, row in evaluation.rows:
@@ -283,7 +279,7 @@ def retrieval_only(evaluation: Evaluation) -> dict:
     n = len(evaluation.rows)
     return {"questions": n, "retrieval": {"hit_rate": round(hits / n, 4) if n else None,
                                           "refusal_rate": round(refusals / n, 4) if n else None},
-            "models": {m: {"errors": n, "error": "Ollama is not reachable."} for m in evaluation.models}}
+            "models": {m: {"errors": n, "error": f"{evaluation.llm.label} is not reachable."} for m in evaluation.models}}
 
 
 def answer_all(evaluation: Evaluation, missing: dict[str, str]) -> int:
@@ -328,12 +324,12 @@ def evaluate_one(evaluation: Evaluation, model: str, index: int, row: dict, miss
         return {**base, "error": f"Not asked: {model} failed {FAILURES_BEFORE_SKIP} questions in a row.", "exit_code": 10}
     try:
         record = evaluation.answer(index, row, model)
-    except OllamaError as exc:
+    except LLMError as exc:
         return {**base, "error": str(exc), "exit_code": exc.exit_code}
     if evaluation.args.judge and not record.get("error"):
         try:
             record["judge"] = judge_answer(evaluation.llm, evaluation.args.judge, record["question"], record["answer"],
                                            evaluation.settings) or "UNPARSED"
-        except OllamaError as exc:
+        except LLMError as exc:
             record.update({"error": f"The judge failed: {exc}", "exit_code": exc.exit_code})
     return record

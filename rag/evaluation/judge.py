@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import re
 
-from rag.llm.ollama import ChatStats, Ollama
 from rag.core.settings import Settings
+from rag.llm.backend import Backend, ChatOptions, ChatUsage, context_window
 
 LABELS = ("RELEVANT", "PARTLY_RELEVANT", "NON_RELEVANT")
 JUDGE_RULES = """You are an expert evaluator for a question-answering system over a user's documents.
@@ -35,8 +35,8 @@ def parse_verdict(reply: str) -> str | None:
     return found.group(1).replace(" ", "_") if found else None
 
 
-def judge_answer(llm: Ollama, model: str, question: str, answer: str, settings: Settings) -> str | None:
-    """Ask the judge model for a verdict on one answer; OllamaError propagates."""
-    options = {"temperature": 0.0, "num_predict": JUDGE_TOKENS, "num_ctx": llm.num_ctx(model, settings.num_ctx)}
-    reply = "".join(llm.stream_chat(model, judge_messages(question, answer), options, ChatStats()))
+def judge_answer(llm: Backend, model: str, question: str, answer: str, settings: Settings) -> str | None:
+    """Ask the judge model for a verdict on one answer; LLMError propagates."""
+    options = ChatOptions(context_window(llm.model_info(model), settings.num_ctx), 0.0, JUDGE_TOKENS)
+    reply = "".join(llm.stream_chat(model, judge_messages(question, answer), options, ChatUsage()))
     return parse_verdict(reply)

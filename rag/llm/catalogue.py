@@ -1,4 +1,5 @@
-"""What a user needs to pick a model: size, quantisation, trained context, whether it is loaded, whether it fits."""
+"""The model catalogue: which models can chat, the default, and what a user needs to pick one (size, quantisation,
+trained context, whether it is loaded, whether it fits this machine), from any box through the LLM-box protocol."""
 from __future__ import annotations
 
 import os
@@ -6,9 +7,8 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 
-from rag.core.errors import OllamaError
-from rag.llm.ollama import Ollama, normalise_model
-from rag.ui.models import EMBEDDING_FAMILIES
+from rag.core.errors import LLMError
+from rag.llm.backend import Backend
 
 GB = 1e9
 RUNTIME_OVERHEAD = 1.2  # weights plus the runtime and an 8k context's cache, roughly, of a model's size on disk
@@ -17,12 +17,12 @@ GPU_QUERY_TIMEOUT_S = 2.0
 
 @dataclass(frozen=True)
 class ModelFacts:
-    """One installed chat model as /api/tags, /api/ps and /api/show describe it."""
+    """One installed chat model as its box describes it (the list, what is loaded now, the model's info)."""
 
     name: str
     parameter_size: str
     quantization: str
-    size: int
+    size: int | None
     loaded: bool = False
     size_vram: int | None = None
     loaded_size: int | None = None
@@ -38,34 +38,46 @@ class Machine:
     gpus: tuple[tuple[str, int, int], ...] = ()
 
 
-def model_facts(llm: Ollama) -> list[ModelFacts]:
-    """The installed chat models, sorted by name, with what is loaded now and each one's trained context."""
-    with llm.translated(""):
-        listed = llm.client.list().models
-        loaded = {normalise_model(m.model): m for m in llm.client.ps().models if m.model}
+def chat_models(llm: Backend) -> list[str]:
+    """The installed models that can chat, sorted (at most RAG_MAX_MODELS listed)."""
+    return [entry.name for entry in llm.list_models() if entry.can_chat]
+
+
+def default_model(models: list[str], configured: str, llm: Backend) -> str:
+    """The configured model when installed, else the first installed one, else the configured name."""
+    wanted = llm.canonical(configured)
+    if wanted in models or not models:
+        return wanted
+    return models[0]
+
+
+def model_facts(llm: Backend) -> list[ModelFacts]:
+    """The installed chat models, sorted by name, with what is loaded now and each one's trained context.
+
+    The list must answer; what is loaded and each model's context are extras, left out when the box cannot say.
+    """
+    entries = [entry for entry in llm.list_models() if entry.can_chat]
+    try:
+        loaded = {model.name: model for model in llm.loaded()}
+    except LLMError:
+        loaded = {}
     facts = []
-    for model in listed:
-        details = model.details
-        family = (details.family if details else "") or ""
-        if not model.model or any(kind in family for kind in EMBEDDING_FAMILIES):
-            continue
-        name = normalise_model(model.model)
-        running = loaded.get(name)
+    for entry in entries:
+        running = loaded.get(entry.name)
         try:
-            context = llm.context_length(name)
-        except OllamaError:
+            context = llm.model_info(entry.name).context_length
+        except LLMError:
             context = None
         facts.append(ModelFacts(
-            name, (details.parameter_size if details else "") or "?", (details.quantization_level if details else "") or "?",
-            model.size or 0, running is not None, running.size_vram if running else None,
-            running.size if running else None, context,
+            entry.name, entry.parameters or "?", entry.quantization or "?", entry.size, running is not None,
+            running.size_in_gpu if running else None, running.size if running else None, context,
         ))
-    return sorted(facts, key=lambda f: f.name)
+    return facts
 
 
 def label(facts: ModelFacts) -> str:
     """The dropdown's text for a model: name, parameters, quantisation, size on disk, loaded now."""
-    parts = [facts.name, facts.parameter_size, facts.quantization, f"{facts.size / GB:.1f} GB"]
+    parts = [facts.name, facts.parameter_size, facts.quantization] + ([f"{facts.size / GB:.1f} GB"] if facts.size else [])
     return " · ".join(parts + (["loaded"] if facts.loaded else []))
 
 
@@ -112,8 +124,9 @@ def fit(facts: ModelFacts, machine: Machine) -> tuple[str, str]:
     if facts.loaded and facts.loaded_size:
         share = (facts.size_vram or 0) / facts.loaded_size
         where = "GPU" if share >= 0.99 else "CPU" if share <= 0.01 else "GPU"
-        return where, (f"loaded now: {facts.loaded_size / GB:.1f} GB, {share:.0%} of it in GPU memory "
-                       f"(Ollama's /api/ps)")
+        return where, f"loaded now: {facts.loaded_size / GB:.1f} GB, {share:.0%} of it in GPU memory"
+    if not facts.size:
+        return "?", "its box does not say how large it is"
     need = facts.size * RUNTIME_OVERHEAD
     needs = f"needs about {need / GB:.1f} GB"
     best_gpu = max(machine.gpus, key=lambda g: g[2], default=None)
@@ -128,16 +141,6 @@ def fit(facts: ModelFacts, machine: Machine) -> tuple[str, str]:
     return "no", f"{needs}; this machine has {machine.ram_total / GB:.1f} GB of RAM{gpu_note}"
 
 
-def dropdown_labels(llm: Ollama) -> dict[str, tuple[str, str]]:
-    """For each installed chat model, its dropdown text and its trained context in words; {} when Ollama fails."""
-    try:
-        return {f.name: (label(f), context_text(f)) for f in model_facts(llm)}
-    except OllamaError:
-        return {}
-
-
-def dropdown_help(labels: dict[str, tuple[str, str]]) -> str:
-    """The dropdown's tooltip: every installed model's facts, one line each."""
-    lines = [f"- {text} · {context}" for text, context in labels.values()]
-    return "Installed models (Ollama's /api/tags, /api/ps, /api/show):\n" + "\n".join(lines) if lines else (
-        "Installed models, from Ollama's /api/tags")
+def dropdown_labels(facts: list[ModelFacts]) -> dict[str, tuple[str, str]]:
+    """For each chat model, its dropdown text and its trained context in words."""
+    return {f.name: (label(f), context_text(f)) for f in facts}

@@ -1,29 +1,37 @@
-"""The Ollama client wrapper: list, show, warm, pull and stream chat, with every failure normalised."""
+"""The Ollama backend of the LLM box: list, show, warm, pull, residency and streamed chat over the official client.
+
+Every Ollama-only concept (/api/show, /api/ps, num_ctx, keep_alive, ':latest', pulls) lives here; every failure of the
+client or the transport becomes one of the errors of rag.core.errors, worded with Ollama's fix.
+"""
 from __future__ import annotations
 
 import contextlib
 import functools
+import json
+import os
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 
 import httpx
 
+from rag.llm.backend import ChatOptions, ChatUsage, LoadedModel, ModelEntry, ModelInfo, PullProgress
 from rag.core.errors import (
     ModelCannotChat,
     ModelNotFound,
-    OllamaBusy,
-    OllamaError,
-    OllamaTimeout,
-    OllamaUnavailable,
+    LLMBusy,
+    LLMError,
+    LLMTimeout,
+    LLMUnavailable,
     StreamInterrupted,
 )
 from rag.core.settings import Settings
 
-BUSY_RETRIES = (0.5, 1.0, 2.0)  # seconds slept after each 503 before trying again; then OllamaBusy
+BUSY_RETRIES = (0.5, 1.0, 2.0)  # seconds slept after each 503 before trying again; then LLMBusy
 MODELS_NAMED_IN_ERRORS = 5
 MAX_MODEL_NAME = 200  # longer names in /api/tags are not models anyone typed; they are left out
+MISSING_MANIFEST = "file does not exist"  # what Ollama says when its library has no such model
+EMBEDDING_FAMILIES = ("bert",)  # model families that only embed (nomic-bert, bert): never offered for chat
 CHARS_PER_TOKEN_MAX = 32  # an answer longer than num_predict x this many characters is cut, whatever the server says
 SERVER_TEXT_SHOWN = 160  # characters of a server's error text or reply quoted in a message
 # Importing the ollama package builds a default client from the OLLAMA_HOST environment variable (and raises on a bad
@@ -44,51 +52,6 @@ def normalise_model(name: str) -> str:
     return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
 
 
-def same_model(a: str, b: str) -> bool:
-    """True when two names denote the same Ollama model (`llama3.2` == `llama3.2:latest`)."""
-    return normalise_model(a) == normalise_model(b)
-
-
-@dataclass
-class ChatStats:
-    """What Ollama reported at the end of a streamed answer."""
-
-    prompt_eval_count: int = 0
-    eval_count: int = 0
-    eval_duration_ns: int = 0
-    load_duration_ns: int = 0
-    done_reason: str = ""
-    prompt_eval_duration_ns: int = 0
-    total_duration_ns: int = 0
-
-    @property
-    def tokens_per_second(self) -> float:
-        """Generation speed."""
-        return self.eval_count / self.eval_duration_ns * 1e9 if self.eval_duration_ns else 0.0
-
-
-@dataclass
-class PullProgress:
-    """One step of a model pull."""
-
-    status: str
-    completed: int = 0
-    total: int = 0
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What /api/show says about a model that matters here."""
-
-    context_length: int | None
-    capabilities: tuple[str, ...] = field(default=())
-
-    @property
-    def can_chat(self) -> bool:
-        """False only when Ollama says the model cannot complete text (an embedding model)."""
-        return not self.capabilities or "completion" in self.capabilities
-
-
 _MODEL_INFO: dict[tuple[str, str], ModelInfo] = {}  # (server url, tagged model) -> info, for the whole process
 _MODEL_INFO_LOCK = threading.Lock()
 
@@ -101,6 +64,8 @@ def forget_model_info() -> None:
 
 class Ollama:
     """One Ollama server, reached with fast connects and patient reads."""
+
+    label = "Ollama"
 
     def __init__(self, settings: Settings):
         from ollama._client import _parse_host
@@ -119,19 +84,26 @@ class Ollama:
 
         return ollama.Client(host=self.url, timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout))
 
-    def installed(self) -> set[str]:
-        """Names of every installed model, tagged."""
+    def list_models(self) -> list[ModelEntry]:
+        """The installed models (/api/tags), tagged, sorted, at most RAG_MAX_MODELS of them."""
         with self.translated(""):
             listed = self.client.list().models
-        return {normalise_model(m.model) for m in listed if m.model and len(m.model) <= MAX_MODEL_NAME}
+        entries = {}
+        for model in listed:
+            if not model.model or len(model.model) > MAX_MODEL_NAME:
+                continue
+            details = model.details
+            family = (details.family if details else "") or ""
+            name = normalise_model(model.model)
+            entries[name] = ModelEntry(
+                name, not any(kind in family for kind in EMBEDDING_FAMILIES), model.size,
+                (details.parameter_size if details else "") or "", (details.quantization_level if details else "") or "",
+            )
+        return [entries[name] for name in sorted(entries)][: self.max_models]
 
-    def list_models(self) -> list[str]:
-        """Names of the installed models, tagged, sorted, at most RAG_MAX_MODELS of them."""
-        return sorted(self.installed())[: self.max_models]
-
-    def has_model(self, model: str) -> bool:
-        """True when the model is installed, whether or not its name carries a tag."""
-        return normalise_model(model) in self.installed()
+    def canonical(self, model: str) -> str:
+        """The name Ollama lists a model under: tagged, ':latest' when no tag is given."""
+        return normalise_model(model)
 
     def model_info(self, model: str) -> ModelInfo:
         """The model's trained context length and capabilities, from /api/show, asked once per process."""
@@ -143,47 +115,66 @@ class Ollama:
             context = next(
                 (int(v) for k, v in (shown.modelinfo or {}).items() if k.endswith(".context_length") and v), None
             )
-            info = ModelInfo(context, tuple(shown.capabilities or ()))
+            capabilities = tuple(shown.capabilities or ())
+            info = ModelInfo(context, not capabilities or "completion" in capabilities)
             with _MODEL_INFO_LOCK:
                 _MODEL_INFO[key] = info
         return info
 
-    def context_length(self, model: str) -> int | None:
-        """The model's trained context length, from /api/show."""
-        return self.model_info(model).context_length
-
-    def num_ctx(self, model: str, wanted: int) -> int:
-        """The context window to run the model with: the wanted size, capped by what the model was trained on."""
-        trained = self.model_info(model).context_length
-        return min(wanted, trained) if trained else wanted
-
-    def warm(self, model: str, num_ctx: int) -> None:
+    def warm(self, model: str, context: int) -> None:
         """Load the model now (an empty chat), so the first question does not wait for it."""
         with self.translated(model):
-            self.client.chat(model=model, messages=[], keep_alive=self.keep_alive, options={"num_ctx": num_ctx})
+            self.client.chat(model=model, messages=[], keep_alive=self.keep_alive, options={"num_ctx": context})
+
+    def can_pull(self) -> bool:
+        """Ollama downloads models from its library on request."""
+        return True
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models Ollama holds in memory now (/api/ps), with how much of each is in GPU memory."""
+        with self.translated(""):
+            running = self.client.ps().models
+        return [LoadedModel(normalise_model(m.model), m.size, m.size_vram) for m in running if m.model]
 
     def pull(self, model: str) -> Iterator[PullProgress]:
-        """Pull a model, yielding its progress."""
-        with self.translated(model, action="pull"):
-            for step in self.client.pull(model, stream=True):
-                yield PullProgress(step.status or "", step.completed or 0, step.total or 0)
+        """Pull a model from Ollama's library, yielding its progress; a pull that did not finish raises LLMError."""
+        finished = False
+        try:
+            with self.translated(model, action="pull"):
+                for step in self.client.pull(model, stream=True):
+                    finished = finished or step.status == "success"
+                    yield PullProgress(step.status or "", step.completed or 0, step.total or 0)
+        except (LLMUnavailable, LLMBusy, LLMTimeout):
+            raise
+        except LLMError as exc:
+            if MISSING_MANIFEST in str(exc) or "not found" in str(exc):
+                raise LLMError(
+                    f"Ollama has no model called {model!r}. Check the name and tag at https://ollama.com/library "
+                    "(e.g. llama3.2:3b)."
+                ) from None
+            raise
+        if not finished:
+            raise LLMError(f"Pulling {model!r} stopped before it finished. Try again.")
         with _MODEL_INFO_LOCK:
             _MODEL_INFO.pop((self.url, normalise_model(model)), None)
 
-    def stream_chat(self, model: str, messages: list[dict], options: dict, stats: ChatStats) -> Iterator[str]:
-        """Stream the answer's text; stats is filled from the final chunk; 503s are retried before the first token.
+    def stream_chat(self, model: str, messages: list[dict], options: ChatOptions, usage: ChatUsage) -> Iterator[str]:
+        """Stream the answer's text; usage is filled from the final chunk; 503s are retried before the first token.
 
-        The answer is cut at options["num_predict"] pieces (Ollama sends a token per piece), or at CHARS_PER_TOKEN_MAX
-        characters per token, even when the server ignores the limit: stats.done_reason is then "length".
+        The answer is cut at options.max_tokens pieces (Ollama sends a token per piece), or at CHARS_PER_TOKEN_MAX
+        characters per token, even when the server ignores the limit: usage.finish_reason is then "length".
         """
-        budget = AnswerBudget(options.get("num_predict"))
+        budget = AnswerBudget(options.max_tokens)
+        wire = {"num_ctx": options.context, "temperature": options.temperature}
+        if options.max_tokens is not None:
+            wire["num_predict"] = options.max_tokens
         for delay in (*self.busy_retries, None):
             started = False
             stream = None
             try:
                 with self.translated(model, partial=lambda: started):
                     stream = self.client.chat(
-                        model=model, messages=messages, options=options, keep_alive=self.keep_alive, stream=True
+                        model=model, messages=messages, options=wire, keep_alive=self.keep_alive, stream=True
                     )
                     for chunk in stream:
                         started = True
@@ -192,12 +183,12 @@ class Ollama:
                             if text:
                                 yield text
                             if budget.spent:
-                                stats.done_reason, stats.eval_count = "length", budget.pieces
+                                usage.finish_reason, usage.generated_tokens = "length", budget.pieces
                                 return
                         if chunk.done:
-                            record_stats(stats, chunk)
+                            record_usage(usage, chunk)
                     return
-            except OllamaBusy:
+            except LLMBusy:
                 if delay is None:
                     raise
                 time.sleep(delay)
@@ -212,13 +203,22 @@ class Ollama:
             f"RAG_MODEL{self.installed_hint(', e.g. ')}."
         )
 
+    def not_installed(self, model: str) -> ModelNotFound:
+        """The error for a model Ollama does not have, with the command that pulls it and models it has."""
+        return ModelNotFound(
+            f"Model {model!r} is not installed in Ollama at {self.url}. Run `{self.install_command(model)}`"
+            f"{self.installed_hint()}.",
+            model,
+        )
+
+    def install_command(self, model: str) -> str:
+        """The command that downloads a model into Ollama."""
+        return f"ollama pull {model}"
+
     def installed_hint(self, lead: str = ", or choose one of: ") -> str:
         """A few installed chat model names to suggest, or nothing when they cannot be listed."""
-        with contextlib.suppress(Exception):
-            chat = [
-                m.model for m in self.client.list().models
-                if m.model and "embed" not in m.model and "bert" not in ((m.details and m.details.family) or "")
-            ][:MODELS_NAMED_IN_ERRORS]
+        with contextlib.suppress(LLMError):
+            chat = [entry.name for entry in self.list_models() if entry.can_chat][:MODELS_NAMED_IN_ERRORS]
             if chat:
                 return lead + ", ".join(chat)
         return ""
@@ -252,15 +252,41 @@ class AnswerBudget:
         return text
 
 
-def record_stats(stats: ChatStats, chunk) -> None:
-    """Copy the final chunk's counts and durations into stats."""
-    stats.prompt_eval_count = chunk.prompt_eval_count or 0
-    stats.eval_count = chunk.eval_count or 0
-    stats.eval_duration_ns = chunk.eval_duration or 0
-    stats.load_duration_ns = chunk.load_duration or 0
-    stats.prompt_eval_duration_ns = chunk.prompt_eval_duration or 0
-    stats.total_duration_ns = chunk.total_duration or 0
-    stats.done_reason = chunk.done_reason or ""
+def record_usage(usage: ChatUsage, chunk) -> None:
+    """Copy the final chunk's counts and durations (nanoseconds) into usage."""
+    usage.prompt_tokens = chunk.prompt_eval_count or 0
+    usage.generated_tokens = chunk.eval_count or 0
+    usage.finish_reason = chunk.done_reason or ""
+    usage.load_seconds = seconds(chunk.load_duration)
+    usage.prompt_seconds = seconds(chunk.prompt_eval_duration)
+    usage.generation_seconds = seconds(chunk.eval_duration)
+
+
+def seconds(nanoseconds: int | None) -> float | None:
+    """A duration Ollama gave in nanoseconds, in seconds; None when it gave none."""
+    return nanoseconds / 1e9 if nanoseconds else None
+
+
+def raised_by_the_wire(exc: BaseException) -> bool:
+    """True when the innermost frame of exc is in the client, its models or the JSON parser: the reply was not Ollama's.
+
+    A ValueError, TypeError or AttributeError raised in our own code is a bug, never blamed on the server.
+    """
+    tb = exc.__traceback__
+    if tb is None:
+        return False
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return os.path.realpath(tb.tb_frame.f_code.co_filename).startswith(wire_code())
+
+
+@functools.cache
+def wire_code() -> tuple[str, ...]:
+    """The folders of the code that reads Ollama's replies: the ollama client, pydantic (its models) and json."""
+    import ollama
+    import pydantic
+
+    return tuple(os.path.dirname(os.path.realpath(module.__file__)) + os.sep for module in (ollama, pydantic, json))
 
 
 class _Translate:
@@ -273,7 +299,7 @@ class _Translate:
         return self
 
     def __exit__(self, kind, exc, tb):
-        if exc is None or isinstance(exc, (OllamaError, GeneratorExit)):
+        if exc is None or isinstance(exc, (LLMError, GeneratorExit)):
             return False
         translated = self.translate(exc)
         if translated is exc:
@@ -288,35 +314,31 @@ class _Translate:
             message = server_text(exc.error or str(exc))
             if self.action == "pull":
                 if exc.status_code == 503:
-                    return OllamaBusy(f"Ollama at {url} is busy ({message}). Try again in a moment.")
-                return OllamaError(f"Pulling {model!r} from Ollama at {url} failed: {message}")
+                    return LLMBusy(f"Ollama at {url} is busy ({message}). Try again in a moment.")
+                return LLMError(f"Pulling {model!r} from Ollama at {url} failed: {message}")
             if exc.status_code == -1 or self.partial():
                 return StreamInterrupted(
                     f"Ollama stopped in the middle of the answer ({message}); the text above is incomplete. Ask again."
                 )
             if exc.status_code == 404 and not (model and message.startswith("model ")):
-                return OllamaUnavailable(
+                return LLMUnavailable(
                     f"The server at {url} is not Ollama (it answered 404: {message[:80]}). "
                     "Set OLLAMA_HOST to where Ollama runs (default 127.0.0.1:11434)."
                 )
             if exc.status_code == 404:
-                return ModelNotFound(
-                    f"Model {model!r} is not installed in Ollama at {url}. Run `ollama pull {model}`"
-                    f"{self.llm.installed_hint()}.",
-                    model,
-                )
+                return self.llm.not_installed(model)
             if exc.status_code == 400 and "does not support" in message:
                 return self.llm.cannot_chat(model)
             if exc.status_code == 503:
-                return OllamaBusy(
+                return LLMBusy(
                     f"Ollama at {url} is still busy after {len(self.llm.busy_retries) + 1} tries ({message}). "
                     "Wait for other requests to finish, or raise OLLAMA_NUM_PARALLEL / OLLAMA_MAX_QUEUE, then try again."
                 )
-            return OllamaError(f"Ollama at {url} answered {exc.status_code}: {message}")
-        if isinstance(exc, (ValueError, TypeError, AttributeError)):  # not JSON, or JSON not shaped as Ollama's
-            return self.not_ollama(exc)
+            return LLMError(f"Ollama at {url} answered {exc.status_code}: {message}")
+        if isinstance(exc, (ValueError, TypeError, AttributeError)) and raised_by_the_wire(exc):
+            return self.not_ollama(exc)  # not JSON, or JSON not shaped as Ollama's
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
-            return OllamaTimeout(
+            return LLMTimeout(
                 f"Ollama at {url} sent nothing for {self.llm.read_timeout:g} s (a large model may still be loading). "
                 "Try again, or raise RAG_READ_TIMEOUT."
             )
@@ -326,18 +348,18 @@ class _Translate:
                 "the text above is incomplete. Ask again."
             )
         if isinstance(exc, httpx.ConnectTimeout):
-            return OllamaUnavailable(
+            return LLMUnavailable(
                 f"Ollama at {url} did not accept a connection within {self.llm.connect_timeout:g} s. "
                 "Check OLLAMA_HOST and that the host is up (Docker/WSL: publish port 11434 and bind 0.0.0.0)."
             )
         if isinstance(exc, (httpx.TransportError, ConnectionError)):
-            return OllamaUnavailable(
+            return LLMUnavailable(
                 f"Cannot reach Ollama at {url}. Start it (`ollama serve` or the desktop app), "
                 "or set OLLAMA_HOST to where it runs."
             )
         return exc
 
-    def not_ollama(self, exc: BaseException) -> OllamaError:
+    def not_ollama(self, exc: BaseException) -> LLMError:
         """A reply that is not Ollama's JSON: mid-answer it broke the answer off, before it the server is not Ollama."""
         sent = getattr(exc, "doc", None)
         shown = server_text(sent) if sent else ""
@@ -348,7 +370,7 @@ class _Translate:
                 f"Ollama's reply broke off in the middle of the answer: it sent something that is not Ollama's JSON "
                 f"({what}); the text above is incomplete. Ask again."
             )
-        return OllamaUnavailable(
+        return LLMUnavailable(
             f"The server at {self.llm.url} did not answer as Ollama does (it sent {what}). "
             "Set OLLAMA_HOST to where Ollama runs (default 127.0.0.1:11434)."
         )

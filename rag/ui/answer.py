@@ -101,10 +101,10 @@ def figures_line(turn: Turn) -> str:
     parts = [f"retrieval {turn.timings.retrieve_ms:.0f} ms"]
     if turn.timings.first_token_ms is not None:
         parts.append(f"first token {turn.timings.first_token_ms:.0f} ms")
-    if turn.stats.tokens_per_second:
-        parts.append(f"{turn.stats.tokens_per_second:.1f} tokens/s")
-    if turn.stats.prompt_eval_count:
-        parts.append(f"prompt {turn.stats.prompt_eval_count:,} / {turn.num_ctx:,} tokens")
+    if turn.usage.tokens_per_second:
+        parts.append(f"{turn.usage.tokens_per_second:.1f} tokens/s")
+    if turn.usage.prompt_tokens:
+        parts.append(f"prompt {turn.usage.prompt_tokens:,} / {turn.num_ctx:,} tokens")
     else:
         parts.append(f"prompt ~{turn.prompt.estimated_tokens:,} / {turn.num_ctx:,} tokens (estimated)")
     chunks = f"{len(turn.citations)} chunks used"
@@ -113,17 +113,6 @@ def figures_line(turn: Turn) -> str:
     parts.append(chunks)
     parts.append(turn.model)
     return " · ".join(parts)
-
-
-def truncation_warning(turn: Turn) -> str | None:
-    """A warning when Ollama evaluated far fewer prompt tokens than were sent: it cut the prompt silently."""
-    if not turn.truncated:
-        return None
-    return (
-        f"Ollama read only {turn.stats.prompt_eval_count:,} prompt tokens of about {turn.prompt.estimated_tokens:,} "
-        f"sent: it cut the prompt to fit the model's context window, so this answer may ignore some sources. "
-        f"Use a model with a larger context (PARAMETER num_ctx in a Modelfile) or lower top k."
-    )
 
 
 def answer_meta(turn: Turn, answer: str, *, floor: float) -> dict:
@@ -136,8 +125,8 @@ def answer_meta(turn: Turn, answer: str, *, floor: float) -> dict:
         "sources": source_entries(turn, answer),
         "unknown_citations": unknown_citations(answer, turn),
         "figures": figures_line(turn),
-        "truncation": truncation_warning(turn),
-        "cut_short": turn.stats.done_reason == "length",
+        "truncation": turn.truncation_note(),
+        "cut_short": turn.cut_short,
         "floor": floor,
     }
 

@@ -16,7 +16,7 @@ from rag.chat.turn import Turn, choose_num_ctx, prepare_turn, stream_answer
 from rag.chat.condense import Condensed, condense_question
 from rag.core.errors import ModelNotFound, RagError
 from rag.ui.history import History, chat_history, now
-from rag.llm.ollama import Ollama
+from rag.llm.backend import Backend
 from rag.search.retrieval import is_relevant, no_match_text
 from rag.core.settings import Settings
 from rag.ui.answer import answer_meta, no_match_meta
@@ -38,7 +38,7 @@ class TurnContext:
 
     settings: Settings
     history: History
-    llm: Ollama
+    llm: Backend
     model: str
     retriever: object | None
     store_problem: str | None
@@ -98,7 +98,7 @@ def note_interruption(history: History, message_id: int, reason: str) -> None:
     history.change_state(message_id, reason, only_from=("streaming", "interrupted"))
 
 
-def answer_pieces(turn: Turn, llm: Ollama, settings: Settings, status):
+def answer_pieces(turn: Turn, llm: Backend, settings: Settings, status):
     """The answer's text as it streams; while the first token is slow, a waiting line that counts seconds.
 
     Each update of the waiting line is a page update, which is where Streamlit can stop the run (Stop, a new question).
@@ -109,7 +109,7 @@ def answer_pieces(turn: Turn, llm: Ollama, settings: Settings, status):
             if int(item.seconds) != shown:
                 shown = int(item.seconds)
                 if item.seconds >= LOADING_NOTICE_AFTER_S:
-                    status.info(text(f"Loading model {turn.model} in Ollama… {shown} s. The first answer after a start "
+                    status.info(text(f"Loading model {turn.model} in {llm.label}… {shown} s. The first answer after a start "
                                      "can take a while."), icon=":material/hourglass_top:")
                 else:
                     status.empty()
@@ -142,7 +142,7 @@ def rewrite(question: str, turns: list[dict], ctx: TurnContext) -> Condensed:
 
 def error_meta(exc: RagError, ctx: TurnContext) -> dict:
     """An error as saved with a message: headline in the user's words, the technical text as details."""
-    explained = explain(exc, ctx.llm.url, ctx.model)
+    explained = explain(exc, ctx.llm, ctx.model)
     meta = {"error": explained.headline, "error_details": explained.details}
     if isinstance(exc, ModelNotFound):
         meta["missing_model"] = exc.model

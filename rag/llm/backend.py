@@ -1,0 +1,120 @@
+"""The LLM box as the product needs it: list models, model info, stream a chat with usage, warm; pull and residency optional.
+
+Everything outside rag/llm/ talks to a model server through this protocol only; each backend (Ollama today) maps it to
+its own wire format and turns its failures into the errors of rag.core.errors, worded with its own fix.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+
+@dataclass(frozen=True)
+class ModelEntry:
+    """One model a box lists: its name, whether it can chat, and what the box says of its size."""
+
+    name: str
+    can_chat: bool = True
+    size: int | None = None  # bytes on disk
+    parameters: str = ""  # e.g. "3.2B"
+    quantization: str = ""  # e.g. "Q4_K_M"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a box says of one model that matters for a chat: its trained context (None when unknown), whether it chats."""
+
+    context_length: int | None
+    can_chat: bool = True
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A model a box holds in memory now, and how much of it is in GPU memory (None when the box does not say)."""
+
+    name: str
+    size: int | None = None
+    size_in_gpu: int | None = None
+
+
+@dataclass(frozen=True)
+class ChatOptions:
+    """What a chat request asks for: the context window, the temperature, and the longest answer in tokens."""
+
+    context: int
+    temperature: float = 0.0
+    max_tokens: int | None = None
+
+
+@dataclass
+class ChatUsage:
+    """What a box reported at the end of a streamed answer; zeros and None where it did not say."""
+
+    prompt_tokens: int = 0
+    generated_tokens: int = 0
+    finish_reason: str = ""  # "stop", or "length" when the answer hit max_tokens
+    load_seconds: float | None = None
+    prompt_seconds: float | None = None
+    generation_seconds: float | None = None
+
+    @property
+    def tokens_per_second(self) -> float:
+        """Generation speed, or 0 when the box gave no generation time."""
+        return self.generated_tokens / self.generation_seconds if self.generation_seconds else 0.0
+
+
+@dataclass(frozen=True)
+class PullProgress:
+    """One step of a model pull."""
+
+    status: str
+    completed: int = 0
+    total: int = 0
+
+
+def context_window(info: ModelInfo, wanted: int) -> int:
+    """The window to run a model with: the wanted size, capped by the context it was trained on when that is known."""
+    return min(wanted, info.context_length) if info.context_length else wanted
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """One model server."""
+
+    label: str  # how the page and messages name the box ("Ollama")
+    url: str
+    read_timeout: float
+
+    def list_models(self) -> list[ModelEntry]:
+        """The installed models, sorted by name, at most RAG_MAX_MODELS of them."""
+
+    def model_info(self, model: str) -> ModelInfo:
+        """A model's trained context and whether it can chat."""
+
+    def stream_chat(self, model: str, messages: list[dict], options: ChatOptions, usage: ChatUsage) -> Iterator[str]:
+        """The answer's text as it streams; usage is filled when it ends."""
+
+    def warm(self, model: str, context: int) -> None:
+        """Load a model now, so the first question does not wait for it."""
+
+    def canonical(self, model: str) -> str:
+        """The name the box lists a model under (Ollama adds ':latest')."""
+
+    def cannot_chat(self, model: str) -> Exception:
+        """The error for a model that cannot chat, naming models that can."""
+
+    def not_installed(self, model: str) -> Exception:
+        """The error for a model the box does not have, with the box's own way to get it."""
+
+    def install_command(self, model: str) -> str | None:
+        """The command that installs a model in this box (`ollama pull m`), or None when the box has none."""
+
+    def can_pull(self) -> bool:
+        """True when the box can download models on request (pull)."""
+
+    def pull(self, model: str) -> Iterator[PullProgress]:
+        """Download a model, yielding progress (only when can_pull)."""
+
+    def loaded(self) -> list[LoadedModel]:
+        """The models in memory now; [] when the box cannot say."""
