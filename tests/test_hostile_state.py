@@ -72,8 +72,9 @@ def test_a_damaged_chroma_database_is_one_line_naming_the_file_and_the_fix_in_in
         )
 
 
-DAMAGED_LINE = (r"error: The store database {database} is damaged \([^\n]{{1,120}}\)\. Rebuild it with `python -m ingest "
-                r"--reset PATH \.\.\.` \(conversations and uploads are kept\), or move that file aside\.\n")
+DAMAGED_LINE = (r"error: The store database {database} is damaged \([^\n]{{1,120}}\)\. Rebuild it with "
+                r"`python -m ingest --reset PATH \.\.\.` \(conversations and uploads are kept\), or move that file "
+                r"aside\.\n")
 
 
 def column(database: Path, sql: str, *args) -> list:
