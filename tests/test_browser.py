@@ -15,20 +15,20 @@ from urllib.parse import urlsplit
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.conftest import CHROMIUM, SAMPLE_DIR, import_playwright
+
+playwright_api = import_playwright()
 expect = playwright_api.expect
 
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
 from rag.chat.condense import CONDENSE_RULES
 from rag.core.errors import StoreError
 from rag.core.settings import Settings
-from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin, unused_port
 
 pytestmark = pytest.mark.browser
 
 ROOT = Path(__file__).resolve().parent.parent
-CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SCREENSHOT = ROOT / "docs" / "screenshot.png"
 OUTSIDE = "http://198.51.100.7"
@@ -138,8 +138,6 @@ def app_url(tmp_path, standin, embedder):
 
 @pytest.fixture
 def browser():
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
