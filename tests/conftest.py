@@ -13,6 +13,32 @@ from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin
 
 SAMPLE_DIR = Path(__file__).resolve().parent.parent / "ingest" / "sample"
+CHROMIUM = "/usr/bin/chromium"
+# Read once at import, before isolated_env clears every RAG_ variable for each test. CI (.ci/run) sets it, so that a
+# browser test that cannot run fails instead of being skipped.
+REQUIRE_BROWSER = os.environ.get("RAG_REQUIRE_BROWSER") == "1"
+
+
+def browser_missing(what: str) -> None:
+    """Skip the browser tests for lack of what; fail them instead under RAG_REQUIRE_BROWSER=1."""
+    if REQUIRE_BROWSER:
+        pytest.fail(f"{what}, and RAG_REQUIRE_BROWSER=1 requires the browser tests to run", pytrace=False)
+    pytest.skip(what, allow_module_level=True)
+
+
+def import_playwright():
+    """playwright.sync_api, for a browser test module (its import skips or fails the module when it is missing)."""
+    try:
+        import playwright.sync_api
+    except ImportError as exc:
+        browser_missing(f"Playwright is not installed ({exc})")
+    return playwright.sync_api
+
+
+def pytest_runtest_setup(item):
+    """A test marked browser needs Debian's chromium: without it, skipped (failed under RAG_REQUIRE_BROWSER=1)."""
+    if item.get_closest_marker("browser") and not Path(CHROMIUM).exists():
+        browser_missing("Debian's chromium is not installed: apt-get install -y chromium")
 
 
 @pytest.fixture(autouse=True)

@@ -5,21 +5,21 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
 
-playwright_api = pytest.importorskip("playwright.sync_api")
+from tests.conftest import CHROMIUM, SAMPLE_DIR, import_playwright
+
+playwright_api = import_playwright()
 expect = playwright_api.expect
 
 from ingest.pipeline import IngestOptions, ingest
 from rag.evaluation.cli import main as eval_main
 from rag.core.settings import Settings
-from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import UNRELATED_REPLY, OllamaStandin, grounded_reply, unused_port
 from tests.test_answer_eval import ON_TOPIC, write_truth
-from tests.test_browser import CHROMIUM, CHROMIUM_ARGS, ROOT, healthy, wait_until
+from tests.test_browser import CHROMIUM_ARGS, ROOT, healthy, wait_until
 
 pytestmark = pytest.mark.browser
 LOOPBACK = {"localhost", "127.0.0.1", "::1", "data", "blob"}  # data: and blob: URLs never leave the browser
@@ -60,8 +60,6 @@ def app_url(tmp_path, embedder, monkeypatch, capsys):
 
 
 def test_models_page_in_a_real_browser(app_url):
-    if not Path(CHROMIUM).exists():
-        pytest.skip("Debian's chromium is not installed: apt-get install -y chromium")
     hosts = []
     with playwright_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)

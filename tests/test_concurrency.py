@@ -20,16 +20,13 @@ import pytest
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
 from rag.chat.condense import CONDENSE_RULES
 from rag.core.settings import Settings
-from tests.conftest import SAMPLE_DIR
+from tests.conftest import CHROMIUM, SAMPLE_DIR
 from tests.ollama_standin import OllamaStandin
-from tests.test_browser import (CHROMIUM, CHROMIUM_ARGS, ROOT, answer_text, ask, expect, messages, playwright_api,
+from tests.test_browser import (CHROMIUM_ARGS, ROOT, answer_text, ask, expect, messages, playwright_api,
                                 wait_for_messages, wait_until)
 from tests.test_browser import app_url  # noqa: F401  (the fixture: `streamlit run app.py` on a free port)
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="Debian's chromium is not installed: apt-get install -y chromium"),
-]
+pytestmark = pytest.mark.browser
 
 TOKEN_DELAY = 0.15  # ~55 streamed pieces per answer: each answer is on screen for about 8 s
 QUESTION_A = "How do I start Ollama?"

@@ -5,8 +5,10 @@ import fcntl
 import os
 import re
 import shutil
+import sqlite3
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -16,8 +18,10 @@ from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
 from rag.chat.ask import main as ask_main
 from rag.core.errors import IngestCancelled
 from rag.evaluation.cli import main as eval_main
+from rag.core.settings import Settings
 from rag.store.chroma import open_client
 from tests.fixtures.hostile import flip_block, flip_bytes, truncate_half
+from tests.test_index_cache import assert_same, full_rebuild
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "ingest" / "sample"
@@ -68,23 +72,101 @@ def test_a_damaged_chroma_database_is_one_line_naming_the_file_and_the_fix_in_in
         )
 
 
-@pytest.mark.parametrize("page", range(1, 12))
-def test_a_garbled_database_page_is_one_line_or_unnoticed_never_a_traceback_or_a_rust_panic(own_store, capfd, page):
-    """A torn page anywhere in chroma.sqlite3 (some make Chroma's Rust core panic at open, some fail a read while the
-    chunk index is rebuilt): ask exits 3 with the one damaged-store line on the real stderr, or answers (0)."""
+DAMAGED_LINE = (r"error: The store database {database} is damaged \([^\n]{{1,120}}\)\. Rebuild it with "
+                r"`python -m ingest --reset PATH \.\.\.` \(conversations and uploads are kept\), or move that file "
+                r"aside\.\n")
+
+
+def column(database: Path, sql: str, *args) -> list:
+    """The first column of every row a query returns over a read-only connection (dbstat: one row per page)."""
+    with closing(sqlite3.connect(f"{database.as_uri()}?mode=ro", uri=True)) as db:
+        return [row[0] for row in db.execute(sql, args)]
+
+
+def whole_page(database: Path, page: int) -> tuple[int, int]:
+    """(start, size) of a page, numbered from 1."""
+    [size] = column(database, "PRAGMA page_size")
+    return (page - 1) * size, size
+
+
+def root_page(database: Path, name: str) -> tuple[int, int]:
+    """(start, size) of the root page of a table or index."""
+    [page] = column(database, "SELECT pageno FROM dbstat WHERE name = ? AND path = '/'", name)
+    return whole_page(database, page)
+
+
+def free_page(database: Path) -> tuple[int, int]:
+    """(start, size) of the first page that no table or index holds (one on SQLite's free list)."""
+    [count] = column(database, "PRAGMA page_count")
+    free = sorted(set(range(1, count + 1)) - set(column(database, "SELECT pageno FROM dbstat")))
+    assert free, "the guide store has no free page to damage"
+    return whole_page(database, free[0])
+
+
+def full_text_index_page(database: Path) -> tuple[int, int]:
+    """(start, size) of the root page of Chroma's full-text index (the app ranks with its own BM25)."""
+    return root_page(database, "embedding_fulltext_search_data")
+
+
+def unused_space_in_a_chunk_page(database: Path) -> tuple[int, int]:
+    """(start, size) of the unallocated bytes between the cell pointers and the cells of the roomiest leaf page of
+    chunk metadata (texts included): garbled by a torn write without touching a record."""
+    [page] = column(database, "SELECT pageno FROM dbstat WHERE name = 'embedding_metadata' AND pagetype = 'leaf' "
+                              "ORDER BY unused DESC LIMIT 1")
+    start, _ = whole_page(database, page)
+    with database.open("rb") as file:
+        file.seek(start)
+        header = file.read(8)
+    cells, content = int.from_bytes(header[3:5], "big"), int.from_bytes(header[5:7], "big")
+    gap = 8 + 2 * cells  # a leaf page's header, then two bytes per cell pointer
+    assert content - gap > 500, "the roomiest chunk page has no unused space to damage"
+    return start + gap, content - gap
+
+
+def ask_over(store: Path, monkeypatch, capfd) -> tuple[int, str, str]:
+    """rag.ask's exit code, stdout and stderr (the real file descriptors) for QUESTION over the store."""
+    monkeypatch.setenv("RAG_STORE_DIR", str(store))
+    code = ask_main([QUESTION])
+    return (code, *capfd.readouterr())
+
+
+@pytest.mark.parametrize("name", [
+    "sqlite_schema", "collections", "segments", "max_seq_id", "embedding_metadata", "sqlite_autoindex_embeddings_1",
+    "embeddings_queue",
+])
+def test_a_garbled_page_that_ask_reads_is_one_line_naming_the_file_and_the_fix(own_store, monkeypatch, capfd, name):
+    """A torn page of SQLite's schema, Chroma's catalogue, its chunk texts and ids, or its write log, all read when ask
+    opens the store and rebuilds the chunk index: exit 3 and the damaged-store line on the real stderr (no traceback,
+    no panic report of Chroma's Rust core)."""
     shutil.rmtree(own_store / "index", ignore_errors=True)  # no saved index: every chunk is read from the database
     database = own_store / "chroma.sqlite3"
-    flip_block(database, page * database.stat().st_size // 12)
+    flip_block(database, *root_page(database, name))
 
-    code = ask_main([QUESTION])
-    out, err = capfd.readouterr()
+    code, out, err = ask_over(own_store, monkeypatch, capfd)
 
-    assert code in (0, 3), err
-    if code == 3:
-        assert out == ""
-        assert re.fullmatch(rf"error: The store database {re.escape(str(database))} is damaged \([^\n]+\)\. Rebuild it with "
-                            r"`python -m ingest --reset PATH \.\.\.` \(conversations and uploads are kept\), or move that "
-                            r"file aside\.\n", err), err
+    assert (code, out) == (3, ""), err
+    assert re.fullmatch(DAMAGED_LINE.format(database=re.escape(str(database))), err), err
+
+
+@pytest.mark.parametrize("damage", [free_page, full_text_index_page, unused_space_in_a_chunk_page],
+                         ids=["free-page", "full-text-index", "unused-space-in-a-chunk-page"])
+def test_a_garbled_page_that_ask_never_reads_goes_unnoticed_and_the_answer_and_index_are_whole(
+    own_store, tmp_path, monkeypatch, capfd, damage
+):
+    """A free page, Chroma's full-text index or the unused middle of a page is garbled: no read of ask checks it, and
+    the answer, its sources and the chunk index read from the store equal those of the undamaged store."""
+    shutil.rmtree(own_store / "index", ignore_errors=True)
+    undamaged = tmp_path / "undamaged"
+    shutil.copytree(own_store, undamaged)
+    database = own_store / "chroma.sqlite3"
+    flip_block(database, *damage(database))
+
+    expected = ask_over(undamaged, monkeypatch, capfd)
+    answered = ask_over(own_store, monkeypatch, capfd)
+
+    assert expected[0] == 0 and expected[1].startswith("The answer is 42 [1].\n\nSources:\n  [1] ")
+    assert answered == expected
+    assert_same(full_rebuild(Settings(store_dir=own_store)), full_rebuild(Settings(store_dir=undamaged)))
 
 
 def test_reset_rebuilds_a_damaged_store_and_keeps_conversations_uploads_and_the_damaged_files(own_store, truth, capsys):
