@@ -687,7 +687,7 @@ def test_readable_snippet_drops_markdown_syntax_and_line_breaks():
 
 
 def test_safe_names_stay_in_their_folder_and_within_file_system_limits():
-    from rag.ui_uploads import safe_name
+    from rag.ui.uploads import safe_name
 
     assert safe_name("../../etc/passwd") == "passwd"
     assert safe_name("..\\..\\win.ini") == "win.ini"
@@ -699,7 +699,7 @@ def test_safe_names_stay_in_their_folder_and_within_file_system_limits():
 
 
 def test_a_name_clash_between_sessions_gets_a_numbered_name_and_never_replaces(tmp_path):
-    from rag.ui_uploads import save_uploads
+    from rag.ui.uploads import save_uploads
 
     first = save_uploads([("notes.md", b"one")], tmp_path)
     same = save_uploads([("notes.md", b"one")], tmp_path)

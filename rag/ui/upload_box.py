@@ -10,7 +10,7 @@ from rag.search.embeddings import load_embedder
 from rag.core.errors import RagError
 from rag.core.settings import Settings
 from rag.ui.text import text
-from rag.ui_uploads import SaveReport, save_uploads, uploads_dir
+from rag.ui.uploads import SaveReport, save_uploads, uploads_dir
 
 UPLOAD_TYPES = ["md", "markdown", "txt", "text", "json", "jsonl", "ndjson", "pdf", "html", "htm", "docx", "csv", "tsv"]
 
