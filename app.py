@@ -76,9 +76,11 @@ def load_models(llm: Backend) -> None:
         st.session_state.models = [f.name for f in facts]
         st.session_state.model_labels = catalogue.dropdown_labels(facts)
         st.session_state.models_error = None
+        st.session_state.models_notes = llm.down_boxes()
     except LLMError as exc:
         st.session_state.models = []
         st.session_state.models_error = str(exc)
+        st.session_state.models_notes = []
 
 
 def run_pull(llm: Backend, name: str, area) -> None:
@@ -104,6 +106,8 @@ def model_section(llm: Backend, settings: Settings) -> str:
     models = st.session_state.models
     if st.session_state.models_error:
         sidebar.error(text(st.session_state.models_error))
+    for note in st.session_state.get("models_notes", []):
+        sidebar.caption(text(note))
     options = models or [catalogue.default_model([], settings.model, llm)]
     if st.session_state.get("model") not in options:
         st.session_state.model = catalogue.default_model(models, settings.model, llm)

@@ -28,6 +28,8 @@ def installed(llm: Backend) -> list[catalogue.ModelFacts]:
     except LLMError as exc:
         st.error(text(exc))
         return []
+    for note in llm.down_boxes():
+        st.caption(text(note))
     machine = catalogue.this_machine()
     gpus = ", ".join(f"{name} {free / 1e9:.1f} of {total / 1e9:.1f} GB free" for name, total, free in machine.gpus)
     st.caption(text(f"This machine: {machine.ram_total / 1e9:.1f} GB RAM, {machine.ram_available / 1e9:.1f} GB free; "

@@ -20,6 +20,7 @@ class Reply:
 class FakeBox:
     """A model server that is not Ollama: no pull, no ':latest', models and context lengths as given."""
 
+    kind = "fake"
     label = "Fake box"
     url = "http://fake-box.invalid/v1"
     read_timeout = 5.0
@@ -69,4 +70,10 @@ class FakeBox:
         raise LLMError("The fake box cannot pull models.")
 
     def loaded(self) -> list[LoadedModel]:
+        return []
+
+    def box_of(self, model: str) -> FakeBox:
+        return self
+
+    def down_boxes(self) -> list[str]:
         return []

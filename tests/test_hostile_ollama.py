@@ -6,8 +6,8 @@ import pytest
 from rag.chat.ask import main as ask_main
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.core.errors import LLMUnavailable, StreamInterrupted
-from rag.llm.backend import ChatOptions, ChatUsage
-from rag.llm.ollama import CHARS_PER_TOKEN_MAX, Ollama
+from rag.llm.backend import CHARS_PER_TOKEN_MAX, ChatOptions, ChatUsage
+from rag.llm.ollama import Ollama
 from rag.search.loader import open_retriever
 from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin

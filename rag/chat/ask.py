@@ -122,6 +122,7 @@ def turn_json(turn: Turn) -> dict:
         "answer": turn.answer,
         "sources": sources_json(turn),
         "model": turn.model,
+        "backend": turn.backend,
         "timings": {
             "retrieve_ms": round(ms.retrieve_ms, 2),
             "first_token_ms": None if ms.first_token_ms is None else round(ms.first_token_ms, 2),
@@ -138,6 +139,7 @@ def turn_json(turn: Turn) -> dict:
             "done_reason": turn.usage.finish_reason,
         },
         "warnings": warnings(turn),
+        "reasoning": turn.usage.reasoning or None,
         "relevant": True,
     }
 

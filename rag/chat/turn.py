@@ -47,6 +47,7 @@ class Turn:
     timings: Timings = field(default_factory=Timings)
     answer_tokens: int = 0
     preflight_error: LLMError | None = field(default=None, repr=False)
+    backend: str = ""  # the protocol of the box that serves the model: "ollama" or "openai"
 
     @property
     def answer(self) -> str:
@@ -118,15 +119,24 @@ def prepare_turn(
     started = time.perf_counter()
     docs = retriever.search(query, k or settings.top_k, where)
     retrieved = time.perf_counter()
-    num_ctx, lookup_error = choose_num_ctx(llm or open_backend(settings), model, settings)
+    llm = llm or open_backend(settings)
+    num_ctx, lookup_error = choose_num_ctx(llm, model, settings)
     room = answer_room(num_ctx, settings)
     prompt = build_prompt(question, docs, history or [], num_ctx - room)
-    turn = Turn(question, query, model, num_ctx, docs, prompt, answer_tokens=room)
+    turn = Turn(question, query, model, num_ctx, docs, prompt, answer_tokens=room, backend=backend_kind(llm, model))
     if isinstance(lookup_error, FINAL_ERRORS):
         turn.preflight_error = lookup_error
     turn.timings.retrieve_ms = (retrieved - started) * 1000
     turn.timings.prompt_ms = (time.perf_counter() - retrieved) * 1000
     return turn
+
+
+def backend_kind(llm: Backend, model: str) -> str:
+    """The protocol of the box that serves a model, or "" when no box can be told (an ambiguous name)."""
+    try:
+        return llm.box_of(model).kind
+    except LLMError:
+        return ""
 
 
 def chat_options(turn: Turn, settings: Settings) -> ChatOptions:

@@ -3,7 +3,8 @@
 Exit codes of `python -m rag.ask` (and the other CLIs), one per failure:
 0 answered, 1 other error (e.g. a bad --where), 2 bad setting, 3 store unusable, 4 model server not reachable,
 5 model not installed, 6 model server busy, 7 model server read timeout, 8 answer interrupted mid-stream,
-9 model cannot chat (embedding-only), 10 other model server error, 11 question too long for the context, 130 Ctrl-C.
+9 model cannot chat (embedding-only), 10 other model server error, 11 question too long for the context,
+12 the model server refused the API key, 130 Ctrl-C.
 The model-server errors are the same whichever box serves the model; each backend words its own fix.
 """
 
@@ -76,6 +77,12 @@ class ModelCannotChat(LLMError):
     exit_code = 9
 
 
+class KeyRefused(LLMError):
+    """The model server refused the API key (401/403)."""
+
+    exit_code = 12
+
+
 class IngestCancelled(RagError):
     """An ingest stopped on request (its progress callback raised this); what was written is kept, the lock is freed."""
 
@@ -86,3 +93,9 @@ class PromptTooLong(RagError):
     """The system rules and the question alone do not fit in the model's context."""
 
     exit_code = 11
+
+
+class ContextTooLong(LLMError):
+    """The model server refused a prompt longer than the model's context (a figure it knew and did not expose)."""
+
+    exit_code = PromptTooLong.exit_code

@@ -6,7 +6,7 @@ from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, ValidationError, field_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from rag.core.errors import SettingsError
@@ -31,6 +31,8 @@ class Settings(BaseSettings):
     ollama_host: str = Field(
         DEFAULT_OLLAMA_HOST, validation_alias=AliasChoices("OLLAMA_HOST", "RAG_OLLAMA_HOST")
     )
+    openai_url: str | None = None  # an OpenAI-compatible server (vLLM, llama.cpp, LocalAI, LM Studio, transformers serve)
+    openai_api_key: SecretStr | None = None  # sent as a bearer token; never printed, logged or saved
     num_ctx: int = Field(8192, ge=512)
     keep_alive: str = "30m"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
@@ -75,6 +77,26 @@ class Settings(BaseSettings):
         if parts.scheme not in ("http", "https") or (not parts.hostname and not address.startswith(":")):
             raise ValueError("not an address like 127.0.0.1:11434 or http://host:11434")
         return address
+
+
+    @field_validator("openai_url")
+    @classmethod
+    def openai_base(cls, value: str | None) -> str | None:
+        """The server's API base ending in /v1: `host:8000`, `http://host:8000`, `.../v1` and `.../v1/` mean the same."""
+        address = (value or "").strip()
+        if not address:
+            return None
+        url = address if "://" in address else f"http://{address}"
+        try:
+            parts = urlsplit(url)
+            parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
+        except ValueError as exc:
+            raise ValueError(f"not an address like http://host:8000/v1 ({exc})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("not an address like http://host:8000/v1")
+        path = parts.path.rstrip("/")
+        path = path if path.endswith("/v1") else f"{path}/v1"
+        return f"{parts.scheme}://{parts.netloc}{path}"
 
 
 def index_folder(settings: Settings) -> Path:

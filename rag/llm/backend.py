@@ -9,6 +9,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
+CHARS_PER_TOKEN_MAX = 32  # an answer longer than max_tokens x this many characters is cut, whatever the server says
+
 
 @dataclass(frozen=True)
 class ModelEntry:
@@ -19,6 +21,7 @@ class ModelEntry:
     size: int | None = None  # bytes on disk
     parameters: str = ""  # e.g. "3.2B"
     quantization: str = ""  # e.g. "Q4_K_M"
+    box: str = ""  # the box's label, when several boxes are listed together
 
 
 @dataclass(frozen=True)
@@ -49,7 +52,8 @@ class ChatOptions:
 
 @dataclass
 class ChatUsage:
-    """What a box reported at the end of a streamed answer; zeros and None where it did not say."""
+    """What a box reported besides the answer's text: counts and times (zeros and None where it did not say), and the
+    reasoning a thinking model sent apart from its answer."""
 
     prompt_tokens: int = 0
     generated_tokens: int = 0
@@ -57,6 +61,7 @@ class ChatUsage:
     load_seconds: float | None = None
     prompt_seconds: float | None = None
     generation_seconds: float | None = None
+    reasoning: str = ""
 
     @property
     def tokens_per_second(self) -> float:
@@ -73,6 +78,31 @@ class PullProgress:
     total: int = 0
 
 
+class AnswerBudget:
+    """How much of an answer may still be taken: max_tokens pieces and CHARS_PER_TOKEN_MAX characters a token, whatever
+    the server does with the limit (a server that ignores it cannot make an answer endless)."""
+
+    def __init__(self, max_tokens: int | None):
+        self.pieces_left = max_tokens if max_tokens is not None and max_tokens >= 0 else None
+        self.chars_left = None if self.pieces_left is None else self.pieces_left * CHARS_PER_TOKEN_MAX
+        self.pieces = 0
+        self.spent = False
+
+    def take(self, text: str) -> str:
+        """The part of a piece that fits; spent turns True once a piece went over the limit."""
+        if self.pieces_left is None:
+            return text
+        if self.pieces_left == 0:
+            self.spent = True
+            return ""
+        self.pieces_left -= 1
+        self.pieces += 1
+        if len(text) > self.chars_left:
+            text, self.spent = text[: self.chars_left], True
+        self.chars_left -= len(text)
+        return text
+
+
 def context_window(info: ModelInfo, wanted: int) -> int:
     """The window to run a model with: the wanted size, capped by the context it was trained on when that is known."""
     return min(wanted, info.context_length) if info.context_length else wanted
@@ -82,7 +112,8 @@ def context_window(info: ModelInfo, wanted: int) -> int:
 class Backend(Protocol):
     """One model server."""
 
-    label: str  # how the page and messages name the box ("Ollama")
+    kind: str  # "ollama" or "openai": the protocol the box speaks
+    label: str  # how the page and messages name the box ("Ollama", or an OpenAI-compatible server's host)
     url: str
     read_timeout: float
 
@@ -118,3 +149,9 @@ class Backend(Protocol):
 
     def loaded(self) -> list[LoadedModel]:
         """The models in memory now; [] when the box cannot say."""
+
+    def box_of(self, model: str) -> Backend:
+        """The box that serves a model: the backend itself, or, for several boxes in use, the one that lists it."""
+
+    def down_boxes(self) -> list[str]:
+        """Why boxes did not answer the last listing while another did (quiet notes for the page); [] for one box."""

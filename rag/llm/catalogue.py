@@ -27,6 +27,7 @@ class ModelFacts:
     size_vram: int | None = None
     loaded_size: int | None = None
     context_length: int | None = None
+    box: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,14 +71,16 @@ def model_facts(llm: Backend) -> list[ModelFacts]:
             context = None
         facts.append(ModelFacts(
             entry.name, entry.parameters or "?", entry.quantization or "?", entry.size, running is not None,
-            running.size_in_gpu if running else None, running.size if running else None, context,
+            running.size_in_gpu if running else None, running.size if running else None, context, entry.box,
         ))
     return facts
 
 
 def label(facts: ModelFacts) -> str:
-    """The dropdown's text for a model: name, parameters, quantisation, size on disk, loaded now."""
-    parts = [facts.name, facts.parameter_size, facts.quantization] + ([f"{facts.size / GB:.1f} GB"] if facts.size else [])
+    """The dropdown's text for a model: name, its box (when several), parameters, quantisation, size, loaded now."""
+    parts = [facts.name] + ([facts.box] if facts.box else [])
+    parts += [part for part in (facts.parameter_size, facts.quantization) if part != "?"]
+    parts += [f"{facts.size / GB:.1f} GB"] if facts.size else []
     return " · ".join(parts + (["loaded"] if facts.loaded else []))
 
 

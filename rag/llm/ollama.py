@@ -15,7 +15,7 @@ from collections.abc import Iterator
 
 import httpx
 
-from rag.llm.backend import ChatOptions, ChatUsage, LoadedModel, ModelEntry, ModelInfo, PullProgress
+from rag.llm.backend import AnswerBudget, ChatOptions, ChatUsage, LoadedModel, ModelEntry, ModelInfo, PullProgress
 from rag.core.errors import (
     ModelCannotChat,
     ModelNotFound,
@@ -32,7 +32,6 @@ MODELS_NAMED_IN_ERRORS = 5
 MAX_MODEL_NAME = 200  # longer names in /api/tags are not models anyone typed; they are left out
 MISSING_MANIFEST = "file does not exist"  # what Ollama says when its library has no such model
 EMBEDDING_FAMILIES = ("bert",)  # model families that only embed (nomic-bert, bert): never offered for chat
-CHARS_PER_TOKEN_MAX = 32  # an answer longer than num_predict x this many characters is cut, whatever the server says
 SERVER_TEXT_SHOWN = 160  # characters of a server's error text or reply quoted in a message
 # Importing the ollama package builds a default client from the OLLAMA_HOST environment variable (and raises on a bad
 # one), so it is imported on first use, after Settings has checked OLLAMA_HOST.
@@ -65,6 +64,7 @@ def forget_model_info() -> None:
 class Ollama:
     """One Ollama server, reached with fast connects and patient reads."""
 
+    kind = "ollama"
     label = "Ollama"
 
     def __init__(self, settings: Settings):
@@ -135,6 +135,14 @@ class Ollama:
         with self.translated(""):
             running = self.client.ps().models
         return [LoadedModel(normalise_model(m.model), m.size, m.size_vram) for m in running if m.model]
+
+    def box_of(self, model: str):
+        """This box serves every model asked of it."""
+        return self
+
+    def down_boxes(self) -> list[str]:
+        """One box: its failures are raised, not noted."""
+        return []
 
     def pull(self, model: str) -> Iterator[PullProgress]:
         """Pull a model from Ollama's library, yielding its progress; a pull that did not finish raises LLMError."""
@@ -226,30 +234,6 @@ class Ollama:
     def translated(self, model: str, partial=lambda: False, action: str = "chat"):
         """A context that turns client and transport errors into our errors."""
         return _Translate(self, model, partial, action)
-
-
-class AnswerBudget:
-    """How much of an answer may still be taken: num_predict pieces and CHARS_PER_TOKEN_MAX characters a token."""
-
-    def __init__(self, num_predict: int | None):
-        self.pieces_left = num_predict if num_predict is not None and num_predict >= 0 else None
-        self.chars_left = None if self.pieces_left is None else self.pieces_left * CHARS_PER_TOKEN_MAX
-        self.pieces = 0
-        self.spent = False
-
-    def take(self, text: str) -> str:
-        """The part of a piece that fits; spent turns True once a piece went over the limit."""
-        if self.pieces_left is None:
-            return text
-        if self.pieces_left == 0:
-            self.spent = True
-            return ""
-        self.pieces_left -= 1
-        self.pieces += 1
-        if len(text) > self.chars_left:
-            text, self.spent = text[: self.chars_left], True
-        self.chars_left -= len(text)
-        return text
 
 
 def record_usage(usage: ChatUsage, chunk) -> None:

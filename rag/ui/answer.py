@@ -127,6 +127,7 @@ def answer_meta(turn: Turn, answer: str, *, floor: float) -> dict:
         "figures": figures_line(turn),
         "truncation": turn.truncation_note(),
         "cut_short": turn.cut_short,
+        "reasoning": turn.usage.reasoning,
         "floor": floor,
     }
 

@@ -83,6 +83,9 @@ def render_answer_extras(message: Message, latest: bool, actions) -> None:
     if meta.get("unknown_citations"):
         numbers = ", ".join(f"[{n}]" for n in meta["unknown_citations"])
         st.warning(text(f"The answer cites {numbers}, which the model was not given."))
+    if meta.get("reasoning"):
+        with st.expander("The model's reasoning (not part of the answer, not checked)", icon=":material/psychology:"):
+            st.markdown(answer_html(meta["reasoning"]), unsafe_allow_html=True)  # as inert as the answer itself
     if "sources" in meta:
         render_sources(meta, expanded=latest)
     if meta.get("figures"):
