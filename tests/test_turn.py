@@ -110,4 +110,4 @@ def test_the_catalogue_lists_chat_models_and_picks_the_default_through_the_proto
     assert [(f.context_length, f.size, f.loaded) for f in facts] == [(None, None, False), (8192, None, False)]
     assert catalogue.default_model(["a-chat", "b-chat"], "b-chat", box) == "b-chat"
     assert catalogue.default_model(["a-chat", "b-chat"], "gone", box) == "a-chat"
-    assert catalogue.dropdown_labels(facts)["b-chat"] == ("b-chat · ? · ?", "trained context 8,192 tokens")
+    assert catalogue.dropdown_labels(facts)["b-chat"] == ("b-chat", "trained context 8,192 tokens")
