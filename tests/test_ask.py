@@ -194,7 +194,7 @@ def test_read_timeout_exits_7_naming_the_setting(sample_store, standin, capsys, 
 
     assert code == 7
     assert err == (
-        f"error: Ollama at {standin.url} sent nothing for 0.3 s (a large model may still be loading). "
+        f"error: Ollama at {standin.url} sent no answer text for 0.3 s (a large model may still be loading). "
         "Try again, or raise RAG_READ_TIMEOUT.\n"
     )
     assert source_lines(out)

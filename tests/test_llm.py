@@ -242,7 +242,7 @@ def test_read_timeout_raises_ollama_timeout_naming_the_setting(standin):
         list(llm.stream_chat("qwen2.5:3b", QUESTION, OPTIONS, ChatUsage()))
 
     assert str(raised.value) == (
-        f"Ollama at {standin.url} sent nothing for 0.2 s (a large model may still be loading). "
+        f"Ollama at {standin.url} sent no answer text for 0.2 s (a large model may still be loading). "
         "Try again, or raise RAG_READ_TIMEOUT."
     )
     assert raised.value.exit_code == 7

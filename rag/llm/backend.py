@@ -5,7 +5,10 @@ its own wire format and turns its failures into the errors of rag.core.errors, w
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+import functools
+import threading
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
@@ -101,6 +104,42 @@ class AnswerBudget:
             text, self.spent = text[: self.chars_left], True
         self.chars_left -= len(text)
         return text
+
+
+class Watchdog:
+    """The deadline of a stream that shows nothing: when `seconds` pass without `saw_text()`, it calls `stop` once (which
+    closes the stream's connection, so even a server trickling a byte a second is cut off) and says it `fired`."""
+
+    def __init__(self, seconds: float, stop: Callable[[], None]):
+        self.seconds, self.stop = seconds, stop
+        self.deadline = time.monotonic() + seconds
+        self.fired = False
+        self.done = threading.Event()
+        threading.Thread(target=self.watch, name="stream-deadline", daemon=True).start()
+
+    def saw_text(self) -> None:
+        """Visible text arrived: the deadline starts again."""
+        self.deadline = time.monotonic() + self.seconds
+
+    def watch(self) -> None:
+        """Wait for the deadline, moved on by text, or for the end of the stream."""
+        while not self.done.wait(max(0.01, self.deadline - time.monotonic())):
+            if time.monotonic() >= self.deadline:
+                self.fired = True
+                self.stop()
+                return
+
+    def end(self) -> None:
+        """The stream is over: stop watching."""
+        self.done.set()
+
+
+@functools.cache
+def tls_context():
+    """One TLS context for every client of this process (making one costs tens of milliseconds)."""
+    import httpx
+
+    return httpx.create_ssl_context()
 
 
 def context_window(info: ModelInfo, wanted: int) -> int:

@@ -15,7 +15,17 @@ from collections.abc import Iterator
 
 import httpx
 
-from rag.llm.backend import AnswerBudget, ChatOptions, ChatUsage, LoadedModel, ModelEntry, ModelInfo, PullProgress
+from rag.llm.backend import (
+    AnswerBudget,
+    ChatOptions,
+    ChatUsage,
+    LoadedModel,
+    ModelEntry,
+    ModelInfo,
+    PullProgress,
+    Watchdog,
+    tls_context,
+)
 from rag.core.errors import (
     ModelCannotChat,
     ModelNotFound,
@@ -79,10 +89,16 @@ class Ollama:
 
     @functools.cached_property
     def client(self):
-        """The ollama.Client, made on first use (building its TLS context takes tens of milliseconds)."""
+        """The ollama.Client for short requests, made on first use."""
+        return self.new_client()
+
+    def new_client(self):
+        """An ollama.Client of its own (cheap: the TLS context is made once per process)."""
         import ollama
 
-        return ollama.Client(host=self.url, timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout))
+        return ollama.Client(
+            host=self.url, timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout), verify=tls_context()
+        )
 
     def list_models(self) -> list[ModelEntry]:
         """The installed models (/api/tags), tagged, sorted, at most RAG_MAX_MODELS of them."""
@@ -179,16 +195,21 @@ class Ollama:
         for delay in (*self.busy_retries, None):
             started = False
             stream = None
+            client = self.new_client()  # its own connection, which the watchdog may close
+            watchdog = Watchdog(self.read_timeout, client.close)
             try:
-                with self.translated(model, partial=lambda: started):
-                    stream = self.client.chat(
+                with self.translated(model, partial=lambda: started, watchdog=watchdog):
+                    stream = client.chat(
                         model=model, messages=messages, options=wire, keep_alive=self.keep_alive, stream=True
                     )
                     for chunk in stream:
                         started = True
+                        if watchdog.fired:
+                            raise self.silent()
                         if chunk.message and chunk.message.content:
                             text = budget.take(chunk.message.content)
                             if text:
+                                watchdog.saw_text()
                                 yield text
                             if budget.spent:
                                 usage.finish_reason, usage.generated_tokens = "length", budget.pieces
@@ -201,8 +222,10 @@ class Ollama:
                     raise
                 time.sleep(delay)
             finally:
+                watchdog.end()
                 if stream is not None:
                     stream.close()  # a reader that stops early also stops Ollama generating
+                client.close()
 
     def cannot_chat(self, model: str) -> ModelCannotChat:
         """The error for an embedding-only model chosen for chat."""
@@ -231,9 +254,16 @@ class Ollama:
                 return lead + ", ".join(chat)
         return ""
 
-    def translated(self, model: str, partial=lambda: False, action: str = "chat"):
+    def silent(self) -> LLMTimeout:
+        """The error for a stream that showed no answer text for RAG_READ_TIMEOUT (empty pieces, only thinking, a trickle)."""
+        return LLMTimeout(
+            f"Ollama at {self.url} sent no answer text for {self.read_timeout:g} s (a large model may still be loading). "
+            "Try again, or raise RAG_READ_TIMEOUT."
+        )
+
+    def translated(self, model: str, partial=lambda: False, action: str = "chat", watchdog: Watchdog | None = None):
         """A context that turns client and transport errors into our errors."""
-        return _Translate(self, model, partial, action)
+        return _Translate(self, model, partial, action, watchdog)
 
 
 def record_usage(usage: ChatUsage, chunk) -> None:
@@ -276,8 +306,8 @@ def wire_code() -> tuple[str, ...]:
 class _Translate:
     """Maps ollama/httpx exceptions to domain errors with fix-it messages."""
 
-    def __init__(self, llm: Ollama, model: str, partial, action: str):
-        self.llm, self.model, self.partial, self.action = llm, model, partial, action
+    def __init__(self, llm: Ollama, model: str, partial, action: str, watchdog: Watchdog | None):
+        self.llm, self.model, self.partial, self.action, self.watchdog = llm, model, partial, action, watchdog
 
     def __enter__(self):
         return self
@@ -294,6 +324,8 @@ class _Translate:
         import ollama
 
         url, model = self.llm.url, self.model
+        if self.watchdog is not None and (self.watchdog.fired or isinstance(exc, httpx.ReadTimeout)):
+            return self.llm.silent()  # the deadline passed (the watchdog's, or httpx's own while nothing came)
         if isinstance(exc, ollama.ResponseError):
             message = server_text(exc.error or str(exc))
             if self.action == "pull":

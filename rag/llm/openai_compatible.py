@@ -27,7 +27,17 @@ from rag.core.errors import (
     StreamInterrupted,
 )
 from rag.core.settings import Settings
-from rag.llm.backend import AnswerBudget, ChatOptions, ChatUsage, LoadedModel, ModelEntry, ModelInfo, PullProgress
+from rag.llm.backend import (
+    AnswerBudget,
+    ChatOptions,
+    ChatUsage,
+    LoadedModel,
+    ModelEntry,
+    ModelInfo,
+    PullProgress,
+    Watchdog,
+    tls_context,
+)
 from rag.llm.reasoning import ThinkSplitter
 
 BUSY_STATUSES = (429, 503)
@@ -88,10 +98,14 @@ class OpenAICompatible:
 
     @functools.cached_property
     def client(self) -> httpx.Client:
-        """The HTTP client, made on first use."""
+        """The HTTP client for short requests, made on first use."""
+        return self.new_client()
+
+    def new_client(self) -> httpx.Client:
+        """An HTTP client of its own (cheap: the TLS context is made once per process)."""
         return httpx.Client(
             headers=self.headers, timeout=httpx.Timeout(self.read_timeout, connect=self.connect_timeout),
-            follow_redirects=False,
+            follow_redirects=False, verify=tls_context(),
         )
 
     # ---------- the protocol ----------
@@ -239,13 +253,17 @@ class OpenAICompatible:
         started = False
         first = None
         counted = 0
+        client = self.new_client()  # its own connection, which the watchdog may close
+        watchdog = Watchdog(self.read_timeout, client.close)
         try:
-            with self.client.stream("POST", f"{self.url}/chat/completions", json=body) as response:
+            with client.stream("POST", f"{self.url}/chat/completions", json=body) as response:
                 if response.status_code != 200:
                     response.read()
                     raise self.status_error(response, model)
                 for chunk in events(response):
                     started = True
+                    if watchdog.fired:
+                        raise self.silent()
                     if "error" in chunk and not chunk.get("choices"):
                         raise StreamInterrupted(
                             f"The server at {self.url} stopped in the middle of the answer ({error_text(chunk)}); "
@@ -265,6 +283,7 @@ class OpenAICompatible:
                             reasoning.append(thought)
                             text = budget.take(text) if text else ""
                             if text:
+                                watchdog.saw_text()
                                 yield text
                             if budget.spent:
                                 usage.finish_reason, usage.generated_tokens = "length", budget.pieces
@@ -276,6 +295,8 @@ class OpenAICompatible:
             if text:
                 yield budget.take(text)
         except httpx.HTTPError as exc:
+            if watchdog.fired or isinstance(exc, httpx.ReadTimeout):
+                raise self.silent() from None
             raise self.transport_error(exc, started) from None
         except (ValueError, TypeError, AttributeError) as exc:
             if not isinstance(exc, json.JSONDecodeError) and not isinstance(exc, UnexpectedReply):
@@ -287,6 +308,8 @@ class OpenAICompatible:
                 ) from None
             raise self.not_openai(f"it sent {exc}") from None
         finally:
+            watchdog.end()
+            client.close()
             usage.reasoning = "".join(reasoning).strip()
             if first is not None:
                 usage.generation_seconds = time.perf_counter() - first
@@ -294,6 +317,13 @@ class OpenAICompatible:
                 usage.generated_tokens = counted
 
     # ---------- failures in the user's words ----------
+
+    def silent(self) -> LLMTimeout:
+        """The error for a stream that showed no answer text for RAG_READ_TIMEOUT (empty pieces, only reasoning, a trickle)."""
+        return LLMTimeout(
+            f"The server at {self.url} sent no answer text for {self.read_timeout:g} s (a large model may still be "
+            "loading). Try again, or raise RAG_READ_TIMEOUT."
+        )
 
     def not_openai(self, what: str) -> LLMUnavailable:
         """The server does not speak the OpenAI API."""
