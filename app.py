@@ -13,6 +13,8 @@ from rag.core.settings import Settings, load_settings
 from rag.ui.browser import browser_id, page_scripts, page_style
 
 NO_FILTER = "(no filter)"
+MODELS_WAIT_S = 2.0  # how long a page run waits for the model list before it goes on without it
+MODELS_POLL_S = 1.0  # how often a page whose model list is pending looks for it
 
 st.set_page_config(page_title="Chat with your documents", page_icon="💬", layout="wide")  # an emoji: no font fetched
 
@@ -46,6 +48,7 @@ def store_key(settings: Settings) -> str:
 
 def refresh_models() -> None:
     st.session_state.pop("models", None)
+    st.session_state.pop("models_future", None)
 
 
 def request_pull(name: str) -> None:
@@ -70,26 +73,41 @@ ACTIONS = SimpleNamespace(ask_anyway=ask_anyway, request_pull=request_pull)
 # ---------- sidebar ----------
 
 def load_models(llm: Backend) -> None:
-    """Fill the session's model list from the model server, or remember why it failed."""
+    """Fill the session's model list from the model server, or remember why it failed; a slow server leaves the list
+    pending (the page goes on, with the chat box) and the page redraws once it answers."""
+    future = st.session_state.get("models_future") or list_in_background(llm)
+    st.session_state.models_future = future
     try:
-        facts = catalogue.model_facts(llm)
-        st.session_state.models = [f.name for f in facts]
-        st.session_state.model_labels = catalogue.dropdown_labels(facts)
-        st.session_state.models_error = None
-        st.session_state.models_notes = llm.down_boxes()
+        facts, notes = future.result(timeout=MODELS_WAIT_S)
+    except TimeoutError:
+        return
     except LLMError as exc:
-        st.session_state.models = []
-        st.session_state.models_error = str(exc)
-        st.session_state.models_notes = []
+        facts, notes, error = [], [], str(exc)
+    else:
+        error = None
+    del st.session_state.models_future
+    st.session_state.models = [f.name for f in facts]
+    st.session_state.model_labels = catalogue.dropdown_labels(facts)
+    st.session_state.models_error = error
+    st.session_state.models_notes = notes
+
+
+@st.fragment(run_every=MODELS_POLL_S)
+def await_models() -> None:
+    """While the model server is slow to list its models: redraw the page once it has."""
+    future = st.session_state.get("models_future")
+    if future is None or future.done():
+        st.rerun()
 
 
 def run_pull(llm: Backend, name: str, area) -> None:
     """Pull a model with a progress bar; on success list it and select it."""
     if not pull_with_progress(llm, name, area):
         return
+    st.session_state.pop("models_future", None)
     load_models(llm)
     pulled = llm.canonical(name)
-    if pulled in st.session_state.models:
+    if pulled in st.session_state.get("models", []):
         st.session_state.model = pulled
     area.success(text(f"Pulled {pulled}; it is selected for the next question."))
 
@@ -98,13 +116,17 @@ def model_section(llm: Backend, settings: Settings) -> str:
     """The model dropdown, refresh, and pull; returns the chosen model."""
     sidebar = st.sidebar
     pull_area = sidebar.container()
-    if "models" not in st.session_state:
+    if "models" not in st.session_state or "models_future" in st.session_state:
         load_models(llm)
+    if "models_future" in st.session_state:
+        sidebar.caption(text(f"Asking {llm.label} at {llm.url} for its models…"))
+        with sidebar:
+            await_models()
     pending = st.session_state.pop("pull_request", None)
     if pending is not None:
         run_pull(llm, pending, pull_area)
-    models = st.session_state.models
-    if st.session_state.models_error:
+    models = st.session_state.get("models", [])
+    if st.session_state.get("models_error"):
         sidebar.error(text(st.session_state.models_error))
     for note in st.session_state.get("models_notes", []):
         sidebar.caption(text(note))
@@ -120,7 +142,7 @@ def model_section(llm: Backend, settings: Settings) -> str:
     if models and st.session_state.get("warmed_model") != chosen:
         st.session_state.warmed_model = chosen
         warm_in_background(llm, chosen, settings)
-    if not models and not st.session_state.models_error:
+    if not models and not st.session_state.get("models_error") and "models_future" not in st.session_state:
         sidebar.warning(text(f"No chat model is installed in {llm.label} at {llm.url}."))
         if llm.can_pull():
             sidebar.button(text(f"Pull {chosen}"), key="pull_configured", on_click=request_pull, args=(chosen,))
@@ -315,7 +337,7 @@ from rag.core.errors import LLMError  # noqa: E402
 from rag.llm import catalogue  # noqa: E402
 from rag.llm.backend import Backend  # noqa: E402
 from rag.llm.boxes import open_backend  # noqa: E402
-from rag.ui.models import model_help, pull_with_progress  # noqa: E402
+from rag.ui.models import list_in_background, model_help, pull_with_progress  # noqa: E402
 from rag.store.chroma import store_location  # noqa: E402
 from rag.ui.conversations import conversations_section  # noqa: E402
 from rag.ui.upload_box import upload_section  # noqa: E402

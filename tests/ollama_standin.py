@@ -193,6 +193,7 @@ class OllamaStandin:
         self.pullable = {tagged(name) for name in pullable}
         self.token_delay = 0.0
         self.first_token_delay = 0.0
+        self.tags_delay = 0.0  # seconds before /api/tags answers (a server busy loading a model)
         self.fail_after_chunks: int | None = None
         self.busy_responses = 0
         self.show_context_length = True  # False: model_info lacks "<arch>.context_length" (some imported GGUFs)
@@ -308,6 +309,7 @@ class OllamaStandin:
 
     def _tags(self, _body: None) -> Response:
         """GET /api/tags: the installed models."""
+        time.sleep(self.tags_delay)
         with self._lock:
             models = list(self._models.values())
         return 200, {"models": [{**m.summary(), "modified_at": _timestamp(m.modified_ns)} for m in models]}

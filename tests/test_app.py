@@ -193,6 +193,23 @@ def test_the_dropdown_and_its_facts_are_capped_by_rag_max_models(store, monkeypa
         assert len(shown) == 5
 
 
+def test_a_model_server_slow_to_list_its_models_never_holds_back_the_chat_box(store, ollama_server):
+    ollama_server.tags_delay = 4.0
+
+    at = open_app()
+
+    assert at.chat_input(key="question") is not None
+    assert at.sidebar.selectbox(key="model").options == ["qwen2.5:3b"]  # the configured model, until the list comes
+    assert f"Asking Ollama at {ollama_server.url} for its models…" in [plain(c.value) for c in at.sidebar.caption]
+    ask(at, "How do I install the app?")
+    assert assistant(at).markdown[0].value == answer_html(ANSWER)
+
+    time.sleep(4.5)
+    at.run()
+    assert at.sidebar.selectbox(key="model").options == ["llama3.2:latest", "qwen2.5:3b"]
+    assert not any("Asking Ollama" in c.value for c in at.sidebar.caption)
+
+
 def test_model_and_settings_survive_a_reload_in_the_same_browser_only(store, ollama_server):
     at = open_app()
     at.sidebar.selectbox(key="model").set_value("llama3.2:latest").run()

@@ -3,10 +3,14 @@ the server streams meanwhile (empty pieces, only thinking, a byte now and then);
 from __future__ import annotations
 
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
@@ -18,6 +22,7 @@ from rag.llm.ollama import Ollama
 from rag.llm.openai_compatible import OpenAICompatible
 from tests.openai_standin import OpenAIStandin
 
+REPO = Path(__file__).resolve().parent.parent
 TIMEOUT = 1.0
 ENDS_WITHIN = 10.0  # far above the deadline, far below the minutes a wait without one lasted
 QUESTION = [{"role": "user", "content": "What is the answer?"}]
@@ -160,3 +165,43 @@ def test_rag_ask_ends_a_stream_of_empty_pieces_with_exit_7_and_the_partial_answe
     assert code == 7, err
     assert out.startswith("Partial\n")
     assert err.strip().endswith("sent no answer text for 1 s (a large model may still be loading). Try again, or raise RAG_READ_TIMEOUT.")
+
+
+@pytest.fixture
+def silent_server():
+    """A port that accepts connections and never answers, as a stuck server does."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept():
+        while not stop.is_set():
+            try:
+                held.append(listener.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    stop.set()
+    listener.close()
+    for connection in held:
+        connection.close()
+
+
+@pytest.mark.parametrize("command", [["rag.ask", "How do I add my own documents?"], ["ingest", "--dry-run"]])
+def test_a_chroma_server_that_never_answers_is_one_line_and_exit_3_within_its_deadline(silent_server, tmp_path, command):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")} | {
+        "PYTHONPATH": str(REPO), "RAG_CHROMA_URL": silent_server, "RAG_STORE_TIMEOUT": "1"}
+    started = time.monotonic()
+
+    done = subprocess.run([sys.executable, "-m", *command], env=env, cwd=tmp_path, capture_output=True, text=True,
+                          timeout=120)
+
+    assert time.monotonic() - started < 60
+    assert done.returncode == 3
+    assert done.stderr == (
+        f"error: The Chroma server at {silent_server} accepted the connection but did not answer within 1 s "
+        f"(RAG_STORE_TIMEOUT). Check that it runs and is not stuck (`chroma run --path DIR --port "
+        f"{silent_server.rsplit(':', 1)[1]}`), or unset RAG_CHROMA_URL.\n"
+    )

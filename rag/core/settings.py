@@ -39,6 +39,7 @@ class Settings(BaseSettings):
     answer_tokens: int = Field(1024, ge=64)
     connect_timeout: float = Field(5.0, gt=0)
     read_timeout: float = Field(600.0, gt=0)
+    store_timeout: float = Field(60.0, gt=0)  # the longest wait for one answer of a Chroma server
     retrieval_mode: Literal["dense", "keyword", "hybrid"] = "hybrid"
     dense_weight: float = Field(0.6, ge=0.0, le=1.0)
     relevance_floor: float = Field(0.07, ge=0.0, le=1.0)

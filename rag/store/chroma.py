@@ -13,6 +13,8 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
+
 from rag.core.errors import EmbedderMismatch, RagError, StoreError
 from rag.core.settings import Settings
 
@@ -148,18 +150,21 @@ def open_client(settings: Settings, create: bool = True):
     chroma_settings = ChromaSettings(anonymized_telemetry=False, allow_reset=False)
     if settings.chroma_url:
         url = urlparse(settings.chroma_url if "://" in settings.chroma_url else f"http://{settings.chroma_url}")
+        port = url.port or (443 if url.scheme == "https" else 8000)
+        check_server_answers(settings, f"{url.scheme}://{url.hostname or '127.0.0.1'}:{port}", port)
         try:
-            return chromadb.HttpClient(
-                host=url.hostname or "127.0.0.1",
-                port=url.port or (443 if url.scheme == "https" else 8000),
-                ssl=url.scheme == "https",
-                settings=chroma_settings,
+            client = chromadb.HttpClient(
+                host=url.hostname or "127.0.0.1", port=port, ssl=url.scheme == "https", settings=chroma_settings,
             )
         except Exception as exc:
             raise StoreError(
                 f"Cannot reach the Chroma server at {settings.chroma_url} ({exc}). "
-                f"Start it with `chroma run --path DIR --port {url.port or 8000}` or unset RAG_CHROMA_URL."
+                f"Start it with `chroma run --path DIR --port {port}` or unset RAG_CHROMA_URL."
             ) from None
+        session = getattr(getattr(client, "_server", None), "_session", None)
+        if isinstance(session, httpx.Client):  # Chroma's client waits forever by default
+            session.timeout = httpx.Timeout(settings.store_timeout, connect=settings.connect_timeout)
+        return client
     if not create and not database_file(settings).is_file():
         raise StoreError(
             f"The store at {settings.store_dir} has no collection {settings.collection!r}. The folder has no {DATABASE}: "
@@ -178,6 +183,27 @@ def open_client(settings: Settings, create: bool = True):
 
         SharedSystemClient.clear_system_cache()  # else this process keeps a half-made client for the folder
         raise store_error(exc, settings, "Opening") from None
+
+
+def check_server_answers(settings: Settings, base: str, port: int) -> None:
+    """Raise unless the Chroma server answers its heartbeat within the deadlines (a server that accepts and never
+    answers would otherwise hang every command: Chroma's own client has no timeout)."""
+    try:
+        httpx.get(f"{base}/api/v2/heartbeat", timeout=httpx.Timeout(settings.store_timeout, connect=settings.connect_timeout))
+    except httpx.TimeoutException as exc:
+        if isinstance(exc, httpx.ConnectTimeout):
+            waited = f"did not accept a connection within {settings.connect_timeout:g} s"
+        else:
+            waited = f"accepted the connection but did not answer within {settings.store_timeout:g} s (RAG_STORE_TIMEOUT)"
+        raise StoreError(
+            f"The Chroma server at {settings.chroma_url} {waited}. Check that it runs and is not stuck "
+            f"(`chroma run --path DIR --port {port}`), or unset RAG_CHROMA_URL."
+        ) from None
+    except httpx.HTTPError as exc:
+        raise StoreError(
+            f"Cannot reach the Chroma server at {settings.chroma_url} ({type(exc).__name__}). "
+            f"Start it with `chroma run --path DIR --port {port}` or unset RAG_CHROMA_URL."
+        ) from None
 
 
 def reset_store(settings: Settings):

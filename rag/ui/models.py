@@ -1,9 +1,29 @@
 """The model dropdown's tooltip and model pulls with a progress bar, as the chat and Models pages show them."""
 from __future__ import annotations
 
+import threading
+from concurrent.futures import Future
+
 from rag.core.errors import LLMError
+from rag.llm import catalogue
 from rag.llm.backend import Backend, PullProgress
 from rag.ui.text import text
+
+
+def list_in_background(llm: Backend) -> Future:
+    """The chat models' facts and the notes on boxes that did not answer, asked in a thread: a slow box never holds the
+    page back (its future raises the box's LLMError)."""
+    future: Future = Future()
+
+    def work() -> None:
+        try:
+            facts = catalogue.model_facts(llm)
+            future.set_result((facts, llm.down_boxes()))
+        except BaseException as exc:  # delivered to the page, which shows an LLMError and re-raises anything else
+            future.set_exception(exc)
+
+    threading.Thread(target=work, name="list-models", daemon=True).start()
+    return future
 
 
 def model_help(llm: Backend, labels: dict[str, tuple[str, str]]) -> str:
