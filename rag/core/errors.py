@@ -85,3 +85,13 @@ class PromptTooLong(RagError):
     """The system rules and the question alone do not fit in the model's context."""
 
     exit_code = 11
+
+
+def raised_within(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """True when exc came out of the code of one of these packages (a library failing on its input), not ours alone."""
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_globals.get("__name__", "").partition(".")[0] in packages:
+            return True
+        trace = trace.tb_next
+    return False

@@ -22,7 +22,7 @@ from rag.search import index_file
 from rag.store.changelog import Changes, done_mark, read_changes, run_state
 from rag.search.chunk_index import ChunkIndex, chunk_tokens, passing
 from rag.core.errors import RagError, StoreError
-from rag.store.chroma import chroma_call, is_panic
+from rag.store.chroma import chroma_call, from_chroma
 
 PAGE = 5000
 RECHECK_SECONDS = 0.5
@@ -88,7 +88,7 @@ class ChunkIndexCache:
         except RagError:
             raise
         except BaseException as exc:  # Chroma raises many kinds, a damaged database even a Rust panic
-            if not isinstance(exc, Exception) and not is_panic(exc):
+            if not from_chroma(exc):
                 raise
             raise StoreError(self.live.describe_failure(exc)) from None
         finally:
@@ -102,8 +102,10 @@ class ChunkIndexCache:
             while (alive := cache()) is not None:
                 try:
                     alive.get()
-                except Exception as exc:  # the store may be down for a while; searches report it
+                except RagError as exc:  # the store may be down for a while; searches report it
                     log.debug("chunk index: refresh failed (%s)", exc)
+                except Exception:  # a bug of ours: logged with its traceback, and the index is kept watched
+                    log.exception("chunk index: refresh failed")
                 del alive
                 time.sleep(RECHECK_SECONDS)
 

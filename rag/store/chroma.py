@@ -13,7 +13,7 @@ from contextlib import closing, contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
-from rag.core.errors import EmbedderMismatch, RagError, StoreError
+from rag.core.errors import EmbedderMismatch, RagError, StoreError, raised_within
 from rag.core.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -35,6 +35,13 @@ class ChromaPanic(RuntimeError):
 def is_panic(exc: BaseException) -> bool:
     """True for pyo3's PanicException, which Chroma's Rust core raises on a damaged database."""
     return type(exc).__name__ == "PanicException"
+
+
+def from_chroma(exc: BaseException) -> bool:
+    """True for a failure of Chroma (raised inside its code, or a panic of its Rust core), not for a bug of ours."""
+    if is_panic(exc) or isinstance(exc, ChromaPanic):
+        return True
+    return isinstance(exc, Exception) and raised_within(exc, ("chromadb",))
 
 
 class HeldStderr:
