@@ -26,6 +26,7 @@ from rag.search.embeddings import Embedder
 from rag.core.errors import OllamaError, OllamaUnavailable, PromptTooLong, RagError
 from rag.evaluation.grounding import cited_numbers, grounding, strip_citations
 from rag.evaluation.judge import judge_answer
+from rag.evaluation.retrieval_metrics import parse_labels
 from rag.llm.ollama import Ollama, normalise_model
 from rag.search.retrieval import Retriever, is_relevant, no_match_text
 from rag.core.settings import Settings
@@ -56,6 +57,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def looks_like_refusal(answer: str) -> bool:
     """True when the answer says the documents do not answer and cites nothing."""
     return bool(REFUSAL.search(answer)) and not cited_numbers(answer)
+
+
+def expected_documents(cell: str | None) -> set[str]:
+    """The documents a ground-truth cell accepts (`a;b`, `doc#Heading`), read as retrieval evaluation reads them."""
+    return {label.doc_id for label in parse_labels(cell or "")}
 
 
 def default_out(settings: Settings, truth: Path) -> Path:
@@ -127,15 +133,15 @@ class Scorer:
     reference_column: str | None
     references: dict[int, np.ndarray | None] = field(default_factory=dict)
 
-    def reference_vectors(self, index: int, row: dict, expected: str) -> np.ndarray | None:
-        """The reference answer's vector, or the vectors of the expected document's chunks (None when missing)."""
+    def reference_vectors(self, index: int, row: dict, expected: set[str]) -> np.ndarray | None:
+        """The reference answer's vector, or the vectors of the expected documents' chunks (None when missing)."""
         if index not in self.references:
             if self.reference_column:
                 text = (row.get(self.reference_column) or "").strip()
                 found = np.asarray([self.embedder.embed([text])[0]], dtype=np.float32) if text else None
             else:
                 chunks = self.retriever.index.get()
-                rows = [i for i, m in enumerate(chunks.metadatas) if m.get("doc_id") == expected]
+                rows = [i for i, m in enumerate(chunks.metadatas) if m.get("doc_id") in expected]
                 found = chunks.vectors[rows] if rows else None
             self.references[index] = found
         return self.references[index]
@@ -200,9 +206,10 @@ class Evaluation:
                 **self.memory(model),
             })
         cited = cited_numbers(answer)
-        expected_numbers = {c.number for c in turn.citations if c.doc_id == expected}
+        acceptable = expected_documents(expected)
+        expected_numbers = {c.number for c in turn.citations if c.doc_id in acceptable}
         counted = grounding(answer, turn.citations, self.scorer.embedder)
-        reference = self.scorer.reference_vectors(index, row, expected)
+        reference = self.scorer.reference_vectors(index, row, acceptable)
         return {**record, "answer": answer, "refused": refused, "cited": sorted(cited),
                 "similarity": self.scorer.similarity(answer, reference),
                 "citation_hit": bool(cited & expected_numbers),
@@ -278,7 +285,7 @@ def retrieval_only(evaluation: Evaluation) -> dict:
     hits = refusals = 0
     for _, row in evaluation.rows:
         docs = evaluation.retriever.search(row[args.question_column], args.k, evaluation.where(row))
-        hits += row[args.id_column] in [d.doc_id for d in docs]
+        hits += bool(expected_documents(row[args.id_column]) & {d.doc_id for d in docs})
         refusals += not is_relevant(docs, settings.relevance_floor)
     n = len(evaluation.rows)
     return {"questions": n, "retrieval": {"hit_rate": round(hits / n, 4) if n else None,
