@@ -77,8 +77,7 @@ class ChunkIndexCache:
         try:
             now = time.monotonic()
             if self.index is None:
-                with chroma_call():  # the first full read is where a damaged database makes Chroma's core panic
-                    self.load()
+                self.load()
                 self.checked_at = now
             elif recheck or now - self.checked_at > RECHECK_SECONDS:
                 self.checked_at = now
@@ -142,8 +141,9 @@ class ChunkIndexCache:
     def refresh(self, collection) -> None:
         """Apply what changed since self.seq; rebuild when the log cannot prove the result exact."""
         started = time.perf_counter()
-        version = collection_version(collection)
-        changes = read_changes(self.live.client, collection, self.seq)
+        with chroma_call():  # a read of a damaged database may make Chroma's core panic
+            version = collection_version(collection)
+            changes = read_changes(self.live.client, collection, self.seq)
         if changes is None:
             self.rebuild(collection)
             return
@@ -159,8 +159,7 @@ class ChunkIndexCache:
 
     def verified(self, collection, version: tuple) -> bool:
         """False (after rebuilding) when no ingest ran while reading and still the count disagrees."""
-        after = self.live.fresh()
-        if not (is_quiet(collection.metadata) and run_state(after.metadata) == run_state(collection.metadata)):
+        if not (is_quiet(collection.metadata) and run_state(self.fresh_metadata()) == run_state(collection.metadata)):
             return False
         if len(self.index.ids) != version[0]:
             log.warning("chunk index: %d chunks after an update, the store has %d; rebuilding", len(self.index.ids), version[0])
@@ -171,14 +170,16 @@ class ChunkIndexCache:
     def rebuild(self, collection) -> None:
         """Read every chunk of the collection, page by page, and index it."""
         self.full_builds += 1
-        version = collection_version(collection)
+        with chroma_call():
+            version = collection_version(collection)
         seq = done_mark(collection.metadata)
         total = version[0]
         self.loading = Loading("reading chunks", 0, total)
         changes = Changes()
         offset = 0
         while True:
-            page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
+            with chroma_call():  # page by page: stderr is held only while Chroma reads
+                page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
             changes.add(page)
             self.loading = Loading("reading chunks", len(changes.ids), max(total, len(changes.ids)))
             if len(page["ids"]) < PAGE:
@@ -189,8 +190,13 @@ class ChunkIndexCache:
         self.seq = seq
         self.unsaved = True
         self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
-        if is_quiet(collection.metadata) and run_state(self.live.fresh().metadata) == run_state(collection.metadata):
+        if is_quiet(collection.metadata) and run_state(self.fresh_metadata()) == run_state(collection.metadata):
             self.save()
+
+    def fresh_metadata(self) -> dict | None:
+        """The collection's metadata read anew from Chroma."""
+        with chroma_call():
+            return self.live.fresh().metadata
 
     def save(self) -> None:
         """Write the current index to its file in a background thread (one at a time, the latest wins)."""
