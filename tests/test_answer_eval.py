@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluation.results import read_rows, summary_of_file
+from rag.core.settings import Settings
+from rag.evaluation import background
+from rag.evaluation.results import default_results_file, read_rows, summary_of_file
 from rag.evaluation.cli import main
 from tests.ollama_standin import RUNNER_FAILED, UNRELATED_REPLY, OllamaStandin, _size, grounded_reply, unused_port
 
@@ -215,6 +217,24 @@ def test_the_reference_column_is_what_answers_are_compared_with(models, tmp_path
 
     assert summary["models"]["unrelated"]["answer_similarity"] == 1.0
     assert summary["models"]["grounded"]["answer_similarity"] < 0.2
+
+
+def test_without_out_the_rows_go_to_the_evaluations_folder_the_models_page_reads(
+    models, guide_store, tmp_path, monkeypatch, capsys
+):
+    own_store = tmp_path / "store"
+    own_store.mkdir()
+    for part in guide_store.iterdir():  # the guide's chunks, read only, with this test's own evaluations folder
+        (own_store / part.name).symlink_to(part)
+    monkeypatch.setenv("RAG_STORE_DIR", str(own_store))
+    truth = write_truth(tmp_path / "truth.csv", ON_TOPIC[:1])
+
+    code, _, _, _ = run_eval(capsys, truth, "--answers", "--models", "grounded")
+
+    settings = Settings()
+    assert code == 0
+    assert default_results_file(settings, truth) == background.evaluations_dir(settings) / "truth-answers.jsonl"
+    assert len(read_rows(background.evaluations_dir(settings) / "truth-answers.jsonl")) == 1
 
 
 def test_ollama_down_still_runs_retrieval_and_says_so(guide_store, tmp_path, monkeypatch, capsys):

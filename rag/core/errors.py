@@ -1,28 +1,52 @@
-"""Domain errors whose messages tell the user how to fix the problem.
+"""Domain errors whose messages tell the user how to fix the problem, and the exit codes of every CLI."""
+from __future__ import annotations
 
-Exit codes of `python -m rag.ask` (and the other CLIs), one per failure:
-0 answered, 1 other error (e.g. a bad --where), 2 bad setting, 3 store unusable, 4 Ollama not reachable,
-5 model not installed, 6 Ollama busy, 7 Ollama read timeout, 8 answer interrupted mid-stream,
-9 model cannot chat (embedding-only), 10 other Ollama error, 11 question too long for the context, 130 Ctrl-C.
-"""
+from collections.abc import Iterable
+
+OK, OTHER, SETTING, STORE = 0, 1, 2, 3
+OLLAMA_UNREACHABLE, MODEL_NOT_INSTALLED, OLLAMA_BUSY, READ_TIMEOUT, BROKEN_OFF, CANNOT_CHAT, OLLAMA_OTHER = range(4, 11)
+TOO_LONG = 11
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away (`| head`)
+EXIT_CODES = {  # the one table: --help of ingest, rag.ask and rag.eval is made from it, the README repeats it
+    OK: "ok",
+    OTHER: "a bad command line, some inputs skipped (ingest) or another error",
+    SETTING: "a bad setting",
+    STORE: "store missing or unusable (unreachable, built with another embedder or chunking, another ingest running)",
+    OLLAMA_UNREACHABLE: "Ollama not reachable",
+    MODEL_NOT_INSTALLED: "model not installed",
+    OLLAMA_BUSY: "Ollama busy",
+    READ_TIMEOUT: "Ollama read timeout",
+    BROKEN_OFF: "answer broken off mid-stream",
+    CANNOT_CHAT: "model cannot chat (embedding-only)",
+    OLLAMA_OTHER: "other Ollama error",
+    TOO_LONG: "question too long for the context",
+    INTERRUPTED: "interrupted (Ctrl-C)",
+    OUTPUT_CLOSED: "output closed (its reader went away, as with `| head`)",
+}
+
+
+def exit_codes_help(codes: Iterable[int]) -> str:
+    """A CLI's --help text on the exit codes it can give, in the words of EXIT_CODES."""
+    return "exit codes: " + ", ".join(f"{code} {EXIT_CODES[code]}" for code in codes) + "."
 
 
 class RagError(Exception):
     """Base of every error the user should see as one line, never as a traceback."""
 
-    exit_code = 1
+    exit_code = OTHER
 
 
 class SettingsError(RagError):
     """A setting has a value that cannot be used."""
 
-    exit_code = 2
+    exit_code = SETTING
 
 
 class StoreError(RagError):
     """The document store cannot be opened or used."""
 
-    exit_code = 3
+    exit_code = STORE
 
 
 class EmbedderMismatch(StoreError):
@@ -32,19 +56,19 @@ class EmbedderMismatch(StoreError):
 class OllamaError(RagError):
     """Ollama could not produce an answer."""
 
-    exit_code = 10
+    exit_code = OLLAMA_OTHER
 
 
 class OllamaUnavailable(OllamaError):
     """Ollama is not running or not reachable at the configured host."""
 
-    exit_code = 4
+    exit_code = OLLAMA_UNREACHABLE
 
 
 class ModelNotFound(OllamaError):
     """The chat model is not installed in Ollama."""
 
-    exit_code = 5
+    exit_code = MODEL_NOT_INSTALLED
 
     def __init__(self, message: str, model: str):
         super().__init__(message)
@@ -54,37 +78,37 @@ class ModelNotFound(OllamaError):
 class OllamaBusy(OllamaError):
     """Ollama kept answering 503 after our retries."""
 
-    exit_code = 6
+    exit_code = OLLAMA_BUSY
 
 
 class OllamaTimeout(OllamaError):
     """Ollama did not answer within the read timeout."""
 
-    exit_code = 7
+    exit_code = READ_TIMEOUT
 
 
 class StreamInterrupted(OllamaError):
     """The answer stream failed after it started; the partial text is kept."""
 
-    exit_code = 8
+    exit_code = BROKEN_OFF
 
 
 class ModelCannotChat(OllamaError):
     """The chosen model is an embedding model and cannot chat."""
 
-    exit_code = 9
+    exit_code = CANNOT_CHAT
 
 
 class IngestCancelled(RagError):
     """An ingest stopped on request (its progress callback raised this); what was written is kept, the lock is freed."""
 
-    exit_code = 130
+    exit_code = INTERRUPTED
 
 
 class PromptTooLong(RagError):
     """The system rules and the question alone do not fit in the model's context."""
 
-    exit_code = 11
+    exit_code = TOO_LONG
 
 
 def raised_within(exc: BaseException, packages: tuple[str, ...]) -> bool:

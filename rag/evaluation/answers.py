@@ -31,7 +31,6 @@ from rag.llm.ollama import Ollama, normalise_model
 from rag.search.retrieval import Retriever, is_relevant, no_match_text
 from rag.core.settings import Settings
 
-INTERRUPTED = 130
 FAILURES_BEFORE_SKIP = 3  # a model that failed this many questions in a row is not asked the rest
 SAMPLE_SEED = 0
 REFUSAL = re.compile(
@@ -62,11 +61,6 @@ def looks_like_refusal(answer: str) -> bool:
 def expected_documents(cell: str | None) -> set[str]:
     """The documents a ground-truth cell accepts (`a;b`, `doc#Heading`), read as retrieval evaluation reads them."""
     return {label.doc_id for label in parse_labels(cell or "")}
-
-
-def default_out(settings: Settings, truth: Path) -> Path:
-    """Where results go by default: under the store folder, named after the questions file."""
-    return settings.store_dir / "evaluations" / f"{truth.stem}-answers.jsonl"
 
 
 def fingerprint(args: argparse.Namespace, settings: Settings) -> str:
@@ -257,7 +251,7 @@ def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embe
         raise RagError("--models names no model; give one or more Ollama models, e.g. --models qwen2.5:3b,llama3.2:3b.")
     rows = load_truth(args, read_rows)
     llm = Ollama(settings)
-    out = args.out or default_out(settings, args.ground_truth)
+    out = args.out or answer_results.default_results_file(settings, args.ground_truth)
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = fingerprint(args, settings)
     evaluation = Evaluation(args, settings, llm, retriever, Scorer(embedder, retriever, args.reference_column),

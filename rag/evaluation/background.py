@@ -18,15 +18,11 @@ from pathlib import Path
 
 from rag.core.errors import RagError
 from rag.core.settings import Settings
+from rag.evaluation.results import default_results_file, evaluations_dir
 
 STATE_FILE = "background.json"
 BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def evaluations_dir(settings: Settings) -> Path:
-    """Where evaluation results live: under the store folder."""
-    return settings.store_dir / "evaluations"
 
 
 @dataclass(frozen=True)
@@ -104,7 +100,7 @@ def start(settings: Settings, truth: Path, models: list[str], sample: int, colum
     folder = evaluations_dir(settings).resolve()
     truth = truth.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    out, progress, log = folder / f"{truth.stem}-answers.jsonl", folder / "progress.json", folder / "background.log"
+    out, progress, log = default_results_file(settings, truth).resolve(), folder / "progress.json", folder / "background.log"
     progress.unlink(missing_ok=True)
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(command(truth, models, sample, out, progress, columns), stdout=handle,

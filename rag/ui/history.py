@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rag.core.errors import RagError
+from rag.core.errors import STORE, RagError
 from rag.core.settings import Settings
 
 FILENAME = "conversations.sqlite3"
@@ -46,7 +46,7 @@ PREPARING = threading.Lock()
 class HistoryError(RagError):
     """The conversation file cannot be read or written."""
 
-    exit_code = 3
+    exit_code = STORE
 
 
 @dataclass
