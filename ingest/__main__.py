@@ -9,13 +9,13 @@ from tqdm import tqdm
 
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, IngestReport, ingest
-from rag.core.errors import RagError
+from rag.core.errors import INTERRUPTED, OK, OTHER, OUTPUT_CLOSED, SETTING, STORE, RagError, exit_codes_help
 from rag.core.settings import load_settings
 from rag.store.chroma import store_location
 from rag.core.terminal import output_closed, print_error, safe_line, tolerant_output
 
 SAMPLE_DIR = Path(__file__).parent / "sample"
-EXIT_OK, EXIT_SKIPPED, EXIT_INTERRUPTED = 0, 1, 130
+SOME_SKIPPED = OTHER
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -24,8 +24,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         prog="python -m ingest",
         description="Ingest files and folders (Markdown, text, PDF, HTML, DOCX, CSV, JSON/JSONL records) into the document store. "
         "A re-run only embeds what changed and removes what disappeared.",
-        epilog="Exit codes: 0 all ingested, 1 some inputs skipped (listed with reasons), 2 bad settings, "
-        "3 store unusable (unreachable, built with another embedder or chunking, another ingest running), 130 interrupted.",
+        epilog=exit_codes_help([OK, OTHER, SETTING, STORE, INTERRUPTED, OUTPUT_CLOSED]),
     )
     parser.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the bundled user guide)")
     parser.add_argument("--id-field", default="id", help="record field holding the document id (default: id)")
@@ -107,13 +106,13 @@ def main(argv: list[str] | None = None) -> int:
         if progress:
             progress.close()
         print("interrupted: what was written is kept; run the same command again to finish.", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return INTERRUPTED
     progress.close()
     try:
         print(summary(report, store_location(settings)), flush=True)
     except BrokenPipeError:
         return output_closed()
-    return EXIT_SKIPPED if report.skipped else EXIT_OK
+    return SOME_SKIPPED if report.skipped else OK
 
 
 if __name__ == "__main__":

@@ -8,10 +8,12 @@ import logging
 import math
 import re
 import zipfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.documents import Document, LoadError, Outline, Problem, Section
+from rag.core.errors import raised_within
 
 KINDS = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
@@ -34,6 +36,8 @@ HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 LOADER_VERSION = "2"
+PDF_LIBRARY = ("pypdf",)  # it raises its own errors, and TypeError, AssertionError, NotImplementedError... on damage
+DOCX_LIBRARY = ("docx", "lxml", "zipfile")  # python-docx, its XML parser and the ZIP reader under it
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
@@ -297,6 +301,17 @@ class HtmlWalker:
             self.outline.text("")
 
 
+@contextmanager
+def parsing(kind: str, library: tuple[str, ...]):
+    """What the parsing library raises on a damaged file becomes LoadError("damaged KIND (...)"); our own errors pass."""
+    try:
+        yield
+    except Exception as exc:
+        if not raised_within(exc, library):
+            raise
+        raise LoadError(f"damaged {kind} ({type(exc).__name__}: {str(exc)[:120]})") from None
+
+
 def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
     """One section per PDF page that has text, with its page number; pages and text beyond the limits are left out."""
     if b"%PDF-" not in raw[:1024]:
@@ -304,7 +319,7 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
     from pypdf import PdfReader
 
     sections, problems, chars = [], [], 0
-    try:
+    with parsing("PDF", PDF_LIBRARY):
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoadError("the PDF is password-protected; save an unprotected copy")
@@ -320,10 +335,6 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
                     break
                 sections.append(Section(text, (), {"page": number}))
         title = (reader.metadata.title if reader.metadata else None) or ""
-    except LoadError:
-        raise
-    except Exception as exc:  # pypdf raises many kinds for damaged files
-        raise LoadError(f"damaged PDF ({type(exc).__name__}: {str(exc)[:120]})") from None
     if not sections:
         raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
     return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections), problems
@@ -361,7 +372,7 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Lim
     from docx.table import Table
 
     problems: list[Problem] = []
-    try:
+    with parsing("DOCX", DOCX_LIBRARY):
         word = docx.Document(io.BytesIO(raw))
         style_of = paragraph_styles(word)
         outline = Outline(first_h1_is_title=False)
@@ -398,8 +409,6 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Lim
                 outline.text(clean(text))
                 outline.text("")
         title = word.core_properties.title or ""
-    except Exception as exc:  # python-docx raises many kinds for damaged files
-        raise LoadError(f"damaged DOCX ({type(exc).__name__}: {str(exc)[:120]})") from None
     document = outline.document(doc_id, fallback_title)
     if not document.sections:
         raise LoadError("no text in it")

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rag.evaluation.results import read_rows, summary_of_file
+from rag.core.settings import Settings
+from rag.evaluation import background
+from rag.evaluation.results import default_results_file, read_rows, summary_of_file
 from rag.evaluation.cli import main
 from tests.ollama_standin import RUNNER_FAILED, UNRELATED_REPLY, OllamaStandin, _size, grounded_reply, unused_port
 
@@ -76,6 +78,35 @@ def test_metrics_separate_a_grounded_model_from_an_unrelated_one(models, tmp_pat
     assert grounded["size"] == grounded["size_vram"] == _size("grounded:latest", embedding=False)
     assert stdout.splitlines()[0].split()[:4] == ["model", "similarity", "cit.hit", "grounded"]
     assert len(read_rows(out)) == 10
+
+
+LABELLED = [  # the first two questions of ON_TOPIC, labelled as `rag.eval` documents it
+    (ON_TOPIC[0][0], "asking-questions.md;adding-documents.md"),
+    (ON_TOPIC[1][0], "configuration.md#Store settings"),
+]
+
+
+def test_a_cell_naming_several_documents_or_a_section_is_scored_like_its_plain_document(models, tmp_path, capsys):
+    plain, labelled = write_truth(tmp_path / "plain.csv", ON_TOPIC[:2]), write_truth(tmp_path / "labelled.csv", LABELLED)
+
+    for truth in (plain, labelled):
+        run_eval(capsys, truth, "--answers", "--models", "grounded", "--out", tmp_path / f"{truth.stem}.jsonl")
+
+    scored = {name: [(r["citation_hit"], r["similarity"]) for r in read_rows(tmp_path / f"{name}.jsonl")]
+              for name in ("plain", "labelled")}
+    assert [hit for hit, _ in scored["plain"]] == [True, True]
+    assert scored["labelled"] == scored["plain"]
+
+
+def test_with_ollama_down_a_labelled_cell_counts_as_a_retrieval_hit(guide_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{unused_port()}")
+    monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
+    truth = write_truth(tmp_path / "truth.csv", LABELLED)
+
+    code, summary, _, _ = run_eval(capsys, truth, "--answers", "--models", "grounded", "--out", tmp_path / "r.jsonl")
+
+    assert code == 4
+    assert summary["retrieval"] == {"hit_rate": 1.0, "refusal_rate": 0.0}
 
 
 def test_a_refusal_counts_as_one_whether_the_floor_or_the_model_refuses(models, tmp_path, capsys):
@@ -186,6 +217,24 @@ def test_the_reference_column_is_what_answers_are_compared_with(models, tmp_path
 
     assert summary["models"]["unrelated"]["answer_similarity"] == 1.0
     assert summary["models"]["grounded"]["answer_similarity"] < 0.2
+
+
+def test_without_out_the_rows_go_to_the_evaluations_folder_the_models_page_reads(
+    models, guide_store, tmp_path, monkeypatch, capsys
+):
+    own_store = tmp_path / "store"
+    own_store.mkdir()
+    for part in guide_store.iterdir():  # the guide's chunks, read only, with this test's own evaluations folder
+        (own_store / part.name).symlink_to(part)
+    monkeypatch.setenv("RAG_STORE_DIR", str(own_store))
+    truth = write_truth(tmp_path / "truth.csv", ON_TOPIC[:1])
+
+    code, _, _, _ = run_eval(capsys, truth, "--answers", "--models", "grounded")
+
+    settings = Settings()
+    assert code == 0
+    assert default_results_file(settings, truth) == background.evaluations_dir(settings) / "truth-answers.jsonl"
+    assert len(read_rows(background.evaluations_dir(settings) / "truth-answers.jsonl")) == 1
 
 
 def test_ollama_down_still_runs_retrieval_and_says_so(guide_store, tmp_path, monkeypatch, capsys):

@@ -2,7 +2,11 @@
 from __future__ import annotations
 
 import sqlite3
+import subprocess
+import sys
+from contextlib import closing
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 
@@ -10,6 +14,7 @@ from rag.ui.history import FILENAME, Conversation, History, HistoryError, Messag
 from rag.core.settings import Settings
 from rag.ui.conversations import labels
 
+ROOT = Path(__file__).resolve().parent.parent
 OLD_SCHEMA = """
 CREATE TABLE conversations (id TEXT PRIMARY KEY, title TEXT NOT NULL, created_at TEXT NOT NULL, updated_at TEXT NOT NULL);
 CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id TEXT NOT NULL REFERENCES conversations(id)
@@ -17,6 +22,12 @@ CREATE TABLE messages (id INTEGER PRIMARY KEY AUTOINCREMENT, conversation_id TEX
 INSERT INTO conversations VALUES ('old', 'From before', '2026-01-01T00:00:00+00:00', '2026-01-01T00:00:00+00:00');
 INSERT INTO messages (conversation_id, role, content, created_at) VALUES ('old', 'user', 'q', '2026-01-01T00:00:00+00:00');
 """
+
+
+def open_in_a_new_process(path: Path) -> None:
+    """Open the history file as the app does when it starts again."""
+    opening = "import sys; from rag.ui.history import History; History(sys.argv[1])"
+    subprocess.run([sys.executable, "-c", opening, str(path)], cwd=ROOT, check=True)
 
 
 def test_history_lives_in_the_store_folder(tmp_path):
@@ -65,9 +76,32 @@ def test_delete_hides_a_conversation_undo_brings_it_back_and_a_day_later_it_is_p
     two_days_ago = (datetime.now(timezone.utc) - timedelta(days=2)).isoformat()
     with sqlite3.connect(tmp_path / FILENAME) as db:
         db.execute("UPDATE conversations SET deleted_at = ? WHERE id = ?", (two_days_ago, gone.id))
-    History(tmp_path / FILENAME)  # the next start purges it with its messages
+    open_in_a_new_process(tmp_path / FILENAME)  # the next start purges it with its messages
     with sqlite3.connect(tmp_path / FILENAME) as db:
         assert db.execute("SELECT content FROM messages").fetchall() == [("a",)]
+
+
+def test_opening_the_file_again_in_this_process_writes_nothing_so_it_never_waits_for_a_writer(tmp_path):
+    path = tmp_path / FILENAME
+    History(path, "me").create("kept")
+
+    with closing(sqlite3.connect(path)) as writer:
+        writer.execute("BEGIN IMMEDIATE")  # another connection holds the write lock, as an answer being saved does
+        titles = [c.title for c in History(path, "me").list()]  # what every page rerun does
+        writer.rollback()
+
+    assert titles == ["kept"]
+
+
+def test_a_file_moved_aside_is_made_anew_at_the_next_open_in_the_same_process(tmp_path):
+    path = tmp_path / FILENAME
+    History(path, "me").create("old")
+    path.rename(path.with_suffix(".broken"))
+
+    history = History(path, "me")
+    history.create("new")
+
+    assert [c.title for c in history.list()] == ["new"]
 
 
 def test_each_browser_sees_and_changes_only_its_own_conversations(tmp_path):

@@ -8,19 +8,21 @@ import shutil
 import sqlite3
 import subprocess
 import sys
+import threading
 from contextlib import closing
 from pathlib import Path
 
 import pytest
+from chromadb.errors import InternalError
 
 from ingest.__main__ import main as ingest_main
 from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
 from rag.chat.ask import main as ask_main
 from rag.core.errors import IngestCancelled
 from rag.evaluation.cli import main as eval_main
-from rag.core.settings import Settings
-from rag.store.chroma import open_client
-from tests.fixtures.hostile import flip_block, flip_bytes, truncate_half
+from rag.core.settings import DEFAULT_EMBED_MODEL, Settings
+from rag.store.chroma import chroma_call, open_client, open_collection
+from tests.fixtures.hostile import flip_block, flip_bytes, garble_write_log, truncate_half
 from tests.test_index_cache import assert_same, full_rebuild
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -167,6 +169,35 @@ def test_a_garbled_page_that_ask_never_reads_goes_unnoticed_and_the_answer_and_i
     assert expected[0] == 0 and expected[1].startswith("The answer is 42 [1].\n\nSources:\n  [1] ")
     assert answered == expected
     assert_same(full_rebuild(Settings(store_dir=own_store)), full_rebuild(Settings(store_dir=undamaged)))
+
+
+@pytest.mark.parametrize("backtrace", ["0", "1", "full"])
+def test_a_panic_in_chromas_core_is_one_line_and_never_its_report_whatever_rust_backtrace_says(own_store, backtrace):
+    garble_write_log(own_store / "chroma.sqlite3")
+
+    asked = subprocess.run([sys.executable, "-m", "rag.ask", QUESTION], capture_output=True, text=True, cwd=ROOT,
+                           env={**os.environ, "RUST_BACKTRACE": backtrace})
+
+    assert (asked.returncode, asked.stdout) == (3, "")
+    assert asked.stderr == (
+        f"error: Reading the store at {own_store} failed (InternalError: Error executing plan: Error sending backfill "
+        "request to compactor: Failed to receive response).\n"
+    )
+
+
+def test_what_another_thread_writes_while_a_chroma_call_fails_is_passed_on_without_the_panic_report(own_store, capfd):
+    garble_write_log(own_store / "chroma.sqlite3")
+    collection = open_collection(Settings(), DEFAULT_EMBED_MODEL, None, create=False)
+    capfd.readouterr()
+
+    with pytest.raises(InternalError):
+        with chroma_call():
+            writer = threading.Thread(target=os.write, args=(2, b"another thread's warning\n"))
+            writer.start()
+            writer.join()
+            collection.count()  # a worker thread of Chroma's core panics on the log and writes its report to stderr
+
+    assert capfd.readouterr().err == "another thread's warning\n"
 
 
 def test_reset_rebuilds_a_damaged_store_and_keeps_conversations_uploads_and_the_damaged_files(own_store, truth, capsys):

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import signal
+from concurrent.futures import Future
 
 import bm25s
 import numpy as np
+import pytest
 from chromadb.api.shared_system_client import SharedSystemClient
 
 from ingest.pipeline import IngestOptions, ingest
@@ -121,6 +123,21 @@ def test_a_restart_loads_the_saved_index_without_reading_the_store(tmp_path, emb
     unread = ChunkIndexCache(again.live, again.path)  # no read-ahead: the file is read when first asked
     assert_same(unread.get(), built)
     assert unread.full_builds == 0
+
+
+def test_an_error_of_ours_while_loading_the_index_is_raised_not_called_a_store_failure(tmp_path, embedder):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_corpus(docs, 1)
+    ingest([docs], settings, embedder, IngestOptions())
+    reader = open_cache(settings, saved=False)
+    failed_read = Future()
+    failed_read.set_exception(TypeError("a bug in indexing the saved copy"))  # as read_ahead hands over any failure
+    cache = ChunkIndexCache(reader.live, tmp_path / "saved.index", failed_read)
+
+    with pytest.raises(TypeError) as caught:
+        cache.get()
+
+    assert str(caught.value) == "a bug in indexing the saved copy"
 
 
 def test_a_stale_saved_index_is_caught_up_from_the_change_log(tmp_path, embedder):

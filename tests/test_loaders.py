@@ -1,13 +1,15 @@
 """Loaders: every format parsed into titled sections, and every bad input refused with its reason."""
 from __future__ import annotations
 
+import io
 import json
+import zipfile
 from pathlib import Path
 
 import pytest
 
 from ingest.documents import LoadError
-from ingest.loaders import MAX_LINE_CHARS, RecordFields, load_path
+from ingest.loaders import MAX_LINE_CHARS, Limits, RecordFields, load_path
 from tests.fixtures.ingest_files import make_docx, make_pdf
 
 
@@ -168,6 +170,42 @@ def test_damaged_pdf_and_docx_are_refused(tmp_path):
         load(tmp_path, "broken.pdf", b"%PDF-1.4\n1 0 obj <<< garbage")
     with pytest.raises(LoadError, match=r"^damaged DOCX \(BadZipFile"):
         load(tmp_path, "broken.docx", b"PK\x03\x04" + b"\x01" * 100)
+
+
+def without_entry(archive: bytes, name: str) -> bytes:
+    """The ZIP archive with one entry left out."""
+    out = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(archive)) as source, zipfile.ZipFile(out, "w") as copy:
+        for entry in source.namelist():
+            if entry != name:
+                copy.writestr(entry, source.read(entry))
+    return out.getvalue()
+
+
+def test_builtin_errors_the_libraries_raise_on_damage_still_name_the_damaged_file(tmp_path):
+    unknown_filter = make_pdf(["Otters swim."]).replace(b"<< /Length", b"<< /Filter /Bogus /Length")
+    no_body = without_entry(make_docx([("Normal", "Kayaks.")]), "word/document.xml")
+
+    with pytest.raises(LoadError) as pdf:
+        load(tmp_path, "filter.pdf", unknown_filter)
+    with pytest.raises(LoadError) as docx:
+        load(tmp_path, "body.docx", no_body)
+
+    assert str(pdf.value) == "damaged PDF (NotImplementedError: Unsupported filter /Bogus)"
+    assert str(docx.value) == "damaged DOCX (KeyError: \"There is no item named 'word/document.xml' in the archive\")"
+
+
+@pytest.mark.parametrize("name, data, limits", [
+    ("good.pdf", make_pdf(["Otters swim."]), Limits(pdf_pages="10")),
+    ("good.docx", make_docx([("Normal", "Kayaks.")]), Limits(paragraphs="1000")),
+], ids=["pdf", "docx"])
+def test_a_bug_of_ours_inside_the_pdf_or_docx_loop_is_raised_not_called_a_damaged_file(tmp_path, name, data, limits):
+    (tmp_path / name).write_bytes(data)
+
+    with pytest.raises(TypeError) as caught:
+        load_path(tmp_path / name, name, RecordFields(), limits)
+
+    assert str(caught.value) == "'>' not supported between instances of 'int' and 'str'"
 
 
 def test_pdf_without_text_layer_says_to_ocr(tmp_path):

@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from ingest.pipeline import IngestOptions, ingest
 from rag.search import general_knowledge
@@ -131,6 +132,15 @@ def test_where_filter_restricts_both_dense_and_keyword_results(sample_store):
     retriever = open_retriever(sample_store)
     docs = retriever.search("How do I pull a model?", 5, {"doc_id": "configuration.md"})
     assert [d.doc_id for d in docs] == ["configuration.md"]
+
+
+def test_an_error_in_scoring_is_raised_as_it_is_not_called_a_failed_search(sample_store):
+    retriever = open_retriever(sample_store)
+
+    with pytest.raises(TypeError) as caught:
+        retriever.search("How do I pull a model?", 5, {"$and": 5})  # $and takes a list: matching it fails in our code
+
+    assert str(caught.value) == "'int' object is not iterable"
 
 
 def test_keyword_index_sees_documents_ingested_after_it_was_built(sample_store, embedder, tmp_path, monkeypatch):

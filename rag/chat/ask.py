@@ -1,9 +1,7 @@
-"""`python -m rag.ask "question"`: retrieve, stream a grounded answer from Ollama, then list the sources.
+"""`python -m rag.ask "question"`: retrieve, stream a grounded answer from the model server, then list the sources.
 
-Exit codes: 0 answered; 1 a bad command line (empty question, --k out of range, bad --where) or other error;
-2 bad setting; 3 store missing or unusable; 4 Ollama not reachable; 5 model not installed; 6 Ollama busy;
-7 Ollama read timeout; 8 answer broken off mid-stream; 9 model cannot chat (embedding-only); 10 other Ollama error;
-11 question too long for the context; 130 interrupted (Ctrl-C); 141 output closed (a pipe like `| head`). Failures print one `error: ...` line on stderr, never a traceback.
+Failures print one `error: ...` line on stderr, never a traceback, and exit with their code from
+rag.core.errors.EXIT_CODES (listed by --help).
 """
 from __future__ import annotations
 
@@ -13,7 +11,7 @@ import threading
 import time
 
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
-from rag.core.errors import RagError
+from rag.core.errors import EXIT_CODES, INTERRUPTED, OTHER, RagError, exit_codes_help
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.search.loader import open_retriever
@@ -22,8 +20,6 @@ from rag.core.settings import TOP_K_MAX, Settings, load_settings
 from rag.core.terminal import output_closed, print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
 
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
-INTERRUPTED = 130
-BAD_COMMAND_LINE = 1
 
 
 class OneLineParser(argparse.ArgumentParser):
@@ -31,7 +27,7 @@ class OneLineParser(argparse.ArgumentParser):
 
     def error(self, message: str):
         print_error(f"{message} (see python -m rag.ask --help)")
-        sys.exit(BAD_COMMAND_LINE)
+        sys.exit(OTHER)
 
 
 def document_count(text: str) -> int:
@@ -57,9 +53,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = OneLineParser(
         prog="python -m rag.ask",
         description="Ask a question about your documents.",
-        epilog="exit codes: 0 ok, 1 bad command line or other, 2 setting, 3 store, 4 Ollama unreachable, 5 model not installed, "
-        "6 Ollama busy, 7 read timeout, 8 broken off mid-answer, 9 not a chat model, 10 other Ollama error, "
-        "11 question too long, 130 interrupted, 141 output closed",
+        epilog=exit_codes_help(EXIT_CODES),
     )
     parser.add_argument("question", type=question_text, help="the question")
     parser.add_argument("--model", help="chat model (default: RAG_MODEL)")

@@ -1,30 +1,54 @@
-"""Domain errors whose messages tell the user how to fix the problem.
+"""Domain errors whose messages tell the user how to fix the problem, and the exit codes of every CLI."""
+from __future__ import annotations
 
-Exit codes of `python -m rag.ask` (and the other CLIs), one per failure:
-0 answered, 1 other error (e.g. a bad --where), 2 bad setting, 3 store unusable, 4 model server not reachable,
-5 model not installed, 6 model server busy, 7 model server read timeout, 8 answer interrupted mid-stream,
-9 model cannot chat (embedding-only), 10 other model server error, 11 question too long for the context,
-12 the model server refused the API key, 130 Ctrl-C.
-The model-server errors are the same whichever box serves the model; each backend words its own fix.
-"""
+from collections.abc import Iterable
+
+OK, OTHER, SETTING, STORE = 0, 1, 2, 3
+SERVER_UNREACHABLE, MODEL_NOT_INSTALLED, SERVER_BUSY, READ_TIMEOUT, BROKEN_OFF, CANNOT_CHAT, SERVER_OTHER = range(4, 11)
+TOO_LONG = 11
+KEY_REFUSED = 12
+INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away (`| head`)
+EXIT_CODES = {  # the one table: --help of ingest, rag.ask and rag.eval is made from it, the README repeats it
+    OK: "ok",
+    OTHER: "a bad command line, some inputs skipped (ingest) or another error",
+    SETTING: "a bad setting",
+    STORE: "store missing or unusable (unreachable, built with another embedder or chunking, another ingest running)",
+    SERVER_UNREACHABLE: "model server not reachable",
+    MODEL_NOT_INSTALLED: "model not installed",
+    SERVER_BUSY: "model server busy",
+    READ_TIMEOUT: "no answer text within RAG_READ_TIMEOUT",
+    BROKEN_OFF: "answer broken off mid-stream",
+    CANNOT_CHAT: "model cannot chat (embedding-only)",
+    SERVER_OTHER: "other model server error",
+    TOO_LONG: "question too long for the context",
+    KEY_REFUSED: "the model server refused the API key (RAG_OPENAI_API_KEY)",
+    INTERRUPTED: "interrupted (Ctrl-C)",
+    OUTPUT_CLOSED: "output closed (its reader went away, as with `| head`)",
+}
+
+
+def exit_codes_help(codes: Iterable[int]) -> str:
+    """A CLI's --help text on the exit codes it can give, in the words of EXIT_CODES."""
+    return "exit codes: " + ", ".join(f"{code} {EXIT_CODES[code]}" for code in codes) + "."
 
 
 class RagError(Exception):
     """Base of every error the user should see as one line, never as a traceback."""
 
-    exit_code = 1
+    exit_code = OTHER
 
 
 class SettingsError(RagError):
     """A setting has a value that cannot be used."""
 
-    exit_code = 2
+    exit_code = SETTING
 
 
 class StoreError(RagError):
     """The document store cannot be opened or used."""
 
-    exit_code = 3
+    exit_code = STORE
 
 
 class EmbedderMismatch(StoreError):
@@ -32,21 +56,21 @@ class EmbedderMismatch(StoreError):
 
 
 class LLMError(RagError):
-    """The model server (the LLM box) could not produce an answer."""
+    """The model server (the LLM box) could not produce an answer; each backend words its own fix."""
 
-    exit_code = 10
+    exit_code = SERVER_OTHER
 
 
 class LLMUnavailable(LLMError):
     """The model server is not running or not reachable where the settings say."""
 
-    exit_code = 4
+    exit_code = SERVER_UNREACHABLE
 
 
 class ModelNotFound(LLMError):
     """The chat model is not installed in the model server."""
 
-    exit_code = 5
+    exit_code = MODEL_NOT_INSTALLED
 
     def __init__(self, message: str, model: str):
         super().__init__(message)
@@ -54,48 +78,58 @@ class ModelNotFound(LLMError):
 
 
 class LLMBusy(LLMError):
-    """The model server kept answering busy (503) after our retries."""
+    """The model server kept answering busy (429/503) after our retries."""
 
-    exit_code = 6
+    exit_code = SERVER_BUSY
 
 
 class LLMTimeout(LLMError):
-    """The model server sent nothing within the read timeout."""
+    """The model server showed no answer text within the read timeout."""
 
-    exit_code = 7
+    exit_code = READ_TIMEOUT
 
 
 class StreamInterrupted(LLMError):
     """The answer stream failed after it started; the partial text is kept."""
 
-    exit_code = 8
+    exit_code = BROKEN_OFF
 
 
 class ModelCannotChat(LLMError):
     """The chosen model is an embedding model and cannot chat."""
 
-    exit_code = 9
+    exit_code = CANNOT_CHAT
 
 
 class KeyRefused(LLMError):
     """The model server refused the API key (401/403)."""
 
-    exit_code = 12
+    exit_code = KEY_REFUSED
 
 
 class IngestCancelled(RagError):
     """An ingest stopped on request (its progress callback raised this); what was written is kept, the lock is freed."""
 
-    exit_code = 130
+    exit_code = INTERRUPTED
 
 
 class PromptTooLong(RagError):
     """The system rules and the question alone do not fit in the model's context."""
 
-    exit_code = 11
+    exit_code = TOO_LONG
 
 
 class ContextTooLong(LLMError):
     """The model server refused a prompt longer than the model's context (a figure it knew and did not expose)."""
 
-    exit_code = PromptTooLong.exit_code
+    exit_code = TOO_LONG
+
+
+def raised_within(exc: BaseException, packages: tuple[str, ...]) -> bool:
+    """True when exc came out of the code of one of these packages (a library failing on its input), not ours alone."""
+    trace = exc.__traceback__
+    while trace is not None:
+        if trace.tb_frame.f_globals.get("__name__", "").partition(".")[0] in packages:
+            return True
+        trace = trace.tb_next
+    return False

@@ -7,6 +7,8 @@ import re
 import sys
 from collections.abc import Iterable, Iterator
 
+from rag.core.errors import OUTPUT_CLOSED
+
 # C0 controls (ESC among them), DEL and C1 controls (0x9b is a one-byte CSI); bidi embeddings, overrides, isolates
 # and marks (they reorder what the user reads) and the Unicode line and paragraph separators; lone surrogates (they
 # cannot be encoded, so printing them raises).
@@ -19,7 +21,6 @@ JSON_UNSAFE = re.compile(f"[\x7f-\x9f{FORMATTING}{SURROGATES}]")  # json.dumps a
 KEPT_IN_TEXT = ("\n", "\t")
 LINE_BREAKS = ("\r\n", "\r")
 NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-OUTPUT_CLOSED = 141  # 128 + SIGPIPE: what a shell reports for a command whose reader went away (`| head`)
 
 
 def escaped(char: str) -> str:

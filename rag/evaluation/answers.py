@@ -23,15 +23,15 @@ from tqdm import tqdm
 from rag.evaluation import results as answer_results
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.search.embeddings import Embedder
-from rag.core.errors import LLMError, LLMUnavailable, PromptTooLong, RagError
+from rag.core.errors import MODEL_NOT_INSTALLED, SERVER_OTHER, LLMError, LLMUnavailable, PromptTooLong, RagError
 from rag.evaluation.grounding import cited_numbers, grounding, strip_citations
 from rag.evaluation.judge import judge_answer
+from rag.evaluation.retrieval_metrics import parse_labels
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.search.retrieval import Retriever, is_relevant, no_match_text
 from rag.core.settings import Settings
 
-INTERRUPTED = 130
 FAILURES_BEFORE_SKIP = 3  # a model that failed this many questions in a row is not asked the rest
 SAMPLE_SEED = 0
 REFUSAL = re.compile(
@@ -59,9 +59,9 @@ def looks_like_refusal(answer: str) -> bool:
     return bool(REFUSAL.search(answer)) and not cited_numbers(answer)
 
 
-def default_out(settings: Settings, truth: Path) -> Path:
-    """Where results go by default: under the store folder, named after the questions file."""
-    return settings.store_dir / "evaluations" / f"{truth.stem}-answers.jsonl"
+def expected_documents(cell: str | None) -> set[str]:
+    """The documents a ground-truth cell accepts (`a;b`, `doc#Heading`), read as retrieval evaluation reads them."""
+    return {label.doc_id for label in parse_labels(cell or "")}
 
 
 def fingerprint(args: argparse.Namespace, settings: Settings) -> str:
@@ -128,15 +128,15 @@ class Scorer:
     reference_column: str | None
     references: dict[int, np.ndarray | None] = field(default_factory=dict)
 
-    def reference_vectors(self, index: int, row: dict, expected: str) -> np.ndarray | None:
-        """The reference answer's vector, or the vectors of the expected document's chunks (None when missing)."""
+    def reference_vectors(self, index: int, row: dict, expected: set[str]) -> np.ndarray | None:
+        """The reference answer's vector, or the vectors of the expected documents' chunks (None when missing)."""
         if index not in self.references:
             if self.reference_column:
                 text = (row.get(self.reference_column) or "").strip()
                 found = np.asarray([self.embedder.embed([text])[0]], dtype=np.float32) if text else None
             else:
                 chunks = self.retriever.index.get()
-                rows = [i for i, m in enumerate(chunks.metadatas) if m.get("doc_id") == expected]
+                rows = [i for i, m in enumerate(chunks.metadatas) if m.get("doc_id") in expected]
                 found = chunks.vectors[rows] if rows else None
             self.references[index] = found
         return self.references[index]
@@ -201,9 +201,10 @@ class Evaluation:
                 **self.memory(model),
             })
         cited = cited_numbers(answer)
-        expected_numbers = {c.number for c in turn.citations if c.doc_id == expected}
+        acceptable = expected_documents(expected)
+        expected_numbers = {c.number for c in turn.citations if c.doc_id in acceptable}
         counted = grounding(answer, turn.citations, self.scorer.embedder)
-        reference = self.scorer.reference_vectors(index, row, expected)
+        reference = self.scorer.reference_vectors(index, row, acceptable)
         return {**record, "answer": answer, "refused": refused, "cited": sorted(cited),
                 "similarity": self.scorer.similarity(answer, reference),
                 "citation_hit": bool(cited & expected_numbers),
@@ -246,7 +247,7 @@ def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embe
         raise RagError("--models names no model; give one or more chat models, e.g. --models qwen2.5:3b,llama3.2:3b.")
     rows = load_truth(args, read_rows)
     llm = open_backend(settings)
-    out = args.out or default_out(settings, args.ground_truth)
+    out = args.out or answer_results.default_results_file(settings, args.ground_truth)
     out.parent.mkdir(parents=True, exist_ok=True)
     setup = fingerprint(args, settings)
     evaluation = Evaluation(args, settings, llm, retriever, Scorer(embedder, retriever, args.reference_column),
@@ -274,7 +275,7 @@ def retrieval_only(evaluation: Evaluation) -> dict:
     hits = refusals = 0
     for _, row in evaluation.rows:
         docs = evaluation.retriever.search(row[args.question_column], args.k, evaluation.where(row))
-        hits += row[args.id_column] in [d.doc_id for d in docs]
+        hits += bool(expected_documents(row[args.id_column]) & {d.doc_id for d in docs})
         refusals += not is_relevant(docs, settings.relevance_floor)
     n = len(evaluation.rows)
     return {"questions": n, "retrieval": {"hit_rate": round(hits / n, 4) if n else None,
@@ -319,9 +320,9 @@ def evaluate_one(evaluation: Evaluation, model: str, index: int, row: dict, miss
     """One row: an error row for a missing or repeatedly failing model, else the scored (and judged) answer."""
     base = {"model": model, "index": index, "fingerprint": evaluation.setup, "question": row[evaluation.args.question_column]}
     if model in missing:
-        return {**base, "error": missing[model], "exit_code": 5}
+        return {**base, "error": missing[model], "exit_code": MODEL_NOT_INSTALLED}
     if failures.get(model, 0) >= FAILURES_BEFORE_SKIP:
-        return {**base, "error": f"Not asked: {model} failed {FAILURES_BEFORE_SKIP} questions in a row.", "exit_code": 10}
+        return {**base, "error": f"Not asked: {model} failed {FAILURES_BEFORE_SKIP} questions in a row.", "exit_code": SERVER_OTHER}
     try:
         record = evaluation.answer(index, row, model)
     except LLMError as exc:

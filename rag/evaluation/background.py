@@ -1,7 +1,8 @@
 """The answer evaluation started from the Models page: a separate process whose state lives in files.
 
 `python -m rag.eval ... --answers --progress FILE` runs apart from the app, so chatting never waits for it and a
-page reload finds it again through <store>/evaluations/background.json (its pid, progress file, results, log).
+page reload finds it again through <store>/evaluations/background.json (its pid and who that process is, progress
+file, results, log).
 """
 from __future__ import annotations
 
@@ -17,14 +18,11 @@ from pathlib import Path
 
 from rag.core.errors import RagError
 from rag.core.settings import Settings
+from rag.evaluation.results import default_results_file, evaluations_dir
 
 STATE_FILE = "background.json"
+BOOT_ID = Path("/proc/sys/kernel/random/boot_id")
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-
-
-def evaluations_dir(settings: Settings) -> Path:
-    """Where evaluation results live: under the store folder."""
-    return settings.store_dir / "evaluations"
 
 
 @dataclass(frozen=True)
@@ -32,6 +30,7 @@ class Job:
     """A background evaluation: its process, files, and the last progress it wrote."""
 
     pid: int
+    identity: str | None
     out: Path
     progress_file: Path
     log: Path
@@ -42,7 +41,7 @@ class Job:
     def state(self) -> str:
         """running, finished, interrupted, or failed (the process ended without saying it finished)."""
         state = self.progress.get("state", "starting")
-        if state in ("running", "starting") and not alive(self.pid):
+        if state in ("running", "starting") and not self.running():
             return "failed"
         return "running" if state == "starting" else state
 
@@ -50,6 +49,11 @@ class Job:
     def fraction(self) -> float:
         total = self.progress.get("total") or 0
         return min(1.0, self.progress.get("done", 0) / total) if total else 0.0
+
+    def running(self) -> bool:
+        """True while the process that was started runs: its pid is alive and still that process, not one that got
+        the pid later (after a reboot, say); a state file without an identity is stale."""
+        return self.identity is not None and process_identity(self.pid) == self.identity
 
     def last_error(self) -> str:
         """The process's last `error:` line, if it wrote one."""
@@ -61,17 +65,17 @@ class Job:
         return errors[-1] if errors else (lines[-1] if lines else "")
 
 
-def alive(pid: int) -> bool:
-    """True while the process runs (a finished child that was not yet reaped counts as ended)."""
+def process_identity(pid: int) -> str | None:
+    """The running process with this pid as its boot and start time (from /proc), which no other process shares;
+    None when none runs (a finished child that was not yet reaped counts as ended) or there is no /proc to ask."""
     try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] not in ("Z", "X")
+        boot = BOOT_ID.read_text(encoding="ascii").strip()
+        fields = Path(f"/proc/{pid}/stat").read_bytes().rsplit(b")", 1)[1].split()
     except OSError:
-        try:
-            os.kill(pid, 0)
-        except OSError:
-            return False
-        return True
+        return None
+    if fields[0] in (b"Z", b"X"):
+        return None
+    return f"{boot}:{int(fields[19])}"  # field 22 of stat: the start time, in clock ticks since boot
 
 
 def command(truth: Path, models: list[str], sample: int, out: Path, progress: Path, columns: dict) -> list[str]:
@@ -96,14 +100,16 @@ def start(settings: Settings, truth: Path, models: list[str], sample: int, colum
     folder = evaluations_dir(settings).resolve()
     truth = truth.resolve()
     folder.mkdir(parents=True, exist_ok=True)
-    out, progress, log = folder / f"{truth.stem}-answers.jsonl", folder / "progress.json", folder / "background.log"
+    out, progress, log = default_results_file(settings, truth).resolve(), folder / "progress.json", folder / "background.log"
     progress.unlink(missing_ok=True)
     with log.open("w", encoding="utf-8") as handle:
         process = subprocess.Popen(command(truth, models, sample, out, progress, columns), stdout=handle,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True, cwd=PROJECT_ROOT,
                                    env={**os.environ, "RAG_STORE_DIR": str(settings.store_dir.resolve())})
+    identity = process_identity(process.pid)  # before it can be reaped
     threading.Thread(target=process.wait, name="reap-evaluation", daemon=True).start()
-    state = {"pid": process.pid, "out": str(out), "progress": str(progress), "log": str(log), "started_at": time.time()}
+    state = {"pid": process.pid, "identity": identity, "out": str(out), "progress": str(progress), "log": str(log),
+             "started_at": time.time()}
     (folder / STATE_FILE).write_text(json.dumps(state))
     return job_from(state)
 
@@ -115,7 +121,8 @@ def job_from(state: dict) -> Job:
         progress = json.loads(progress_file.read_text())
     except (OSError, ValueError):
         progress = {}
-    return Job(state["pid"], Path(state["out"]), progress_file, Path(state["log"]), state["started_at"], progress)
+    return Job(state["pid"], state.get("identity"), Path(state["out"]), progress_file, Path(state["log"]),
+               state["started_at"], progress)
 
 
 def current_job(settings: Settings) -> Job | None:
@@ -128,6 +135,18 @@ def current_job(settings: Settings) -> Job | None:
 
 
 def stop(job: Job) -> None:
-    """Interrupt the evaluation as Ctrl-C would: what is done is kept and the same run can resume."""
-    if job.state == "running":
-        os.kill(job.pid, signal.SIGINT)
+    """Interrupt the evaluation as Ctrl-C would: what is done is kept and the same run can resume. Only the process
+    that was started is signalled: its identity is checked through a pidfd, which no later process can take over."""
+    if job.state != "running":
+        return
+    try:
+        handle = os.pidfd_open(job.pid)
+    except OSError:  # it ended meanwhile
+        return
+    try:
+        if process_identity(job.pid) == job.identity:
+            signal.pidfd_send_signal(handle, signal.SIGINT)
+    except ProcessLookupError:  # it ended after the check
+        pass
+    finally:
+        os.close(handle)

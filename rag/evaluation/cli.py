@@ -12,7 +12,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from rag.evaluation import answers as answer_eval
-from rag.core.errors import RagError
+from rag.core.errors import EXIT_CODES, INTERRUPTED, OUTPUT_CLOSED, RagError, exit_codes_help
 from rag.search.loader import open_retriever
 from rag.search.retrieval import is_relevant
 from rag.evaluation.retrieval_metrics import NDCG_DEPTH, parse_labels, question_scores, ranked_documents, ranked_sections
@@ -22,7 +22,8 @@ from rag.core.terminal import print_error, safe_json, tolerant_output
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m rag.eval", description=__doc__.split(":", 1)[1].strip())
+    parser = argparse.ArgumentParser(prog="python -m rag.eval", description=__doc__.split(":", 1)[1].strip(),
+                                     epilog=exit_codes_help(code for code in EXIT_CODES if code != OUTPUT_CLOSED))
     parser.add_argument("ground_truth", type=Path, help="CSV with a question column and the expected document id")
     parser.add_argument("--question-column", default="question", help="column holding the question (default: question)")
     parser.add_argument("--id-column", default="document",
@@ -108,7 +109,7 @@ def evaluate_answers(args: argparse.Namespace) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
-        return answer_eval.INTERRUPTED
+        return INTERRUPTED
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -127,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
     except RagError as exc:
         print_error(exc)
         return exc.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted", file=sys.stderr)
+        return INTERRUPTED
     print(safe_json(result))
     return 0
 

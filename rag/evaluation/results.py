@@ -5,10 +5,21 @@ import json
 import statistics
 from pathlib import Path
 
+from rag.core.settings import Settings
 from rag.evaluation.judge import LABELS
 
 METRICS = ("answer_similarity", "citation_hit", "grounded", "refusal_rate", "first_token_ms_p50", "tokens_per_s",
            "load_ms", "size", "size_vram", "errors")
+
+
+def evaluations_dir(settings: Settings) -> Path:
+    """Where evaluation results live: under the store folder."""
+    return settings.store_dir / "evaluations"
+
+
+def default_results_file(settings: Settings, truth: Path) -> Path:
+    """Where `rag.eval --answers` writes its rows unless told (--out): named after the questions file."""
+    return evaluations_dir(settings) / f"{truth.stem}-answers.jsonl"
 
 
 def read_rows(path: Path) -> list[dict]:

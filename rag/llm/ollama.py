@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
-import os
 import threading
 import time
 from collections.abc import Iterator
@@ -34,6 +32,7 @@ from rag.core.errors import (
     LLMTimeout,
     LLMUnavailable,
     StreamInterrupted,
+    raised_within,
 )
 from rag.core.settings import Settings
 
@@ -41,7 +40,8 @@ BUSY_RETRIES = (0.5, 1.0, 2.0)  # seconds slept after each 503 before trying aga
 MODELS_NAMED_IN_ERRORS = 5
 MAX_MODEL_NAME = 200  # longer names in /api/tags are not models anyone typed; they are left out
 MISSING_MANIFEST = "file does not exist"  # what Ollama says when its library has no such model
-EMBEDDING_FAMILIES = ("bert",)  # model families that only embed (nomic-bert, bert): never offered for chat
+EMBEDDING_FAMILIES = ("bert",)
+WIRE_PACKAGES = ("ollama", "pydantic", "pydantic_core", "json")  # the code that reads Ollama's replies: its errors are the reply's  # model families that only embed (nomic-bert, bert): never offered for chat
 SERVER_TEXT_SHOWN = 160  # characters of a server's error text or reply quoted in a message
 # Importing the ollama package builds a default client from the OLLAMA_HOST environment variable (and raises on a bad
 # one), so it is imported on first use, after Settings has checked OLLAMA_HOST.
@@ -281,28 +281,6 @@ def seconds(nanoseconds: int | None) -> float | None:
     return nanoseconds / 1e9 if nanoseconds else None
 
 
-def raised_by_the_wire(exc: BaseException) -> bool:
-    """True when the innermost frame of exc is in the client, its models or the JSON parser: the reply was not Ollama's.
-
-    A ValueError, TypeError or AttributeError raised in our own code is a bug, never blamed on the server.
-    """
-    tb = exc.__traceback__
-    if tb is None:
-        return False
-    while tb.tb_next is not None:
-        tb = tb.tb_next
-    return os.path.realpath(tb.tb_frame.f_code.co_filename).startswith(wire_code())
-
-
-@functools.cache
-def wire_code() -> tuple[str, ...]:
-    """The folders of the code that reads Ollama's replies: the ollama client, pydantic (its models) and json."""
-    import ollama
-    import pydantic
-
-    return tuple(os.path.dirname(os.path.realpath(module.__file__)) + os.sep for module in (ollama, pydantic, json))
-
-
 class _Translate:
     """Maps ollama/httpx exceptions to domain errors with fix-it messages."""
 
@@ -351,7 +329,7 @@ class _Translate:
                     "Wait for other requests to finish, or raise OLLAMA_NUM_PARALLEL / OLLAMA_MAX_QUEUE, then try again."
                 )
             return LLMError(f"Ollama at {url} answered {exc.status_code}: {message}")
-        if isinstance(exc, (ValueError, TypeError, AttributeError)) and raised_by_the_wire(exc):
+        if isinstance(exc, (ValueError, TypeError, AttributeError)) and raised_within(exc, WIRE_PACKAGES):
             return self.not_ollama(exc)  # not JSON, or JSON not shaped as Ollama's
         if isinstance(exc, (httpx.ReadTimeout, httpx.WriteTimeout, httpx.PoolTimeout)):
             return LLMTimeout(

@@ -22,7 +22,7 @@ from rag.search import index_file
 from rag.store.changelog import Changes, done_mark, read_changes, run_state
 from rag.search.chunk_index import ChunkIndex, chunk_tokens, passing
 from rag.core.errors import RagError, StoreError
-from rag.store.chroma import chroma_call, is_panic
+from rag.store.chroma import chroma_call, from_chroma
 
 PAGE = 5000
 RECHECK_SECONDS = 0.5
@@ -77,8 +77,7 @@ class ChunkIndexCache:
         try:
             now = time.monotonic()
             if self.index is None:
-                with chroma_call():  # the first full read is where a damaged database makes Chroma's core panic
-                    self.load()
+                self.load()
                 self.checked_at = now
             elif recheck or now - self.checked_at > RECHECK_SECONDS:
                 self.checked_at = now
@@ -88,7 +87,7 @@ class ChunkIndexCache:
         except RagError:
             raise
         except BaseException as exc:  # Chroma raises many kinds, a damaged database even a Rust panic
-            if not isinstance(exc, Exception) and not is_panic(exc):
+            if not from_chroma(exc):
                 raise
             raise StoreError(self.live.describe_failure(exc)) from None
         finally:
@@ -102,8 +101,10 @@ class ChunkIndexCache:
             while (alive := cache()) is not None:
                 try:
                     alive.get()
-                except Exception as exc:  # the store may be down for a while; searches report it
+                except RagError as exc:  # the store may be down for a while; searches report it
                     log.debug("chunk index: refresh failed (%s)", exc)
+                except Exception:  # a bug of ours: logged with its traceback, and the index is kept watched
+                    log.exception("chunk index: refresh failed")
                 del alive
                 time.sleep(RECHECK_SECONDS)
 
@@ -140,8 +141,9 @@ class ChunkIndexCache:
     def refresh(self, collection) -> None:
         """Apply what changed since self.seq; rebuild when the log cannot prove the result exact."""
         started = time.perf_counter()
-        version = collection_version(collection)
-        changes = read_changes(self.live.client, collection, self.seq)
+        with chroma_call():  # a read of a damaged database may make Chroma's core panic
+            version = collection_version(collection)
+            changes = read_changes(self.live.client, collection, self.seq)
         if changes is None:
             self.rebuild(collection)
             return
@@ -157,8 +159,7 @@ class ChunkIndexCache:
 
     def verified(self, collection, version: tuple) -> bool:
         """False (after rebuilding) when no ingest ran while reading and still the count disagrees."""
-        after = self.live.fresh()
-        if not (is_quiet(collection.metadata) and run_state(after.metadata) == run_state(collection.metadata)):
+        if not (is_quiet(collection.metadata) and run_state(self.fresh_metadata()) == run_state(collection.metadata)):
             return False
         if len(self.index.ids) != version[0]:
             log.warning("chunk index: %d chunks after an update, the store has %d; rebuilding", len(self.index.ids), version[0])
@@ -169,14 +170,16 @@ class ChunkIndexCache:
     def rebuild(self, collection) -> None:
         """Read every chunk of the collection, page by page, and index it."""
         self.full_builds += 1
-        version = collection_version(collection)
+        with chroma_call():
+            version = collection_version(collection)
         seq = done_mark(collection.metadata)
         total = version[0]
         self.loading = Loading("reading chunks", 0, total)
         changes = Changes()
         offset = 0
         while True:
-            page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
+            with chroma_call():  # page by page: stderr is held only while Chroma reads
+                page = collection.get(include=["documents", "metadatas", "embeddings"], limit=PAGE, offset=offset)
             changes.add(page)
             self.loading = Loading("reading chunks", len(changes.ids), max(total, len(changes.ids)))
             if len(page["ids"]) < PAGE:
@@ -187,8 +190,13 @@ class ChunkIndexCache:
         self.seq = seq
         self.unsaved = True
         self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
-        if is_quiet(collection.metadata) and run_state(self.live.fresh().metadata) == run_state(collection.metadata):
+        if is_quiet(collection.metadata) and run_state(self.fresh_metadata()) == run_state(collection.metadata):
             self.save()
+
+    def fresh_metadata(self) -> dict | None:
+        """The collection's metadata read anew from Chroma."""
+        with chroma_call():
+            return self.live.fresh().metadata
 
     def save(self) -> None:
         """Write the current index to its file in a background thread (one at a time, the latest wins)."""

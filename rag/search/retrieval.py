@@ -114,11 +114,11 @@ class Retriever:
         """The top k distinct documents for query, optionally restricted by a metadata filter."""
         try:
             index = self.index.get()
-            vector = self.embedder.embed_query(query) if self.mode != "keyword" else None
-            reference = general_knowledge.vectors(self.embedder) if vector is not None else None
-            scores = score_chunks(index, vector, query, where, reference)
-        except Exception as exc:
-            raise StoreError(f"Search failed: {self.live.describe_failure(exc)}") from None
+        except StoreError as exc:  # the store could not be read; an error in scoring below is a bug, raised as it is
+            raise StoreError(f"Search failed: {exc}") from None
+        vector = self.embedder.embed_query(query) if self.mode != "keyword" else None
+        reference = general_knowledge.vectors(self.embedder) if vector is not None else None
+        scores = score_chunks(index, vector, query, where, reference)
         weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
         return rank_documents(index, scores, weight, k)
 

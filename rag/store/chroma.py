@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import shutil
 import sqlite3
 import sys
@@ -15,7 +16,7 @@ from urllib.parse import urlparse
 
 import httpx
 
-from rag.core.errors import EmbedderMismatch, RagError, StoreError
+from rag.core.errors import EmbedderMismatch, RagError, StoreError, raised_within
 from rag.core.settings import Settings
 
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
@@ -39,40 +40,72 @@ def is_panic(exc: BaseException) -> bool:
     return type(exc).__name__ == "PanicException"
 
 
+def from_chroma(exc: BaseException) -> bool:
+    """True for a failure of Chroma (raised inside its code, or a panic of its Rust core), not for a bug of ours."""
+    if is_panic(exc) or isinstance(exc, ChromaPanic):
+        return True
+    return isinstance(exc, Exception) and raised_within(exc, ("chromadb",))
+
+
+PANIC_HEADER = re.compile(rb"thread '[^'\n]*'(?: \(\d+\))? panicked at ")
+BACKTRACE_FRAME = re.compile(rb"\s+(?:\d+:|at )")
+
+
+def without_panic_reports(written: bytes) -> bytes:
+    """What was written to stderr less each report of a panic in Rust: the blank line before it, its header and
+    message, its backtrace (RUST_BACKTRACE) and its closing note."""
+    kept: list[bytes] = []
+    report = backtrace = False
+    for line in written.splitlines(keepends=True):
+        if PANIC_HEADER.match(line):
+            if kept and kept[-1] == b"\n":
+                kept.pop()
+            report, backtrace = True, False
+        elif report and line.startswith(b"stack backtrace:"):
+            backtrace = True
+        elif report and line.startswith(b"note: "):
+            report = False
+        elif report and backtrace and not BACKTRACE_FRAME.match(line):
+            report = False  # a full backtrace has no closing note: the report ended with its last frame
+            kept.append(line)
+        elif not report:
+            kept.append(line)
+    return b"".join(kept)
+
+
 class HeldStderr:
-    """The process's stderr (fd 2) sent to a temporary file while any Chroma call runs, restored when the last ends;
-    what was held is passed on unless a call failed (a panic in Chroma's Rust core, even in one of its worker threads,
-    writes its report there; the failure is then said in one line instead)."""
+    """The process's stderr (fd 2) sent to a temporary file while a Chroma call that may panic runs, restored when the
+    last such call ends; what was written meanwhile (by any thread) is then passed on, less the reports of panics in
+    Chroma's Rust core (one of its worker threads may write one; the failure is said in one line instead)."""
 
     def __init__(self):
         self.lock = threading.Lock()
         self.users = 0
         self.saved = -1
         self.file = None
-        self.failed = False
 
     def enter(self) -> None:
         with self.lock:
             if self.users == 0:
                 sys.stderr.flush()
-                self.file, self.failed = tempfile.TemporaryFile(), False
+                self.file = tempfile.TemporaryFile()
                 self.saved = os.dup(2)
                 os.dup2(self.file.fileno(), 2)
             self.users += 1
 
-    def leave(self, failed: bool) -> None:
+    def leave(self) -> None:
         with self.lock:
-            self.failed = self.failed or failed
             self.users -= 1
             if self.users:
                 return
+            sys.stderr.flush()
             os.dup2(self.saved, 2)
             os.close(self.saved)
             with self.file:
-                if not self.failed:
-                    self.file.seek(0)
-                    with open(2, "wb", closefd=False) as stderr:
-                        shutil.copyfileobj(self.file, stderr)
+                self.file.seek(0)
+                passed_on = without_panic_reports(self.file.read())
+            with open(2, "wb", closefd=False) as stderr:
+                stderr.write(passed_on)
 
 
 HELD_STDERR = HeldStderr()
@@ -80,19 +113,17 @@ HELD_STDERR = HeldStderr()
 
 @contextmanager
 def chroma_call():
-    """Run Chroma calls whose Rust core may panic: a panic becomes a ChromaPanic, and on any failure the report Rust
-    wrote to the process's stderr (a backtrace notice) is dropped; else what was written there meanwhile is passed on."""
+    """Run a Chroma call whose Rust core may panic (keep it to Chroma's own work: stderr is held meanwhile): a panic
+    becomes a ChromaPanic, and the report Rust wrote to the process's stderr is dropped, the rest passed on."""
     HELD_STDERR.enter()
-    failed = True
     try:
         yield
-        failed = False
     except BaseException as exc:
         if is_panic(exc):
             raise ChromaPanic(str(exc)) from None
         raise
     finally:
-        HELD_STDERR.leave(failed)
+        HELD_STDERR.leave()
 
 
 def database_file(settings: Settings) -> Path:

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import re
 
+from ingest.documents import INTERNAL_FIELDS
 from rag.chat.turn import Turn
 from rag.search.retrieval import best_scores
-from rag.ui.store_state import INTERNAL_FIELDS
 from rag.ui.text import readable
 
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
@@ -42,9 +42,11 @@ def details_of(metadata: dict) -> dict:
 
 
 def location_of(metadata: dict) -> str:
-    """The heading path or page a chunk comes from."""
+    """The heading path, page or CSV rows a chunk comes from."""
     if metadata.get("page"):
         return f"page {metadata['page']}"
+    if metadata.get("rows"):
+        return f"rows {metadata['rows']}"
     return metadata.get("headings", "") or ""
 
 
@@ -56,7 +58,7 @@ def source_entries(turn: Turn, answer: str) -> list[dict]:
             "number": c.number,
             "doc_id": c.doc_id,
             "title": c.title,
-            "location": c.location,
+            "location": location_of(c.metadata),
             "snippet": snippet(c.text),
             "score": round(float(c.score), 4),
             "cited": c.number in cited,

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
 import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from rag.core.errors import RagError
+from rag.core.errors import STORE, RagError
 from rag.core.settings import Settings
 
 FILENAME = "conversations.sqlite3"
@@ -38,12 +39,14 @@ CREATE TABLE IF NOT EXISTS browsers (
 );
 """
 ADDED_COLUMNS = {"owner": "TEXT NOT NULL DEFAULT ''", "deleted_at": "TEXT"}
+PREPARED: set[Path] = set()  # the files whose tables, added columns and purge this process has seen to
+PREPARING = threading.Lock()
 
 
 class HistoryError(RagError):
     """The conversation file cannot be read or written."""
 
-    exit_code = 3
+    exit_code = STORE
 
 
 @dataclass
@@ -100,6 +103,14 @@ class History:
     def __init__(self, path: Path, owner: str = ""):
         self.path = Path(path)
         self.owner = owner
+        key = self.path.resolve()
+        with PREPARING:  # once per process and file (a page makes a History on every rerun), again for a new file
+            if key not in PREPARED or not self.path.exists():
+                self.prepare()
+                PREPARED.add(key)
+
+    def prepare(self) -> None:
+        """Make the folder and the tables, add the columns later versions need, purge long-deleted conversations."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:

@@ -6,10 +6,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import PurePosixPath
 
+from ingest.documents import INTERNAL_FIELDS
 from rag.core.errors import StoreError
 
 MAX_FILTER_VALUES = 50
-INTERNAL_FIELDS = {"doc_id", "title", "headings", "chunk_index", "n_chunks", "doc_hash", "source", "root", "page", "ingest_seq"}
 FOLDER = "folder"
 EXAMPLES = 3
 EXAMPLE_CHARS = (4, 80)

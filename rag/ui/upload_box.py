@@ -5,6 +5,7 @@ from pathlib import Path
 
 import streamlit as st
 
+from ingest.loaders import KINDS
 from ingest.pipeline import IngestOptions, IngestReport, ingest
 from rag.search.embeddings import load_embedder
 from rag.core.errors import RagError
@@ -12,7 +13,7 @@ from rag.core.settings import Settings
 from rag.ui.text import text
 from rag.ui.uploads import SaveReport, save_uploads, uploads_dir
 
-UPLOAD_TYPES = ["md", "markdown", "txt", "text", "json", "jsonl", "ndjson", "pdf", "html", "htm", "docx", "csv", "tsv"]
+UPLOAD_TYPES = [suffix.removeprefix(".") for suffix in KINDS]  # every format ingest reads
 
 
 def cancel_ingest() -> None:
