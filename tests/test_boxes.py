@@ -12,8 +12,9 @@ from rag.llm.backend import ChatOptions, ChatUsage
 from rag.llm.boxes import Boxes, open_backend
 from rag.llm.ollama import Ollama
 from rag.llm.openai_compatible import forget_model_info
-from tests.ollama_standin import OllamaStandin, unused_port
+from tests.ollama_standin import OllamaStandin, grounded_reply, unused_port
 from tests.openai_standin import OpenAIStandin
+from tests.test_answer_eval import ON_TOPIC, models, run_eval, write_truth  # noqa: F401  (models is a fixture)
 
 QUESTION = [{"role": "user", "content": "What is the answer?"}]
 
@@ -123,3 +124,21 @@ def sample_store(settings, guide_store, monkeypatch):
     """The module's guide store, named in RAG_STORE_DIR, with the stand-in Ollama at OLLAMA_HOST."""
     monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
     return settings
+
+
+def test_answer_evaluation_compares_the_same_model_in_two_boxes(models, monkeypatch, tmp_path, capsys):
+    with OpenAIStandin(models=["Qwen/Qwen2.5-3B-Instruct"], reply=grounded_reply) as gpu:
+        gpu.usage_style = "final_chunk"
+        monkeypatch.setenv("RAG_OPENAI_URL", gpu.url)
+        truth = write_truth(tmp_path / "truth.csv", ON_TOPIC[:3])
+
+        code, summary, _, err = run_eval(capsys, truth, "--answers", "--models",
+                                         "ollama:grounded,openai:Qwen/Qwen2.5-3B-Instruct", "--out", tmp_path / "r.jsonl")
+
+    assert code == 0, err
+    ollama_row, openai_row = summary["models"]["ollama:grounded"], summary["models"]["openai:Qwen/Qwen2.5-3B-Instruct"]
+    assert ollama_row["errors"] == openai_row["errors"] == 0
+    assert ollama_row["citation_hit"] == openai_row["citation_hit"] > 0.5  # the same replies in either runtime
+    assert ollama_row["answer_similarity"] == openai_row["answer_similarity"]
+    assert ollama_row["tokens_per_s"] == 50.0 and openai_row["tokens_per_s"] > 0
+    assert [body["model"] for body in gpu.chat_requests()] == ["Qwen/Qwen2.5-3B-Instruct"] * 3

@@ -26,6 +26,7 @@ from rag.chat.condense import CONDENSE_RULES
 from rag.core.errors import StoreError
 from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
+from tests.openai_standin import OpenAIStandin
 
 pytestmark = pytest.mark.browser
 
@@ -473,3 +474,29 @@ def test_a_real_session_on_the_bundled_guide_answers_with_its_sources_and_a_scre
     page.evaluate("document.querySelectorAll('[data-testid=stAppScrollToBottomContainer], section').forEach(e => e.scrollTop = 0)")
     SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(SCREENSHOT))
+
+
+def test_the_dropdown_lists_both_boxes_and_an_openai_server_answers_with_its_reasoning_apart(tmp_path, embedder, page):
+    store = tmp_path / "store"
+    ingest([SAMPLE_DIR], Settings(store_dir=store), embedder, IngestOptions())
+    with OllamaStandin() as ollama_box, OpenAIStandin(reply="Use python -m ingest [1].") as openai_box:
+        openai_box.reasoning = "The guide's section on adding documents answers this."
+        env = {"RAG_STORE_DIR": str(store), "OLLAMA_HOST": ollama_box.host, "RAG_OPENAI_URL": openai_box.url}
+        with streamlit_app(tmp_path, env) as url:
+            page.goto(url)
+            page.get_by_test_id("stChatInputTextArea").wait_for()
+            model = page.get_by_role("combobox", name="Chat model")
+            expect(model).to_have_value("ollama:qwen2.5:3b", timeout=60_000)
+            model.click()
+            options = [text.strip() for text in page.get_by_role("option").all_inner_texts()]
+            assert options == ["ollama:llama3.2:latest", "ollama:qwen2.5:3b", "openai:Qwen/Qwen2.5-3B-Instruct",
+                               "openai:llama-3.2-3b"]
+            page.get_by_role("option", name="openai:Qwen/Qwen2.5-3B-Instruct").click()
+            expect(model).to_have_value("openai:Qwen/Qwen2.5-3B-Instruct")
+            page.wait_for_timeout(500)  # let the rerun that records the choice finish
+            ask(page, "How do I add my own documents?")
+            wait_for_messages(page, 2)
+            wait_until(lambda: answer_text(page, 1) == "Use python -m ingest [1].", 90, "the answer from the OpenAI box")
+            reasoning = messages(page).nth(1).get_by_text("The model's reasoning", exact=False)
+            expect(reasoning).to_be_visible()
+            assert [body["model"] for body in openai_box.chat_requests()] == ["Qwen/Qwen2.5-3B-Instruct"]
