@@ -35,6 +35,11 @@ def one_line(text: str) -> str:
     return visible(" ".join(str(text).split()))
 
 
+def table_row(row: dict) -> dict:
+    """A row for st.dataframe or a chart, which draw strings raw: each string cell on one line, controls visible."""
+    return {column: one_line(value) if isinstance(value, str) else value for column, value in row.items()}
+
+
 def loopback(host: str | None) -> bool:
     """True for a host name or address on this machine."""
     host = (host or "").strip("[]").lower()
