@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.documents import Document, LoadError, Outline, Problem, Section
+from rag.core.decoding import decode_utf8_or_legacy
 
 KINDS = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
@@ -152,16 +153,8 @@ def decode_text(raw: bytes) -> tuple[str, list[Problem]]:
             raise LoadError(f"content is {what}, not text: the file extension is wrong")
     if b"\x00" in raw[:8192]:
         raise LoadError("binary content, not text")
-    try:
-        text, problems = raw.decode("utf-8-sig"), []
-    except UnicodeDecodeError as exc:
-        encoding = "cp1252"
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            encoding = "latin-1"
-            text = raw.decode(encoding)
-        problems = [Problem("", f"not UTF-8 (byte {exc.start}); decoded as {encoding}", skipped=False)]
+    text, not_utf8 = decode_utf8_or_legacy(raw)
+    problems = [Problem("", not_utf8, skipped=False)] if not_utf8 else []
     head = text[:8192]
     if head and len(CONTROL.findall(head)) > len(head) * 0.05:
         raise LoadError("binary content, not text")

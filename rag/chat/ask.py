@@ -13,6 +13,7 @@ import threading
 import time
 
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
+from rag.core.command_line import OneLineParser, document_count
 from rag.core.errors import RagError
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
@@ -23,26 +24,6 @@ from rag.core.terminal import output_closed, print_error, safe_json, safe_line, 
 
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
 INTERRUPTED = 130
-BAD_COMMAND_LINE = 1
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose mistakes are one `error:` line and exit code 1, as every other failure here."""
-
-    def error(self, message: str):
-        print_error(f"{message} (see python -m rag.ask --help)")
-        sys.exit(BAD_COMMAND_LINE)
-
-
-def document_count(text: str) -> int:
-    """The --k value: a whole number of documents from 1 to TOP_K_MAX."""
-    try:
-        k = int(text)
-    except ValueError:
-        k = 0
-    if not 1 <= k <= TOP_K_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of documents from 1 to {TOP_K_MAX}")
-    return k
 
 
 def question_text(text: str) -> str:
