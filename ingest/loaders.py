@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+import sys
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,7 @@ HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 LOADER_VERSION = "2"
+NESTED_TOO_DEEPLY = "JSON nested too deeply to read"
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
@@ -465,22 +467,34 @@ def load_csv(text: str, doc_id: str, fallback_title: str, delimiter: str | None 
 def parse_records(text: str, kind: str) -> list[tuple[str, object]]:
     """The records of a JSON array/object file or a JSON Lines file, each with where it was found."""
     if kind == "jsonl":
-        records: list[tuple[str, object]] = []
-        for number, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                try:
-                    records.append((f"line {number}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    records.append((f"line {number}", LoadError(f"malformed JSON: {exc.msg} at column {exc.colno}")))
-        return records
+        return [(f"line {number}", parse_line(line)) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoadError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
-        raise LoadError("JSON nested too deeply to read") from None
+        raise LoadError(NESTED_TOO_DEEPLY) from None
+    except ValueError:
+        raise LoadError(number_too_long()) from None
     data = data if isinstance(data, list) else [data]
     return [(f"record {index + 1}", record) for index, record in enumerate(data)]
+
+
+def parse_line(line: str) -> object:
+    """One JSON Lines record, or the LoadError that says why this line (and only it) cannot be read."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return LoadError(f"malformed JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return LoadError(NESTED_TOO_DEEPLY)
+    except ValueError:
+        return LoadError(number_too_long())
+
+
+def number_too_long() -> str:
+    """Why json.loads refused an integer: Python converts at most sys.get_int_max_str_digits() digits."""
+    return f"a number of more than {sys.get_int_max_str_digits():,} digits, too long to read"
 
 
 def load_records(records: list[tuple[str, object]], file_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:
