@@ -31,6 +31,7 @@ from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.search.retrieval import Retriever, is_relevant, no_match_text
 from rag.core.settings import Settings
+from rag.core.terminal import print_error, safe_text
 
 INTERRUPTED = 130
 FAILURES_BEFORE_SKIP = 3  # a model that failed this many questions in a row is not asked the rest
@@ -254,17 +255,17 @@ def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embe
                             rows, models, out, setup)
     missing, down = installed_models(llm, models + ([args.judge] if args.judge else []))
     if down:
-        print(f"error: {down} Answers are not evaluated; retrieval alone follows.", file=sys.stderr)
+        print_error(f"{down} Answers are not evaluated; retrieval alone follows.")
         print(json.dumps(retrieval_only(evaluation)))
         return LLMUnavailable.exit_code
-    for model, reason in missing.items():
-        print(f"error: {reason}", file=sys.stderr)
+    for reason in missing.values():
+        print_error(reason)
     if args.judge in missing:
         raise RagError(f"The judge model {args.judge!r} is not installed (see above): install it, or leave out --judge.")
     code = answer_all(evaluation, missing)
     latest = answer_results.latest_rows(answer_results.read_rows(out), setup)
     summary = answer_results.summarise(latest, models, len(rows))
-    print(answer_results.format_table(summary))
+    print(safe_text(answer_results.format_table(summary)))
     print(json.dumps(summary))
     return code
 

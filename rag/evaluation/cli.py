@@ -121,7 +121,7 @@ def evaluate_answers(args: argparse.Namespace) -> int:
         retriever = open_retriever(settings)
         return answer_eval.run(args, settings, retriever, retriever.embedder, read_rows)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return answer_eval.INTERRUPTED
