@@ -7,6 +7,7 @@ import json
 import logging
 import math
 import re
+import sys
 import zipfile
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from pathlib import Path
 
 from ingest.documents import Document, LoadError, Outline, Problem, Section
 from rag.core.errors import raised_within
+from rag.core.decoding import decode_utf8_or_legacy
 
 KINDS = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
@@ -38,6 +40,7 @@ CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 LOADER_VERSION = "2"
 PDF_LIBRARY = ("pypdf",)  # it raises its own errors, and TypeError, AssertionError, NotImplementedError... on damage
 DOCX_LIBRARY = ("docx", "lxml", "zipfile")  # python-docx, its XML parser and the ZIP reader under it
+NESTED_TOO_DEEPLY = "JSON nested too deeply to read"
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
@@ -156,16 +159,8 @@ def decode_text(raw: bytes) -> tuple[str, list[Problem]]:
             raise LoadError(f"content is {what}, not text: the file extension is wrong")
     if b"\x00" in raw[:8192]:
         raise LoadError("binary content, not text")
-    try:
-        text, problems = raw.decode("utf-8-sig"), []
-    except UnicodeDecodeError as exc:
-        encoding = "cp1252"
-        try:
-            text = raw.decode(encoding)
-        except UnicodeDecodeError:
-            encoding = "latin-1"
-            text = raw.decode(encoding)
-        problems = [Problem("", f"not UTF-8 (byte {exc.start}); decoded as {encoding}", skipped=False)]
+    text, not_utf8 = decode_utf8_or_legacy(raw)
+    problems = [Problem("", not_utf8, skipped=False)] if not_utf8 else []
     head = text[:8192]
     if head and len(CONTROL.findall(head)) > len(head) * 0.05:
         raise LoadError("binary content, not text")
@@ -481,22 +476,34 @@ def load_csv(text: str, doc_id: str, fallback_title: str, delimiter: str | None 
 def parse_records(text: str, kind: str) -> list[tuple[str, object]]:
     """The records of a JSON array/object file or a JSON Lines file, each with where it was found."""
     if kind == "jsonl":
-        records: list[tuple[str, object]] = []
-        for number, line in enumerate(text.split("\n"), start=1):
-            if line.strip():
-                try:
-                    records.append((f"line {number}", json.loads(line)))
-                except json.JSONDecodeError as exc:
-                    records.append((f"line {number}", LoadError(f"malformed JSON: {exc.msg} at column {exc.colno}")))
-        return records
+        return [(f"line {number}", parse_line(line)) for number, line in enumerate(text.split("\n"), start=1) if line.strip()]
     try:
         data = json.loads(text)
     except json.JSONDecodeError as exc:
         raise LoadError(f"malformed JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
     except RecursionError:
-        raise LoadError("JSON nested too deeply to read") from None
+        raise LoadError(NESTED_TOO_DEEPLY) from None
+    except ValueError:
+        raise LoadError(number_too_long()) from None
     data = data if isinstance(data, list) else [data]
     return [(f"record {index + 1}", record) for index, record in enumerate(data)]
+
+
+def parse_line(line: str) -> object:
+    """One JSON Lines record, or the LoadError that says why this line (and only it) cannot be read."""
+    try:
+        return json.loads(line)
+    except json.JSONDecodeError as exc:
+        return LoadError(f"malformed JSON: {exc.msg} at column {exc.colno}")
+    except RecursionError:
+        return LoadError(NESTED_TOO_DEEPLY)
+    except ValueError:
+        return LoadError(number_too_long())
+
+
+def number_too_long() -> str:
+    """Why json.loads refused an integer: Python converts at most sys.get_int_max_str_digits() digits."""
+    return f"a number of more than {sys.get_int_max_str_digits():,} digits, too long to read"
 
 
 def load_records(records: list[tuple[str, object]], file_id: str, fields: RecordFields) -> tuple[list[Document], list[Problem]]:

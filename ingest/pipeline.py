@@ -191,11 +191,11 @@ def read_manifest(collection) -> dict[str, StoredDoc]:
     offset = 0
     while True:
         page = collection.get(include=["metadatas"], limit=MANIFEST_PAGE, offset=offset)
-        for chunk_id, meta in zip(page["ids"], page["metadatas"]):
+        for stored_id, meta in zip(page["ids"], page["metadatas"]):
             meta = meta or {}
-            doc = stored.setdefault(str(meta.get("doc_id", chunk_id)), StoredDoc(meta.get("source", ""), meta.get("root", "")))
+            doc = stored.setdefault(str(meta.get("doc_id", stored_id)), StoredDoc(meta.get("source", ""), meta.get("root", "")))
             doc_hash = str(meta.get("doc_hash", ""))
-            doc.versions.setdefault(doc_hash, []).append(chunk_id)
+            doc.versions.setdefault(doc_hash, []).append(stored_id)
             doc.expected[doc_hash] = int(meta.get("n_chunks", 0))
             doc.source, doc.root = meta.get("source", doc.source), meta.get("root", doc.root)
         if len(page["ids"]) < MANIFEST_PAGE:

@@ -13,7 +13,7 @@ from rag.llm import catalogue
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.ui.models import pull_with_progress
-from rag.ui.text import one_line, text
+from rag.ui.text import one_line, table_row, text
 
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
@@ -41,9 +41,9 @@ def installed(llm: Backend) -> list[catalogue.ModelFacts]:
     rows = []
     for f in facts:
         verdict, reason = catalogue.fit(f, machine)
-        rows.append({"model": f.name, "parameters": f.parameter_size, "quantisation": f.quantization,
-                     "size GB": round(f.size / 1e9, 2) if f.size else None, "loaded": f.loaded,
-                     "trained context": f.context_length, "fits": verdict, "why": reason})
+        rows.append(table_row({"model": f.name, "parameters": f.parameter_size, "quantisation": f.quantization,
+                               "size GB": round(f.size / 1e9, 2) if f.size else None, "loaded": f.loaded,
+                               "trained context": f.context_length, "fits": verdict, "why": reason}))
     st.dataframe(rows, hide_index=True, key="installed_models")
     return facts
 
@@ -69,7 +69,7 @@ def results_section(folder: Path) -> None:
                 "`python -m rag.eval QUESTIONS.csv --answers --models A,B`.")
         return
     st.caption(text(f"{summary['questions']} questions · {files[-1]}"))
-    table = [{"model": model, **{k: v for k, v in figures.items() if k not in ("error", "judge")}}
+    table = [table_row({"model": model, **{k: v for k, v in figures.items() if k not in ("error", "judge")}})
              for model, figures in summary["models"].items()]
     st.dataframe(table, hide_index=True, key="results_table")
     points = [row for row in table if row["tokens_per_s"] is not None]

@@ -12,7 +12,7 @@ from rag.llm.backend import ChatOptions, ChatUsage
 from rag.llm.boxes import Boxes, open_backend
 from rag.llm.ollama import Ollama
 from rag.llm.openai_compatible import forget_model_info
-from tests.ollama_standin import OllamaStandin, grounded_reply, unused_port
+from tests.ollama_standin import grounded_reply, unused_port
 from tests.openai_standin import OpenAIStandin
 from tests.test_answer_eval import ON_TOPIC, models, run_eval, write_truth  # noqa: F401  (models is a fixture)
 

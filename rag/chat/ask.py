@@ -11,7 +11,8 @@ import threading
 import time
 
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
-from rag.core.errors import EXIT_CODES, INTERRUPTED, OTHER, RagError, exit_codes_help
+from rag.core.command_line import OneLineParser, document_count
+from rag.core.errors import EXIT_CODES, INTERRUPTED, RagError, exit_codes_help
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.search.loader import open_retriever
@@ -20,25 +21,6 @@ from rag.core.settings import TOP_K_MAX, Settings, load_settings
 from rag.core.terminal import output_closed, print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
 
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
-
-
-class OneLineParser(argparse.ArgumentParser):
-    """An argument parser whose mistakes are one `error:` line and exit code 1, as every other failure here."""
-
-    def error(self, message: str):
-        print_error(f"{message} (see python -m rag.ask --help)")
-        sys.exit(OTHER)
-
-
-def document_count(text: str) -> int:
-    """The --k value: a whole number of documents from 1 to TOP_K_MAX."""
-    try:
-        k = int(text)
-    except ValueError:
-        k = 0
-    if not 1 <= k <= TOP_K_MAX:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of documents from 1 to {TOP_K_MAX}")
-    return k
 
 
 def question_text(text: str) -> str:

@@ -6,6 +6,8 @@ import secrets
 import string
 from dataclasses import dataclass
 
+import regex
+
 from rag.core.errors import PromptTooLong
 from rag.search.retrieval import RetrievedChunk, RetrievedDoc
 
@@ -19,14 +21,17 @@ Rules:
 # A random key per request, six letter-digit pairs (48 bits): document text cannot guess it, so it cannot close the
 # fence. Every key of this shape costs the same in the token estimate, so the budget does not depend on the draw.
 FENCE_KEY_PAIRS = 6
-# Bracketed numbers in document text, [9], [ 9 ], [1, 2], full-width or lenticular brackets, any digits, with spaces or
-# invisible characters (zero-width, bidi marks) around the digits: rewritten (9), so only the prompt's own headers look
-# like document numbers (a document cannot forge a [9] block), and a paper's own reference markers are not mistaken for
-# citations.
-PAD = r"[\s\u00ad\u180e\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]*"
-NUMBER_IN_BRACKETS = re.compile(
-    rf"[\[\uff3b\u3010\u3016]{PAD}(\d+(?:{PAD}[,;\-\u2013]{PAD}\d+)*){PAD}[\]\uff3d\u3011\u3017]"
-)
+# Bracketed numbers in document text, [9], [ 9 ], [1, 2], 〔6〕, ⟦7⟧: any opening and closing punctuation (Unicode
+# categories Ps and Pe: every bracket and its look-alikes) around digits of any script, with spaces or invisible
+# characters (format Cf: zero-width, bidi marks, tags; combining marks and variation selectors Mn, Me) around or
+# between them. Rewritten (9), the invisible characters removed, so only the prompt's own headers look like document
+# numbers (a document cannot forge a [9] block), and a paper's own reference markers are not mistaken for citations.
+# The quantifiers are possessive (*+, ++): a long run of marks cannot make the search backtrack.
+INVISIBLE = r"\p{Cf}\p{Mn}\p{Me}"
+PAD = rf"[\s{INVISIBLE}]*+"
+NUMBER = rf"\d++(?:[{INVISIBLE}]++\d++)*+"
+NUMBER_IN_BRACKETS = regex.compile(rf"\p{{Ps}}{PAD}({NUMBER}(?:{PAD}[,;\p{{Pd}}]{PAD}{NUMBER})*+){PAD}\p{{Pe}}")
+INVISIBLE_CHARACTER = regex.compile(rf"[{INVISIBLE}]")
 TOKENS_PER_MESSAGE = 8  # role header and end-of-turn markers of the chat templates (Qwen: 5, Llama 3: 5)
 TEMPLATE_TOKENS = 32  # BOS, the assistant header, Llama 3.2's "Cutting Knowledge Date" system preamble
 CHUNKS_PER_DOC = 2
@@ -113,7 +118,7 @@ def fence_key(texts: list[str]) -> str:
 
 def neutral(text: str) -> str:
     """Untrusted text whose bracketed numbers are written (n), so it cannot pass for a numbered document header."""
-    return NUMBER_IN_BRACKETS.sub(r"(\1)", text)
+    return NUMBER_IN_BRACKETS.sub(lambda match: f"({INVISIBLE_CHARACTER.sub('', match.group(1))})", text)
 
 
 def context_block(citation: Citation) -> str:

@@ -1,4 +1,5 @@
-"""Untrusted text made safe for a terminal: control, escape, C1 and bidi characters are shown, never emitted."""
+"""Untrusted text made safe for a terminal: control, escape, C1, bidi and zero-width characters are shown, never
+emitted (which characters, and how they are shown: rag/core/invisible.py, as on the pages)."""
 from __future__ import annotations
 
 import json
@@ -8,45 +9,22 @@ import sys
 from collections.abc import Iterable, Iterator
 
 from rag.core.errors import OUTPUT_CLOSED
+from rag.core.invisible import FORMATTING, SURROGATES, UNSAFE, UNSAFE_IN_TEXT, escaped, shown
 
-# C0 controls (ESC among them), DEL and C1 controls (0x9b is a one-byte CSI); bidi embeddings, overrides, isolates
-# and marks (they reorder what the user reads) and the Unicode line and paragraph separators; lone surrogates (they
-# cannot be encoded, so printing them raises).
-CONTROLS = "\x00-\x1f\x7f-\x9f"
-FORMATTING = "\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
-SURROGATES = "\ud800-\udfff"
-ONE_LINE = re.compile(f"[{CONTROLS}{FORMATTING}{SURROGATES}]")
-TEXT = re.compile(f"\r\n?|[{CONTROLS}{FORMATTING}{SURROGATES}]")
+TEXT = re.compile(f"\r\n?|{UNSAFE_IN_TEXT.pattern}")
 JSON_UNSAFE = re.compile(f"[\x7f-\x9f{FORMATTING}{SURROGATES}]")  # json.dumps already escapes C0 controls
-KEPT_IN_TEXT = ("\n", "\t")
 LINE_BREAKS = ("\r\n", "\r")
-NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
-
-
-def escaped(char: str) -> str:
-    """The visible form of one unsafe character: \\x1b, \\u202e."""
-    if char in NAMED:
-        return NAMED[char]
-    code = ord(char)
-    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-
-def _one_line(match: re.Match) -> str:
-    """An unsafe character found in one-line text, escaped."""
-    return escaped(match.group(0))
 
 
 def _multi_line(match: re.Match) -> str:
-    """An unsafe character (or a \r\n) found in a block of text: kept, made a line break, or escaped."""
+    """An unsafe character (or a \r\n) found in a block of text: made a line break, or escaped."""
     char = match.group(0)
-    if char in KEPT_IN_TEXT:
-        return char
     return "\n" if char in LINE_BREAKS else escaped(char)
 
 
 def safe_line(text: object) -> str:
     """Text for one line of output (an id, a title, a file name, an error): every unsafe character shown escaped."""
-    return ONE_LINE.sub(_one_line, str(text))
+    return UNSAFE.sub(shown, str(text))
 
 
 def safe_text(text: str) -> str:

@@ -23,6 +23,7 @@ from tqdm import tqdm
 from rag.evaluation import results as answer_results
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.search.embeddings import Embedder
+from rag.core.command_line import row_count
 from rag.core.errors import MODEL_NOT_INSTALLED, SERVER_OTHER, LLMError, LLMUnavailable, PromptTooLong, RagError
 from rag.evaluation.grounding import cited_numbers, grounding, strip_citations
 from rag.evaluation.judge import judge_answer
@@ -31,6 +32,7 @@ from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.search.retrieval import Retriever, is_relevant, no_match_text
 from rag.core.settings import Settings
+from rag.core.terminal import print_error, safe_text
 
 FAILURES_BEFORE_SKIP = 3  # a model that failed this many questions in a row is not asked the rest
 SAMPLE_SEED = 0
@@ -50,7 +52,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reference-column", help="column with a reference answer (default: the expected document's text)")
     group.add_argument("--out", type=Path, help="results file, JSON Lines (default: <store>/evaluations/<csv>-answers.jsonl)")
     group.add_argument("--judge", metavar="MODEL", help="also classify each answer's relevance with this local model")
-    group.add_argument("--sample", type=int, help="evaluate N rows picked at random (the same N rows on every run)")
+    group.add_argument("--sample", type=row_count, help="evaluate N rows picked at random (the same N rows on every run)")
     group.add_argument("--progress", type=Path, help="also write the progress as JSON to this file")
 
 
@@ -254,17 +256,17 @@ def run(args: argparse.Namespace, settings: Settings, retriever: Retriever, embe
                             rows, models, out, setup)
     missing, down = installed_models(llm, models + ([args.judge] if args.judge else []))
     if down:
-        print(f"error: {down} Answers are not evaluated; retrieval alone follows.", file=sys.stderr)
+        print_error(f"{down} Answers are not evaluated; retrieval alone follows.")
         print(json.dumps(retrieval_only(evaluation)))
         return LLMUnavailable.exit_code
-    for model, reason in missing.items():
-        print(f"error: {reason}", file=sys.stderr)
+    for reason in missing.values():
+        print_error(reason)
     if args.judge in missing:
         raise RagError(f"The judge model {args.judge!r} is not installed (see above): install it, or leave out --judge.")
     code = answer_all(evaluation, missing)
     latest = answer_results.latest_rows(answer_results.read_rows(out), setup)
     summary = answer_results.summarise(latest, models, len(rows))
-    print(answer_results.format_table(summary))
+    print(safe_text(answer_results.format_table(summary)))
     print(json.dumps(summary))
     return code
 

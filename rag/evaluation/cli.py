@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import json
 import statistics
 import sys
@@ -16,42 +17,57 @@ from rag.core.errors import EXIT_CODES, INTERRUPTED, OUTPUT_CLOSED, RagError, ex
 from rag.search.loader import open_retriever
 from rag.search.retrieval import is_relevant
 from rag.evaluation.retrieval_metrics import NDCG_DEPTH, parse_labels, question_scores, ranked_documents, ranked_sections
-from rag.core.settings import load_settings
-from rag.core.terminal import print_error, safe_json, tolerant_output
+from rag.core.settings import TOP_K_MAX, load_settings
+from rag.core.command_line import OneLineParser, document_count, row_count
+from rag.core.decoding import decode_utf8_or_legacy
+from rag.core.terminal import print_error, safe_json, safe_line, tolerant_output
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
-    parser = argparse.ArgumentParser(prog="python -m rag.eval", description=__doc__.split(":", 1)[1].strip(),
-                                     epilog=exit_codes_help(code for code in EXIT_CODES if code != OUTPUT_CLOSED))
+    parser = OneLineParser(prog="python -m rag.eval", description=__doc__.split(":", 1)[1].strip(),
+                           epilog=exit_codes_help(code for code in EXIT_CODES if code != OUTPUT_CLOSED))
     parser.add_argument("ground_truth", type=Path, help="CSV with a question column and the expected document id")
     parser.add_argument("--question-column", default="question", help="column holding the question (default: question)")
     parser.add_argument("--id-column", default="document",
                         help="column holding the relevant doc_id(s): several separated by ';', each optionally `doc#Heading` "
                              "(default: document); rows sharing a question add relevant documents; an empty cell means none")
     parser.add_argument("--filter-column", help="column whose value restricts the search to chunks with that metadata value")
-    parser.add_argument("--k", type=int, default=5, help="documents retrieved per question (default: 5)")
+    parser.add_argument("--k", type=document_count, default=5,
+                        help=f"documents retrieved per question, 1 to {TOP_K_MAX} (default: 5)")
     parser.add_argument("--mode", choices=["dense", "keyword", "hybrid"], help="search mode (default: RAG_RETRIEVAL_MODE)")
     parser.add_argument("--dense-weight", type=float, help="weight of dense similarity in hybrid fusion (default: RAG_DENSE_WEIGHT)")
     parser.add_argument("--by-section", action="store_true",
                         help="score the sections of the chunks found against `doc#Heading` labels instead of documents")
     parser.add_argument("--floor", type=float, help="relevance floor for refusal_rate (default: RAG_RELEVANCE_FLOOR)")
-    parser.add_argument("--limit", type=int, help="evaluate only the first N rows")
+    parser.add_argument("--limit", type=row_count, help="evaluate only the first N rows")
     answer_eval.add_arguments(parser)
     return parser.parse_args(argv)
 
 
 def read_rows(path: Path, columns: list[str]) -> list[dict]:
     """The CSV rows, checking that the needed columns exist."""
+    reader = csv.DictReader(io.StringIO(read_csv_text(path), newline=""))
     try:
-        with path.open(newline="", encoding="utf-8") as handle:
-            reader = csv.DictReader(handle)
-            missing = [c for c in columns if c not in (reader.fieldnames or [])]
-            if missing:
-                raise RagError(f"{path} has no column {missing[0]!r}; its columns are {reader.fieldnames}.")
-            return list(reader)
+        missing = [c for c in columns if c not in (reader.fieldnames or [])]
+        if missing:
+            raise RagError(f"{path} has no column {missing[0]!r}; its columns are {reader.fieldnames}.")
+        return list(reader)
+    except csv.Error as exc:
+        line = reader.reader.line_num  # DictReader's own line_num is not yet updated for the row that failed
+        raise RagError(f"{path} is not a CSV file that can be read: {exc} (at line {line}).") from None
+
+
+def read_csv_text(path: Path) -> str:
+    """The questions file as text: UTF-8 (with or without Excel's byte-order mark), else cp1252 with a warning."""
+    try:
+        raw = path.read_bytes()
     except OSError as exc:
         raise RagError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+    text, not_utf8 = decode_utf8_or_legacy(raw)
+    if not_utf8:
+        print(safe_line(f"warning: {path}: {not_utf8}. If a question reads wrong, save the file as UTF-8."), file=sys.stderr)
+    return text
 
 
 def questions(rows: list[dict], args: argparse.Namespace) -> list[tuple[str, dict | None, list]]:
@@ -106,7 +122,7 @@ def evaluate_answers(args: argparse.Namespace) -> int:
         retriever = open_retriever(settings)
         return answer_eval.run(args, settings, retriever, retriever.embedder, read_rows)
     except RagError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_error(exc)
         return exc.exit_code
     except KeyboardInterrupt:
         return INTERRUPTED

@@ -13,26 +13,28 @@ import unicodedata
 from markdown_it import MarkdownIt
 from markdown_it.common.utils import escapeHtml
 
+from rag.core.invisible import UNSAFE_IN_TEXT, shown
+
 MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 AUTOLINK_START = re.compile(r"(?i)(?:https?|ftp)(?=://(\[[^\]]*\]|[^/\s:?#\\]*))|mailto(?=:)|xmpp(?=:)|\bwww(?=\.)|(?=@)")
 WORD_JOINER = "\u2060"  # invisible; splits `http://` and `www.` so GFM's autolinker does not make them links
 PRE_BLOCK = re.compile(r"<pre>.*?</pre>", re.S)
-INVISIBLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200b-\u200f\u202a-\u202e\u2060-\u2069\ufeff]")
 
 
 def visible(text: str) -> str:
-    """Text whose control, zero-width and bidi-override characters are shown as escapes (\\u202e), not obeyed."""
-
-    def show(match: re.Match) -> str:
-        code = ord(match.group())
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
-
-    return INVISIBLE.sub(show, unicodedata.normalize("NFC", text))
+    """Text whose control, zero-width and bidi-override characters are shown as escapes (\\u202e), not obeyed;
+    tabs and line feeds kept. The characters, and how they are shown, are the terminal's (rag/core/invisible.py)."""
+    return UNSAFE_IN_TEXT.sub(shown, unicodedata.normalize("NFC", text))
 
 
 def one_line(text: str) -> str:
     """Untrusted text on one line: whitespace runs (newlines included) become one space, controls made visible."""
     return visible(" ".join(str(text).split()))
+
+
+def table_row(row: dict) -> dict:
+    """A row for st.dataframe or a chart, which draw strings raw: each string cell on one line, controls visible."""
+    return {column: one_line(value) if isinstance(value, str) else value for column, value in row.items()}
 
 
 def loopback(host: str | None) -> bool:
@@ -98,7 +100,7 @@ def answer_html(markdown: str) -> str:
 
 def visible_answer(markdown: str) -> str:
     """An answer with bidi overrides and control characters shown visibly; newlines and tabs kept."""
-    return INVISIBLE.sub(lambda m: visible(m.group()), markdown.replace("\r\n", "\n").replace("\r", "\n"))
+    return UNSAFE_IN_TEXT.sub(shown, markdown.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def readable(markdown: str) -> str:
