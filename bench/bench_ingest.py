@@ -30,7 +30,8 @@ sys.path.insert(0, str(ROOT))
 
 from ingest.chunking import ChunkPlan, chunk_document  # noqa: E402
 from ingest.loaders import RecordFields, load_path  # noqa: E402
-from ingest.pipeline import IngestOptions, discover, IngestReport, ingest  # noqa: E402
+from ingest.discovery import discover  # noqa: E402
+from ingest.pipeline import IngestOptions, ingest  # noqa: E402
 from rag.search.embeddings import load_embedder  # noqa: E402
 from rag.core.settings import Settings  # noqa: E402
 
@@ -46,7 +47,7 @@ def chunk_texts(paths: list[Path], embedder, settings: Settings, fields: RecordF
     """The exact texts the ingest embeds for these paths."""
     plan = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, embedder.max_tokens)
     texts = []
-    for source in discover(paths, IngestReport()):
+    for source in discover(paths, []):
         documents, _ = load_path(source.path, source.doc_id, fields)
         for document in documents:
             texts.extend(c.embed_text for c in chunk_document(document, document.content_hash(), embedder.token_offsets, plan))

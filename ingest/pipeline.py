@@ -7,10 +7,8 @@ Chroma, so a killed run leaves nothing to reconcile: the next run sees which ver
 from __future__ import annotations
 
 import collections
-import errno
 import os
 import queue
-import re
 import threading
 import time
 from collections.abc import Callable
@@ -21,8 +19,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from ingest.chunking import Chunk, ChunkPlan, chunk_document, chunk_id
+from ingest.discovery import Source, discover
 from ingest.documents import LoadError
 from ingest.loaders import Limits, RecordFields, load_path
+from ingest.lock import writer_lock
 from ingest.storable import readable_path, storable_documents
 from rag.store.changelog import ChangeRecorder, log_name, writable_metadata
 from rag.search.embeddings import Embedder, load_embedder_in_background
@@ -33,28 +33,8 @@ from rag.store.chroma import batched, check_embedder, open_client, open_collecti
 EMBED_BATCH = 512
 FIRST_BATCH = 32
 MANIFEST_PAGE = 5000
-LOCK_NAME = "ingest.lock"
 HEARTBEAT_S = 0.25  # how often a caller hears from a run that is busy reading one file
 DONE = object()
-
-
-@dataclass(frozen=True)
-class Source:
-    """A file to ingest, the root it was found under, its document id, and the names the store keeps for both."""
-
-    path: Path
-    root: Path
-    doc_id: str
-
-    @property
-    def name(self) -> str:
-        """The file's path as stored and reported (bytes that are not UTF-8 escaped)."""
-        return readable_path(self.path)
-
-    @property
-    def root_name(self) -> str:
-        """The root as stored."""
-        return readable_path(self.root)
 
 
 @dataclass
@@ -116,75 +96,6 @@ class Work:
     delete_after: list[str]
 
 
-def discover(paths: list[Path], report: IngestReport, exclude: set[str] = frozenset()) -> list[Source]:
-    """Every file under the given paths, with ids relative to the path it was found under.
-
-    Folder symlinks are followed, but a link back into its own ancestry (a loop) and a file reached
-    twice are reported instead of read again. Hidden files and folders and the excluded folders are ignored.
-    """
-    sources: list[Source] = []
-    seen_files: dict[str, str] = {}
-
-    def add(path: Path, root: Path, doc_id: str) -> None:
-        real = os.path.realpath(path)
-        if real in seen_files:
-            report.skipped.append((readable_path(path), f"same file as {seen_files[real]}"))
-            return
-        seen_files[real] = readable_path(path)
-        sources.append(Source(path, root, readable_path(doc_id)))
-
-    def walk(folder: Path, root: Path, ancestors: frozenset[str]) -> None:
-        try:
-            entries = sorted(os.scandir(folder), key=lambda e: e.name)
-        except OSError as exc:
-            report.skipped.append((readable_path(folder), f"cannot list the folder: {exc.strerror or exc}"))
-            return
-        for entry in entries:
-            if entry.name.startswith("."):
-                continue
-            path = Path(entry.path)
-            try:
-                if entry.is_dir():
-                    real = os.path.realpath(path)
-                    if real in exclude:
-                        continue
-                    if real in ancestors:
-                        report.skipped.append((readable_path(path), f"symlink loop: leads back to {readable_path(real)}"))
-                        continue
-                    walk(path, root, ancestors | {real})
-                elif entry.is_file():
-                    add(path, root, path.relative_to(root).as_posix())
-                else:
-                    report.skipped.append((readable_path(path), unreadable_reason(path)))
-            except OSError:
-                report.skipped.append((readable_path(path), unreadable_reason(path)))
-
-    for given in paths:
-        given = Path(given)
-        if not given.exists():
-            report.skipped.append((readable_path(given), unreadable_reason(given) if given.is_symlink() else "does not exist"))
-            continue
-        root = given.resolve()
-        if root.is_file():
-            add(root, root, given.name)
-        elif root.is_dir():
-            walk(root, root, frozenset({str(root)}))
-        else:
-            report.skipped.append((readable_path(given), unreadable_reason(given)))
-    return sources
-
-
-def unreadable_reason(path: Path) -> str:
-    """Why a path that is neither a file nor a folder cannot be read."""
-    try:
-        os.stat(path)
-    except OSError as exc:
-        if exc.errno == errno.ELOOP:
-            return "symlink loop"
-        return "broken symlink (its target does not exist)" if path.is_symlink() else f"cannot read: {exc.strerror}"
-    return "not a regular file (a pipe, socket or device)"
-
-
 def read_manifest(collection) -> dict[str, StoredDoc]:
     """What the store holds, per document id, read from the chunks' metadata."""
     stored: dict[str, StoredDoc] = {}
@@ -201,56 +112,6 @@ def read_manifest(collection) -> dict[str, StoredDoc]:
         if len(page["ids"]) < MANIFEST_PAGE:
             return stored
         offset += MANIFEST_PAGE
-
-
-@contextmanager
-def writer_lock(settings: Settings, active: bool):
-    """Hold the store's ingest lock, so two ingests (the CLI, the app's upload box) never write at once.
-
-    An flock is released by the kernel when its process dies, so a killed run leaves no stale lock.
-    A Chroma server serialises writes itself and needs no lock.
-    """
-    if not active or settings.chroma_url:
-        yield
-        return
-    try:
-        import fcntl
-    except ImportError:  # Windows: no flock; one ingest at a time is then up to the user
-        yield
-        return
-    lock = settings.store_dir / LOCK_NAME
-    try:
-        settings.store_dir.mkdir(parents=True, exist_ok=True)
-        handle = open(lock, "a+b")
-    except OSError as exc:
-        raise StoreError(
-            f"Cannot open the ingest lock {lock} ({exc.strerror or exc}). Check RAG_STORE_DIR; if no ingest is running, "
-            "remove that file or folder, then run again."
-        ) from None
-    with handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            holder = lock_holder(handle.read(64))
-            raise StoreError(
-                f"Another ingest ({holder}) is writing to the store at {settings.store_dir}. "
-                "Wait for it to finish, then run again."
-            ) from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f"pid {os.getpid()}".encode())
-        handle.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-def lock_holder(content: bytes) -> str:
-    """Who holds the lock, as its file says ("pid 123"); anything else in it is not shown."""
-    match = re.fullmatch(rb"pid (\d{1,10})", content.strip())
-    return f"pid {match.group(1).decode()}" if match else "another process"
 
 
 class LazyEmbedder:
@@ -339,7 +200,7 @@ def ingest(
         client, collection = prepare_collection(settings, embedders, chunking, options.reset, options.dry_run)
         stored = read_manifest(collection) if collection is not None else {}
         exclude = set() if settings.chroma_url else {os.path.realpath(settings.store_dir)}
-        sources = discover(paths, report, exclude)
+        sources = discover(paths, report.skipped, exclude)
         on_progress("files", len(sources))
         planner = Planner(stored, report, embedders, settings, options, Limits.from_settings(settings))
         if options.dry_run:

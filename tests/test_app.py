@@ -13,7 +13,8 @@ import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
 
-from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
+from ingest.lock import LOCK_NAME, writer_lock
+from ingest.pipeline import IngestOptions, ingest
 from rag.chat.condense import CONDENSE_RULES, clean_query
 from rag.core.errors import IngestCancelled, LLMError
 from rag.ui.history import FILENAME, History, history_path

@@ -21,7 +21,8 @@ from tests.conftest import CHROMIUM, SAMPLE_DIR, import_playwright
 playwright_api = import_playwright()
 expect = playwright_api.expect
 
-from ingest.pipeline import LOCK_NAME, IngestOptions, ingest, writer_lock
+from ingest.lock import LOCK_NAME, writer_lock
+from ingest.pipeline import IngestOptions, ingest
 from rag.chat.condense import CONDENSE_RULES
 from rag.core.errors import StoreError
 from rag.core.settings import Settings

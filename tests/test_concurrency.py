@@ -17,7 +17,8 @@ from pathlib import Path
 
 import pytest
 
-from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
+from ingest.lock import LOCK_NAME
+from ingest.pipeline import IngestOptions, ingest
 from rag.chat.condense import CONDENSE_RULES
 from rag.core.settings import Settings
 from tests.conftest import CHROMIUM, SAMPLE_DIR

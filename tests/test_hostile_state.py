@@ -16,7 +16,8 @@ import pytest
 from chromadb.errors import InternalError
 
 from ingest.__main__ import main as ingest_main
-from ingest.pipeline import LOCK_NAME, IngestOptions, ingest
+from ingest.lock import LOCK_NAME
+from ingest.pipeline import IngestOptions, ingest
 from rag.chat.ask import main as ask_main
 from rag.core.errors import IngestCancelled
 from rag.evaluation.cli import main as eval_main

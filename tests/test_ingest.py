@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from ingest.__main__ import main as ingest_main, summary
-from ingest.pipeline import LOCK_NAME, IngestOptions, IngestReport, ingest
+from ingest.lock import LOCK_NAME
+from ingest.pipeline import IngestOptions, IngestReport, ingest
 from rag.core.errors import EmbedderMismatch, StoreError
 from rag.store.changelog import SEQ_KEY
 from rag.search.retrieval import Retriever
