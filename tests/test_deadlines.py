@@ -205,3 +205,4 @@ def test_a_chroma_server_that_never_answers_is_one_line_and_exit_3_within_its_de
         f"(RAG_STORE_TIMEOUT). Check that it runs and is not stuck (`chroma run --path DIR --port "
         f"{silent_server.rsplit(':', 1)[1]}`), or unset RAG_CHROMA_URL.\n"
     )
+

@@ -18,6 +18,7 @@ from rag.llm.backend import ChatOptions, ChatUsage
 from rag.llm.openai_compatible import OpenAICompatible, forget_model_info
 from tests.ollama_standin import unused_port
 from tests.openai_standin import OpenAIStandin
+from tests.test_deadlines import ScriptedServer, sse
 
 MODEL = "Qwen/Qwen2.5-3B-Instruct"
 QUESTION = [{"role": "user", "content": "What is the answer?"}]
@@ -239,3 +240,16 @@ def test_no_pull_and_the_page_says_how_such_a_server_loads_models():
         assert not backend.can_pull() and backend.install_command(MODEL) is None
         with pytest.raises(LLMError, match="loads models itself"):
             list(backend.pull(MODEL))
+
+
+@pytest.mark.parametrize("event", [b'data: {"choices": "x"}\n\n', b'data: {"choices": [{"delta": "x"}]}\n\n', b"data: [1, 2]\n\n"],
+                         ids=["choices", "delta", "list"])
+def test_a_stream_shaped_unlike_openais_is_one_error_never_a_traceback(event):
+    send = lambda c: c.sendall(sse({"role": "assistant", "content": "Partial"}) + event)
+    with ScriptedServer("text/event-stream", send) as server:
+        pieces = []
+        with pytest.raises(StreamInterrupted, match="sent something that is not an OpenAI stream in the middle"):
+            for piece in OpenAICompatible(Settings(openai_url=f"http://127.0.0.1:{server.port}")).stream_chat("m", QUESTION, ChatOptions(4096), ChatUsage()):
+                pieces.append(piece)
+
+    assert pieces == ["Partial"]

@@ -248,11 +248,7 @@ class OpenAICompatible:
 
     def stream_once(self, model: str, body: dict, options: ChatOptions, usage: ChatUsage) -> Iterator[str]:
         """One streamed request: the answer's pieces, usage and reasoning filled in as they arrive."""
-        budget, splitter = AnswerBudget(options.max_tokens), ThinkSplitter()
-        reasoning: list[str] = []
-        started = False
-        first = None
-        counted = 0
+        answer = AnswerStream(options, usage)
         client = self.new_client()  # its own connection, which the watchdog may close
         watchdog = Watchdog(self.read_timeout, client.close)
         try:
@@ -261,7 +257,7 @@ class OpenAICompatible:
                     response.read()
                     raise self.status_error(response, model)
                 for chunk in events(response):
-                    started = True
+                    answer.started = True
                     if watchdog.fired:
                         raise self.silent()
                     if "error" in chunk and not chunk.get("choices"):
@@ -269,39 +265,18 @@ class OpenAICompatible:
                             f"The server at {self.url} stopped in the middle of the answer ({error_text(chunk)}); "
                             "the text above is incomplete. Ask again."
                         )
-                    record_usage(usage, chunk.get("usage"))
-                    for choice in chunk.get("choices") or []:
-                        delta = choice.get("delta") or {}
-                        thought = delta.get("reasoning_content") or delta.get("reasoning")
-                        if isinstance(thought, str):
-                            reasoning.append(thought)
-                        content = delta.get("content")
-                        if isinstance(content, str) and content:
-                            first = first or time.perf_counter()
-                            counted += 1
-                            text, thought = splitter.feed(content)
-                            reasoning.append(thought)
-                            text = budget.take(text) if text else ""
-                            if text:
-                                watchdog.saw_text()
-                                yield text
-                            if budget.spent:
-                                usage.finish_reason, usage.generated_tokens = "length", budget.pieces
-                                return
-                        if choice.get("finish_reason"):
-                            usage.finish_reason = str(choice["finish_reason"])
-            text, thought = splitter.flush()
-            reasoning.append(thought)
-            if text:
-                yield budget.take(text)
+                    for text in answer.read(chunk):
+                        watchdog.saw_text()
+                        yield text
+                    if answer.budget.spent:
+                        return
+            yield from answer.rest()
         except httpx.HTTPError as exc:
             if watchdog.fired or isinstance(exc, httpx.ReadTimeout):
                 raise self.silent() from None
-            raise self.transport_error(exc, started) from None
-        except (ValueError, TypeError, AttributeError) as exc:
-            if not isinstance(exc, json.JSONDecodeError) and not isinstance(exc, UnexpectedReply):
-                raise
-            if started:
+            raise self.transport_error(exc, answer.started) from None
+        except (json.JSONDecodeError, UnexpectedReply) as exc:
+            if answer.started:
                 raise StreamInterrupted(
                     f"The server at {self.url} sent something that is not an OpenAI stream in the middle of the answer "
                     f"({exc}); the text above is incomplete. Ask again."
@@ -310,11 +285,7 @@ class OpenAICompatible:
         finally:
             watchdog.end()
             client.close()
-            usage.reasoning = "".join(reasoning).strip()
-            if first is not None:
-                usage.generation_seconds = time.perf_counter() - first
-            if not usage.generated_tokens:
-                usage.generated_tokens = counted
+            answer.close()
 
     # ---------- failures in the user's words ----------
 
@@ -385,6 +356,55 @@ class OpenAICompatible:
         return LLMError(f"The server at {self.url} answered {status}: {message}")
 
 
+class AnswerStream:
+    """One streamed answer as its chunks arrive: the text within its budget, reasoning kept apart, usage filled in."""
+
+    def __init__(self, options: ChatOptions, usage: ChatUsage):
+        self.budget, self.splitter, self.usage = AnswerBudget(options.max_tokens), ThinkSplitter(), usage
+        self.reasoning: list[str] = []
+        self.started = False
+        self.first: float | None = None
+        self.counted = 0
+
+    def read(self, chunk: dict) -> Iterator[str]:
+        """The answer text in one chunk (none once the budget is spent); its usage, reasoning and finish reason noted."""
+        record_usage(self.usage, chunk.get("usage"))
+        for choice in choices(chunk):
+            delta = choice.get("delta") or {}
+            thought = delta.get("reasoning_content") or delta.get("reasoning")
+            if isinstance(thought, str):
+                self.reasoning.append(thought)
+            content = delta.get("content")
+            if isinstance(content, str) and content and not self.budget.spent:
+                self.first = self.first or time.perf_counter()
+                self.counted += 1
+                text, thought = self.splitter.feed(content)
+                self.reasoning.append(thought)
+                text = self.budget.take(text) if text else ""
+                if text:
+                    yield text
+                if self.budget.spent:
+                    self.usage.finish_reason, self.usage.generated_tokens = "length", self.budget.pieces
+                    return
+            if choice.get("finish_reason"):
+                self.usage.finish_reason = str(choice["finish_reason"])
+
+    def rest(self) -> Iterator[str]:
+        """What the reasoning splitter still held when the stream ended."""
+        text, thought = self.splitter.flush()
+        self.reasoning.append(thought)
+        if text and not self.budget.spent:
+            yield self.budget.take(text)
+
+    def close(self) -> None:
+        """Fill in what only the end tells: the reasoning, the generation time, a token count if none was reported."""
+        self.usage.reasoning = "".join(self.reasoning).strip()
+        if self.first is not None:
+            self.usage.generation_seconds = time.perf_counter() - self.first
+        if not self.usage.generated_tokens:
+            self.usage.generated_tokens = self.counted
+
+
 class UnexpectedReply(ValueError):
     """A stream event that is not a JSON object."""
 
@@ -405,6 +425,16 @@ def events(response: httpx.Response) -> Iterator[dict]:
         yield chunk
 
 
+def choices(chunk: dict) -> list[dict]:
+    """The choices of a stream chunk, each with a delta object; anything shaped otherwise is not an OpenAI stream."""
+    found = chunk.get("choices") or []
+    if not isinstance(found, list) or not all(
+        isinstance(choice, dict) and isinstance(choice.get("delta") or {}, dict) for choice in found
+    ):
+        raise UnexpectedReply(f"a chunk shaped unlike OpenAI's: {server_text(json.dumps(chunk))[:60]}")
+    return found
+
+
 def error_text(chunk: dict) -> str:
     """The message of an error event sent in the stream."""
     error = chunk.get("error")
@@ -414,8 +444,8 @@ def error_text(chunk: dict) -> str:
 def record_usage(usage: ChatUsage, reported: object) -> None:
     """Copy a usage object (on its own chunk, or on the last one) into usage."""
     if isinstance(reported, dict):
-        usage.prompt_tokens = int(reported.get("prompt_tokens") or 0)
-        usage.generated_tokens = int(reported.get("completion_tokens") or 0)
+        usage.prompt_tokens = positive(reported.get("prompt_tokens")) or 0
+        usage.generated_tokens = positive(reported.get("completion_tokens")) or 0
 
 
 def positive(value: object) -> int | None:
