@@ -9,14 +9,15 @@ import json
 import math
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
+
+from tests.standin_server import StandinServer
 
 VERSION = "0.12.0"
 BUSY = "server busy, please try again. maximum pending requests exceeded"
@@ -207,7 +208,7 @@ class OllamaStandin:
         self._lock = threading.Lock()
         self._models: dict[str, _Model] = {}
         self._loaded: dict[str, tuple[int, int]] = {}  # name -> (num_ctx, expires_at in epoch ns)
-        self._server: _Server | None = None
+        self._server: StandinServer | None = None
         for name in models:
             self._install(name)
         for name in embedding_models:
@@ -236,7 +237,7 @@ class OllamaStandin:
 
     def start(self) -> OllamaStandin:
         """Start serving in a daemon thread; the port is known once this returns."""
-        self._server = _Server(self)
+        self._server = StandinServer(self, _Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         return self
@@ -483,51 +484,11 @@ class OllamaStandin:
         }
 
 
-class _Server(ThreadingHTTPServer):
-    """The HTTP server behind an OllamaStandin; it tracks connections so stop() can drop them."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, standin: OllamaStandin):
-        super().__init__(("127.0.0.1", standin.port), _Handler)
-        self.standin = standin
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request, client_address):
-        """Track the connection, then serve it in its own thread."""
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as Go's net/http: no Nagle delay on small writes
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def handle_error(self, request, client_address):
-        """Ignore a client that hung up (e.g. after its read timeout), as Ollama does; report anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-    def shutdown_request(self, request):
-        """Forget the connection, then close it."""
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Shut down every open connection, including idle keep-alive ones."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
 class _Handler(BaseHTTPRequestHandler):
     """Turns HTTP requests into OllamaStandin.handle calls and writes the answers."""
 
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: StandinServer
 
     def log_message(self, format, *args):
         """Keep test output quiet."""

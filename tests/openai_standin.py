@@ -6,17 +6,16 @@ import argparse
 import contextlib
 import itertools
 import json
-import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from http import HTTPStatus
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
 
 from tests.ollama_standin import split_reply
+from tests.standin_server import StandinServer
 
 DEFAULT_MODELS = ("Qwen/Qwen2.5-3B-Instruct", "llama-3.2-3b")
 REPLY = "The answer is 42 [1]."
@@ -130,7 +129,7 @@ class OpenAIStandin:
         self._lock = threading.Lock()
         self._loaded: set[str] = set()  # LM Studio: models loaded by a first chat
         self._ids = itertools.count(1)
-        self._server: _Server | None = None
+        self._server: StandinServer | None = None
 
     @property
     def url(self) -> str:
@@ -144,7 +143,7 @@ class OpenAIStandin:
 
     def start(self) -> OpenAIStandin:
         """Start serving in a daemon thread; the port is known once this returns."""
-        self._server = _Server(self)
+        self._server = StandinServer(self, _Handler)
         self.port = self._server.server_address[1]
         threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
         return self
@@ -368,51 +367,11 @@ def _parse_object(raw: bytes) -> dict | None:
     return body if isinstance(body, dict) else None
 
 
-class _Server(ThreadingHTTPServer):
-    """The HTTP server behind an OpenAIStandin; it tracks connections so stop() can drop them."""
-
-    daemon_threads = True
-    block_on_close = False
-
-    def __init__(self, standin: OpenAIStandin):
-        super().__init__(("127.0.0.1", standin.port), _Handler)
-        self.standin = standin
-        self._connections: set[socket.socket] = set()
-        self._connections_lock = threading.Lock()
-
-    def process_request(self, request, client_address):
-        """Track the connection, then serve it in its own thread."""
-        request.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._connections_lock:
-            self._connections.add(request)
-        super().process_request(request, client_address)
-
-    def handle_error(self, request, client_address):
-        """Ignore a client that hung up; report anything else."""
-        if isinstance(sys.exc_info()[1], OSError):
-            return
-        super().handle_error(request, client_address)
-
-    def shutdown_request(self, request):
-        """Forget the connection, then close it."""
-        with self._connections_lock:
-            self._connections.discard(request)
-        super().shutdown_request(request)
-
-    def close_connections(self) -> None:
-        """Shut down every open connection, including idle keep-alive ones."""
-        with self._connections_lock:
-            connections = list(self._connections)
-        for connection in connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-
-
 class _Handler(BaseHTTPRequestHandler):
     """Turns HTTP requests into OpenAIStandin.handle calls and writes the answers."""
 
     protocol_version = "HTTP/1.1"
-    server: _Server
+    server: StandinServer
 
     def log_message(self, format, *args):
         """Keep test output quiet."""

@@ -69,14 +69,7 @@ class Settings(BaseSettings):
         address = value.strip()
         if not address:
             return DEFAULT_OLLAMA_HOST  # as Ollama's tools read an empty OLLAMA_HOST
-        url = address if "://" in address else f"http://{address}"
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
-        except ValueError as exc:
-            raise ValueError(f"not an address like 127.0.0.1:11434 or http://host:11434 ({exc})") from None
-        if parts.scheme not in ("http", "https") or (not parts.hostname and not address.startswith(":")):
-            raise ValueError("not an address like 127.0.0.1:11434 or http://host:11434")
+        http_address(address, "127.0.0.1:11434 or http://host:11434", bare_port=True)
         return address
 
 
@@ -87,17 +80,23 @@ class Settings(BaseSettings):
         address = (value or "").strip()
         if not address:
             return None
-        url = address if "://" in address else f"http://{address}"
-        try:
-            parts = urlsplit(url)
-            parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
-        except ValueError as exc:
-            raise ValueError(f"not an address like http://host:8000/v1 ({exc})") from None
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("not an address like http://host:8000/v1")
+        parts = http_address(address, "http://host:8000/v1")
         path = parts.path.rstrip("/")
         path = path if path.endswith("/v1") else f"{path}/v1"
         return f"{parts.scheme}://{parts.netloc}{path}"
+
+
+def http_address(address: str, example: str, bare_port: bool = False):
+    """The parts of an http(s) address given as HOST, HOST:PORT or a URL; ValueError naming an example when it is not one
+    (bare_port: ":11434" alone is accepted, as Ollama's tools accept it)."""
+    try:
+        parts = urlsplit(address if "://" in address else f"http://{address}")
+        parts.port  # noqa: B018  (raises on a port that is not a number from 0 to 65535)
+    except ValueError as exc:
+        raise ValueError(f"not an address like {example} ({exc})") from None
+    if parts.scheme not in ("http", "https") or (not parts.hostname and not (bare_port and address.startswith(":"))):
+        raise ValueError(f"not an address like {example}")
+    return parts
 
 
 def index_folder(settings: Settings) -> Path:
