@@ -17,7 +17,7 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler
 from urllib.parse import urlsplit
 
-from tests.standin_server import StandinServer
+from tests.standin_server import Served, StandinServer
 
 VERSION = "0.12.0"
 BUSY = "server busy, please try again. maximum pending requests exceeded"
@@ -183,7 +183,7 @@ class _Model:
 Response = tuple[int, dict | str] | Iterator[dict]
 
 
-class OllamaStandin:
+class OllamaStandin(Served):
     """An Ollama server on 127.0.0.1 whose answers and failures tests control."""
 
     def __init__(self, models=("qwen2.5:3b", "llama3.2:latest"), *, reply="The answer is 42 [1].", port=0,
@@ -234,27 +234,6 @@ class OllamaStandin:
     def url(self) -> str:
         """Return the base URL, "http://127.0.0.1:PORT"."""
         return f"http://{self.host}"
-
-    def start(self) -> OllamaStandin:
-        """Start serving in a daemon thread; the port is known once this returns."""
-        self._server = StandinServer(self, _Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and drop open connections, as a killed Ollama would."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.close_connections()
-            self._server = None
-
-    def __enter__(self) -> OllamaStandin:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def chat_requests(self) -> list[dict]:
         """Return the bodies of the /api/chat requests received so far."""
@@ -549,6 +528,9 @@ class _Handler(BaseHTTPRequestHandler):
             self.wfile.flush()
         except OSError:
             self.close_connection = True
+
+
+OllamaStandin.handler = _Handler
 
 
 class RawLine(str):

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler
 from urllib.parse import unquote, urlsplit
 
 from tests.ollama_standin import split_reply
-from tests.standin_server import StandinServer
+from tests.standin_server import Served, StandinServer
 
 DEFAULT_MODELS = ("Qwen/Qwen2.5-3B-Instruct", "llama-3.2-3b")
 REPLY = "The answer is 42 [1]."
@@ -91,7 +91,7 @@ class Answer:
     headers: tuple[tuple[str, str], ...] = ()
 
 
-class OpenAIStandin:
+class OpenAIStandin(Served):
     """An OpenAI-compatible model server on 127.0.0.1 whose answers and failures tests control."""
 
     def __init__(self, models=DEFAULT_MODELS, *, flavour="vllm", reply=REPLY, port=0, context_length=32768,
@@ -140,27 +140,6 @@ class OpenAIStandin:
     def base_url(self) -> str:
         """Return the OpenAI base URL, "http://127.0.0.1:PORT/v1"."""
         return f"{self.url}/v1"
-
-    def start(self) -> OpenAIStandin:
-        """Start serving in a daemon thread; the port is known once this returns."""
-        self._server = StandinServer(self, _Handler)
-        self.port = self._server.server_address[1]
-        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        """Stop serving and drop open connections, as a killed server would."""
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server.close_connections()
-            self._server = None
-
-    def __enter__(self) -> OpenAIStandin:
-        return self.start()
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.stop()
 
     def chat_requests(self) -> list[dict | None]:
         """Return the bodies of the chat completion requests received so far."""
@@ -431,6 +410,9 @@ class _Handler(BaseHTTPRequestHandler):
 def _encode(obj: dict) -> bytes:
     """Encode JSON compactly."""
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+OpenAIStandin.handler = _Handler
 
 
 def main(argv: list[str] | None = None) -> None:

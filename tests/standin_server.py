@@ -46,3 +46,32 @@ class StandinServer(ThreadingHTTPServer):
         for connection in connections:
             with contextlib.suppress(OSError):
                 connection.shutdown(socket.SHUT_RDWR)
+
+
+class Served:
+    """What both stand-ins do to run: start on a port they pick themselves, stop dropping every connection."""
+
+    handler: type[BaseHTTPRequestHandler]
+    port: int
+    _server: StandinServer | None
+
+    def start(self):
+        """Start serving in a daemon thread; the port is known once this returns."""
+        self._server = StandinServer(self, self.handler)
+        self.port = self._server.server_address[1]
+        threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.01}, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and drop open connections, as a killed server would."""
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+            self._server.close_connections()
+            self._server = None
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
