@@ -1,6 +1,8 @@
 """The OpenAI-compatible backend against the stand-in server over real HTTP: listing, context, streaming, failures."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from rag.core.errors import (
@@ -253,3 +255,17 @@ def test_a_stream_shaped_unlike_openais_is_one_error_never_a_traceback(event):
                 pieces.append(piece)
 
     assert pieces == ["Partial"]
+
+
+def test_stopping_an_answer_closes_its_connection_at_once():
+    with OpenAIStandin(reply=" ".join(["word"] * 40)) as server:
+        server.token_delay = 0.2
+        stream = box(server).stream_chat(MODEL, QUESTION, OPTIONS, ChatUsage())
+
+        assert next(stream) == "word"
+        stream.close()  # what Stop, a new question or a reload does to the page's generator
+
+        deadline = time.monotonic() + 5
+        while server._server._connections and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not server._server._connections
