@@ -121,8 +121,8 @@ class LazyEmbedder:
     embedder it was built with, which is all the checks before embedding need.
     """
 
-    def __init__(self, name: str, embedder: Embedder | None = None):
-        self.name = name
+    def __init__(self, name: str, embedder: Embedder | None = None, device: str = "auto"):
+        self.name, self.device = name, device
         self.embedder = embedder
         self.loading: Future | None = None
         self.check: Callable[[Embedder], None] = lambda embedder: None
@@ -132,7 +132,7 @@ class LazyEmbedder:
         """Start loading it in the background."""
         with self.lock:
             if self.embedder is None and self.loading is None:
-                self.loading = load_embedder_in_background(self.name)
+                self.loading = load_embedder_in_background(self.name, self.device)
 
     def get(self) -> Embedder:
         """The loaded embedder, checked against the store (once it is open)."""
@@ -194,7 +194,7 @@ def ingest(
     """
     started = time.perf_counter()
     report = IngestReport(dry_run=options.dry_run)
-    embedders = LazyEmbedder(embedder.name if embedder else settings.embed_model, embedder)
+    embedders = LazyEmbedder(embedder.name if embedder else settings.embed_model, embedder, settings.embed_device)
     chunking = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, 0).describe()
     with writer_lock(settings, active=not options.dry_run), store_errors(settings):
         client, collection = prepare_collection(settings, embedders, chunking, options.reset, options.dry_run)

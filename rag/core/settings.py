@@ -26,6 +26,7 @@ class Settings(BaseSettings):
     index_dir: Path | None = None
     collection: str = Field("docs", min_length=1)
     embed_model: str = DEFAULT_EMBED_MODEL
+    embed_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: a GPU when torch sees one, else the CPU
     model: str = Field("qwen2.5:3b", min_length=1)
     top_k: int = Field(5, ge=1, le=TOP_K_MAX)
     ollama_host: str = Field(

@@ -1,4 +1,5 @@
-"""The sentence-transformers embedder, loaded once per process, offline for the default model."""
+"""The sentence-transformers embedder, loaded once per process, offline for the default model, on the GPU when there
+is one (RAG_EMBED_DEVICE=auto), in half precision and larger batches there."""
 from __future__ import annotations
 
 import copy
@@ -10,6 +11,21 @@ from pathlib import Path
 
 from rag.core.errors import SettingsError
 from rag.core.settings import DEFAULT_EMBED_MODEL
+
+CPU_BATCH, GPU_BATCH = 32, 128
+
+
+def pick_device(requested: str, cuda: bool, mps: bool) -> str:
+    """The device to embed on: a GPU when asked for one that torch sees, or for "auto" when torch sees one; else the CPU."""
+    if requested == "auto":
+        return "cuda" if cuda else "mps" if mps else "cpu"
+    if (requested == "cuda" and not cuda) or (requested == "mps" and not mps):
+        kind = "CUDA GPU" if requested == "cuda" else "Apple GPU (MPS)"
+        raise SettingsError(
+            f"RAG_EMBED_DEVICE={requested} but torch sees no {kind} on this machine. Set RAG_EMBED_DEVICE=auto (a GPU when "
+            "there is one, else the CPU) or cpu; for CUDA, install the torch build that matches your driver."
+        )
+    return requested
 
 
 def resolve_model_path(name: str) -> str:
@@ -24,23 +40,27 @@ def resolve_model_path(name: str) -> str:
 class Embedder:
     """Turns texts into unit-length vectors and counts word pieces for chunk sizing."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, device: str = "auto"):
         path = resolve_model_path(name)
         if Path(path).is_dir():
             os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+        import torch
         from sentence_transformers import SentenceTransformer
         from transformers.utils import logging as transformers_logging
 
         transformers_logging.disable_progress_bar()
-
+        self.device = pick_device(device, torch.cuda.is_available(), torch.backends.mps.is_available())
         try:
-            self.model = SentenceTransformer(path, device="cpu")
+            self.model = SentenceTransformer(path, device=self.device)
         except Exception as exc:  # the library raises many kinds for a bad name or path
             raise SettingsError(
                 f"RAG_EMBED_MODEL={name!r} could not be loaded ({type(exc).__name__}). "
                 f"Use {DEFAULT_EMBED_MODEL!r} (works offline), a local folder, or a model you have downloaded."
             ) from None
+        if self.device != "cpu":
+            self.model.half()  # the same vectors within 1e-3 cosine, twice as fast and half the memory on a GPU
+        self.batch_size = CPU_BATCH if self.device == "cpu" else GPU_BATCH
         self.name = name
         self.dimension = self.model.get_embedding_dimension()
         self.max_tokens = self.model.max_seq_length
@@ -48,19 +68,22 @@ class Embedder:
         self.word_pieces.no_truncation()
         self.word_pieces.no_padding()
 
-    def embed(self, texts: list[str], batch_size: int = 32) -> list[list[float]]:
-        """Embed texts as normalised vectors."""
+    def embed(self, texts: list[str], batch_size: int | None = None) -> list[list[float]]:
+        """Embed texts as normalised vectors (float32 whatever the device computed in)."""
         if not texts:
             return []
         vectors = self.model.encode(
-            texts, batch_size=batch_size, normalize_embeddings=True, show_progress_bar=False, convert_to_numpy=True
+            texts, batch_size=batch_size or self.batch_size, normalize_embeddings=True, show_progress_bar=False,
+            convert_to_numpy=True,
         )
-        return vectors.tolist()
+        return vectors.astype("float32", copy=False).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         """Embed one question on one thread: for a single short text, more threads only contend for the cores."""
         import torch
 
+        if self.device != "cpu":
+            return self.embed([text])[0]
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
@@ -74,18 +97,18 @@ class Embedder:
 
 
 @functools.lru_cache(maxsize=4)
-def load_embedder(name: str) -> Embedder:
+def load_embedder(name: str, device: str = "auto") -> Embedder:
     """Load an embedder once per process."""
-    return Embedder(name)
+    return Embedder(name, device)
 
 
-def load_embedder_in_background(name: str) -> Future:
+def load_embedder_in_background(name: str, device: str = "auto") -> Future:
     """Start loading an embedder in a thread (not a daemon: the interpreter must not exit while torch loads)."""
     future: Future = Future()
 
     def run():
         try:
-            future.set_result(load_embedder(name))
+            future.set_result(load_embedder(name, device))
         except BaseException as exc:  # handed to whoever asks for the result
             future.set_exception(exc)
 

@@ -32,7 +32,7 @@ class RetrieverLoader:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.embedder = load_embedder_in_background(settings.embed_model)
+        self.embedder = load_embedder_in_background(settings.embed_model, settings.embed_device)
         self.collection, self.live, self.index = open_index(settings)
 
     @property

@@ -74,7 +74,7 @@ def run_ingest(settings: Settings, uploads, replace: bool, taken: frozenset[str]
         progress.progress(fraction, text=f"{running['done']}/{running['files']} files, {running['chunks']} chunks written")
 
     try:
-        report = ingest(saved.paths, settings, load_embedder(settings.embed_model), IngestOptions(), on_progress)
+        report = ingest(saved.paths, settings, load_embedder(settings.embed_model, settings.embed_device), IngestOptions(), on_progress)
     except RagError as exc:
         st.session_state.pop("ingest_running", None)
         st.session_state.ingest_outcome = ("error", str(exc), [f"{i.original}: {i.note}" for i in saved.files if i.note])
