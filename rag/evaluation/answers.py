@@ -24,7 +24,8 @@ from rag.evaluation import results as answer_results
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.search.embeddings import Embedder
 from rag.core.errors import LLMError, LLMUnavailable, PromptTooLong, RagError
-from rag.evaluation.grounding import cited_numbers, grounding, strip_citations
+from rag.chat.citations import cited_numbers
+from rag.evaluation.grounding import grounding, strip_citations
 from rag.evaluation.judge import judge_answer
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
