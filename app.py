@@ -8,7 +8,7 @@ import streamlit as st
 
 from rag.ui import prefs as ui_prefs
 from rag.core.errors import RagError
-from rag.ui.history import History, history_path
+from rag.ui.history import History, HistoryError, history_path
 from rag.core.settings import Settings, load_settings
 from rag.ui.browser import browser_id, page_scripts, page_style
 
@@ -301,6 +301,8 @@ def main(settings: Settings, history: History) -> None:
         del st.query_params["c"]
 
     st.title("Chat with your documents")
+    if problem := st.session_state.pop("prefs_problem", None):
+        st.warning(text(problem), icon=":material/settings_alert:")
     if st.session_state.pop("not_found", False):
         st.info("That conversation is not in this browser's history (it was deleted, or it belongs to another "
                 "browser). This is a new chat.")
@@ -327,7 +329,21 @@ def main(settings: Settings, history: History) -> None:
         run_turn(meta["question"], ctx, query=meta["query"], force=True)
     elif question:
         run_turn(question, ctx)
+    chat_box()
+
+
+def chat_box() -> None:
+    """The chat box, drawn last: the page above it is usable before it."""
     st.chat_input("Ask a question about your documents", key="question")
+
+
+def page(settings: Settings, history: History) -> None:
+    """The page; when the conversation file fails midway (its disk is full), one line says so and the chat box stays."""
+    try:
+        main(settings, history)
+    except HistoryError as exc:
+        st.error(text(exc), icon=":material/error:")
+        chat_box()
 
 
 FIRST = first_paint()
@@ -346,4 +362,4 @@ from rag.ui.messages import render_assistant, render_user  # noqa: E402
 from rag.ui.text import one_line, text  # noqa: E402
 from rag.ui.turn import TurnContext, note_interruption, run_turn, start_conversation  # noqa: E402
 
-main(*FIRST)
+page(*FIRST)

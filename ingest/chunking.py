@@ -1,6 +1,8 @@
 """Documents -> chunks sized in the embedder's word pieces, each carrying its title and heading path."""
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ingest.documents import Document
@@ -33,23 +35,45 @@ class ChunkPlan:
         return f"tokens={self.chunk_tokens},overlap={self.overlap}"
 
 
+@dataclass(frozen=True)
+class Piece:
+    """The body of one chunk, with the heading path and metadata of the section it comes from."""
+
+    body: str
+    headings: tuple[str, ...]
+    metadata: dict
+
+
 def chunk_document(document: Document, doc_hash: str, tokenizer, plan: ChunkPlan) -> list[Chunk]:
     """Split a document into chunks whose embedded text fits the embedder; tokenizer gives word-piece spans."""
-    pieces: list[tuple[str, tuple[str, ...], dict]] = []
+    return chunks_of(document, document_pieces(document, tokenizer, plan), doc_hash, tokenizer)
+
+
+def document_pieces(document: Document, tokenizer, plan: ChunkPlan, limit: int | None = None) -> list[Piece]:
+    """The bodies of a document's chunks in order, at most limit of them (the text after those is not tokenised)."""
+    return list(itertools.islice(iter_pieces(document, tokenizer, plan), limit))
+
+
+def iter_pieces(document: Document, tokenizer, plan: ChunkPlan) -> Iterator[Piece]:
+    """The bodies of a document's chunks, section by section, each section tokenised when it is reached."""
     for section in document.sections:
         prefix = embed_prefix(document.title, section.headings, tokenizer)
         budget = min(plan.chunk_tokens, plan.max_tokens - 2 - token_count(prefix, tokenizer))
         for block in split_blocks(section.text):
             for body in split_tokens(block, tokenizer, budget, plan.overlap):
-                pieces.append((body, section.headings, section.metadata))
+                yield Piece(body, section.headings, section.metadata)
+
+
+def chunks_of(document: Document, pieces: list[Piece], doc_hash: str, tokenizer) -> list[Chunk]:
+    """The chunks of a document version made of these pieces: ids, the text embedded (title and heading path first), metadata."""
     chunks = []
-    for index, (body, headings, section_metadata) in enumerate(pieces):
+    for index, piece in enumerate(pieces):
         metadata = {
             **{key: value for key, value in document.metadata.items()},
-            **section_metadata,
+            **piece.metadata,
             "doc_id": document.doc_id,
             "title": document.title,
-            "headings": " > ".join(headings),
+            "headings": " > ".join(piece.headings),
             "chunk_index": index,
             "n_chunks": len(pieces),
             "doc_hash": doc_hash,
@@ -57,8 +81,8 @@ def chunk_document(document: Document, doc_hash: str, tokenizer, plan: ChunkPlan
         chunks.append(
             Chunk(
                 id=chunk_id(document.doc_id, doc_hash, index),
-                text=body,
-                embed_text=embed_prefix(document.title, headings, tokenizer) + body,
+                text=piece.body,
+                embed_text=embed_prefix(document.title, piece.headings, tokenizer) + piece.body,
                 metadata=metadata,
             )
         )

@@ -39,7 +39,7 @@ FENCE = re.compile(r"^\s*(```|~~~)")
 CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
 LOADER_VERSION = "2"
 PDF_LIBRARY = ("pypdf",)  # it raises its own errors, and TypeError, AssertionError, NotImplementedError... on damage
-DOCX_LIBRARY = ("docx", "lxml", "zipfile")  # python-docx, its XML parser and the ZIP reader under it
+DOCX_LIBRARY = ("lxml", "zipfile")  # the XML parser and the ZIP reader under our stream reader (ingest/word.py)
 NESTED_TOO_DEEPLY = "JSON nested too deeply to read"
 
 logging.getLogger("pypdf").setLevel(logging.ERROR)
@@ -64,13 +64,16 @@ class Limits:
     archive_entries: int = 1000
     pdf_pages: int = 2000
     paragraphs: int = 50_000
+    runs: int = 1_000_000
+    chunks: int = 10_000
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
         """The limits the settings give."""
         return cls(
             int(settings.max_file_mb * 2**20), int(settings.max_text_mb * 2**20), int(settings.max_unpacked_mb * 2**20),
-            settings.max_archive_entries, settings.max_pdf_pages, settings.max_paragraphs,
+            settings.max_archive_entries, settings.max_pdf_pages, settings.max_paragraphs, settings.max_runs,
+            settings.max_chunks_per_file,
         )
 
 
@@ -359,51 +362,19 @@ def check_archive(raw: bytes, limits: Limits) -> None:
 
 
 def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
-    """A Word document split at its heading styles; tables become rows of cells; paragraphs beyond the limits are left out."""
+    """A Word document split at its heading styles, tables as rows of cells; read as a stream that stops at the first
+    limit reached (paragraphs and table rows, text runs, characters), keeping what was read before it."""
     if not raw.startswith(b"PK\x03\x04"):
         raise LoadError("not a DOCX (not a ZIP container): the file extension is wrong")
     check_archive(raw, limits)
-    import docx
-    from docx.table import Table
+    from ingest.word import WordLimits, read_word
 
-    problems: list[Problem] = []
-    with parsing("DOCX", DOCX_LIBRARY):
-        word = docx.Document(io.BytesIO(raw))
-        style_of = paragraph_styles(word)
-        outline = Outline(first_h1_is_title=False)
-        blocks = chars = 0
-        for block in word.iter_inner_content():
-            blocks += len(block.rows) if isinstance(block, Table) else 1
-            if blocks > limits.paragraphs or chars > limits.text_chars:
-                limit = f"{limits.paragraphs:,} paragraphs and table rows (RAG_MAX_PARAGRAPHS)"
-                if chars > limits.text_chars:
-                    limit = f"{megabytes(limits.text_chars)} of text (RAG_MAX_TEXT_MB)"
-                problems.append(Problem("", f"only the first {limit} were read", False))
-                break
-            if isinstance(block, Table):
-                for row in block.rows:
-                    cells = []
-                    for cell in row.cells:
-                        text = " ".join(cell.text.split())
-                        if text and (not cells or cells[-1] != text):
-                            cells.append(text)
-                    if cells:
-                        outline.text(" | ".join(cells))
-                        chars += sum(map(len, cells))
-                outline.text("")
-                continue
-            style = style_of(block)
-            text = block.text
-            chars += len(text)
-            if style == "Title" and outline.title is None:
-                outline.flush()
-                outline.title = " ".join(text.split()) or None
-            elif level := heading_level(style):
-                outline.heading(level, text)
-            elif text.strip():
-                outline.text(clean(text))
-                outline.text("")
-        title = word.core_properties.title or ""
+    outline = Outline(first_h1_is_title=False)
+    with parsing("DOCX", DOCX_LIBRARY), zipfile.ZipFile(io.BytesIO(raw)) as archive:
+        reader, blocks, title = read_word(archive, WordLimits(limits.paragraphs, limits.runs, limits.text_chars))
+        for block in blocks:
+            add_word_block(outline, block)
+    problems = [Problem("", f"only the first {docx_limit(limits, reader.stopped)} were read", False)] if reader.stopped else []
     document = outline.document(doc_id, fallback_title)
     if not document.sections:
         raise LoadError("no text in it")
@@ -412,19 +383,37 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Lim
     return document, problems
 
 
-def paragraph_styles(word):
-    """A function giving a paragraph's style name, with the document's styles resolved once (python-docx looks each
-    paragraph's style up with an XPath over every style, milliseconds a paragraph)."""
-    from docx.enum.style import WD_STYLE_TYPE
+def add_word_block(outline: Outline, block) -> None:
+    """Feed a DOCX paragraph (the Title style titles it, Heading N starts a section), table row or table end to an outline."""
+    from ingest.word import Paragraph, Row
 
-    names = {style.style_id: style.name for style in word.styles if style.type == WD_STYLE_TYPE.PARAGRAPH}
-    default = word.styles.default(WD_STYLE_TYPE.PARAGRAPH)
-    fallback = default.name if default is not None else ""
+    if isinstance(block, Paragraph):
+        if block.style == "Title" and outline.title is None:
+            outline.flush()
+            outline.title = " ".join(block.text.split()) or None
+        elif level := heading_level(block.style):
+            outline.heading(level, block.text)
+        elif block.text.strip():
+            outline.text(clean(block.text))
+            outline.text("")
+    elif isinstance(block, Row):
+        cells: list[str] = []
+        for text in (" ".join(cell.split()) for cell in block.cells):
+            if text and (not cells or cells[-1] != text):
+                cells.append(text)
+        if cells:
+            outline.text(" | ".join(cells))
+    else:
+        outline.text("")
 
-    def style_of(paragraph) -> str:
-        return names.get(paragraph._p.style, fallback) or ""
 
-    return style_of
+def docx_limit(limits: Limits, reached: str) -> str:
+    """The limit that stopped reading a DOCX, as its warning names it."""
+    return {
+        "blocks": f"{limits.paragraphs:,} paragraphs and table rows (RAG_MAX_PARAGRAPHS)",
+        "runs": f"{limits.runs:,} text runs (RAG_MAX_RUNS)",
+        "chars": f"{megabytes(limits.text_chars)} of text (RAG_MAX_TEXT_MB)",
+    }[reached]
 
 
 def heading_level(style: str) -> int:

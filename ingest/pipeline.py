@@ -7,6 +7,7 @@ Chroma, so a killed run leaves nothing to reconcile: the next run sees which ver
 from __future__ import annotations
 
 import collections
+import hashlib
 import os
 import queue
 import threading
@@ -18,7 +19,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from ingest.chunking import Chunk, ChunkPlan, chunk_document, chunk_id
+from ingest.chunking import Chunk, ChunkPlan, chunk_id, chunks_of, document_pieces
 from ingest.discovery import Source, discover
 from ingest.documents import LoadError
 from ingest.loaders import Limits, RecordFields, load_path
@@ -61,6 +62,50 @@ class StoredDoc:
     def all_ids(self) -> list[str]:
         """Every chunk id of this document."""
         return [chunk_id for ids in self.versions.values() for chunk_id in ids]
+
+    def complete_version(self, hashes: tuple[str, ...], most_chunks: int) -> str | None:
+        """The first of these versions the store holds whole in at most most_chunks chunks, or None."""
+        return next((h for h in hashes if self.has_complete(h) and self.expected[h] <= most_chunks), None)
+
+
+@dataclass
+class ChunkBudget:
+    """How many chunks one file may still store (RAG_MAX_CHUNKS_PER_FILE, all its documents together), and how many
+    of its documents were cut short or left out to stay within it."""
+
+    limit: int
+    used: int = 0
+    cut: int = 0
+    left_out: int = 0
+
+    @property
+    def left(self) -> int:
+        """Chunks the file may still store."""
+        return self.limit - self.used
+
+    @property
+    def reached(self) -> bool:
+        """True when something of the file was not stored for the limit."""
+        return bool(self.cut or self.left_out)
+
+    def take(self, chunks: int, cut: bool) -> None:
+        """Count a document's chunks, and whether it was cut short."""
+        self.used += chunks
+        self.cut += cut
+
+    def warning(self, documents: int) -> str:
+        """What the limit left out of a file of this many documents, and the setting that sets it."""
+        if documents == 1:
+            lost = "the rest of its text"
+        else:
+            parts = ("the end of one record" if self.cut else "", f"{self.left_out:,} of its {documents:,} records" if self.left_out else "")
+            lost = " and ".join(part for part in parts if part)
+        return f"only its first {self.limit:,} chunks were stored (RAG_MAX_CHUNKS_PER_FILE); left out: {lost}"
+
+
+def cut_version(doc_hash: str, chunks: int) -> str:
+    """The version hash of a document's first chunks only, so a changed limit stores it again and an unchanged one does not."""
+    return hashlib.sha256(f"{doc_hash}|first {chunks} chunks".encode()).hexdigest()
 
 
 @dataclass
@@ -256,14 +301,18 @@ class Planner:
             for problem in problems:
                 entry = (f"{owner} {problem.where}".strip(), problem.reason)
                 (report.skipped if problem.skipped else report.warnings).append(entry)
+            budget = ChunkBudget(self.limits.chunks)
             for document in documents:
-                work = self.decide(document, source, owner)
+                work = self.decide(document, source, owner, budget)
                 if work is not None:
                     yield work
+            if budget.reached:
+                report.warnings.append((owner, budget.warning(len(documents))))
             on_progress("file", 1)
 
-    def decide(self, document, source: Source, owner: str) -> Work | None:
-        """The work one document needs, recording in the report what happens to it."""
+    def decide(self, document, source: Source, owner: str, budget: ChunkBudget) -> Work | None:
+        """The work one document needs, recording in the report what happens to it; its chunks count against the
+        file's budget, and a document past it is cut short or left out (a stored version of it is then removed)."""
         report = self.report
         if document.doc_id in self.seen:
             report.skipped.append((f"{owner} {document.doc_id}", f"same document id as in {self.seen[document.doc_id]}"))
@@ -275,20 +324,31 @@ class Planner:
                 (owner, f"document id {document.doc_id!r} already comes from {previous.source}; ingest a common parent folder")
             )
             return None
+        if not budget.left:
+            budget.left_out += 1
+            return None
         self.seen[document.doc_id] = owner
         self.labels[document.doc_id] = owner if document.doc_id == source.doc_id else f"{owner} {document.doc_id}"
-        doc_hash = document.content_hash()
-        if previous and previous.is_current(doc_hash) and not moved:
-            report.unchanged.append(document.doc_id)
-            return None
+        whole_hash = document.content_hash()
+        cut_hash = cut_version(whole_hash, budget.left)
+        stored = None if moved or not previous else previous.complete_version((whole_hash, cut_hash), budget.left)
+        if stored:
+            budget.take(previous.expected[stored], cut=stored == cut_hash)
+            if previous.is_current(stored):
+                report.unchanged.append(document.doc_id)
+                return None
         (report.updated if previous else report.added).append(document.doc_id)
-        if previous and previous.has_complete(doc_hash) and not moved:
-            return Work(document.doc_id, [], previous.other_ids(doc_hash))
+        if stored:
+            return Work(document.doc_id, [], previous.other_ids(stored))
         if self.options.dry_run:
             return None
         embedder = self.embedders.get()
         plan = ChunkPlan(self.settings.chunk_tokens, self.settings.chunk_overlap, embedder.max_tokens)
-        chunks = chunk_document(document, doc_hash, embedder.token_offsets, plan)
+        pieces = document_pieces(document, embedder.token_offsets, plan, limit=budget.left + 1)
+        cut = len(pieces) > budget.left
+        doc_hash = cut_hash if cut else whole_hash
+        chunks = chunks_of(document, pieces[: budget.left], doc_hash, embedder.token_offsets)
+        budget.take(len(chunks), cut)
         for chunk in chunks:
             chunk.metadata.update(source=owner, root=source.root_name)
         return Work(document.doc_id, chunks, previous.other_ids(doc_hash) if previous else [])

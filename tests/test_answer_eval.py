@@ -278,3 +278,17 @@ def test_progress_file_and_sample_pick_the_same_rows_every_time(models, tmp_path
     picked = [[r["index"] for r in read_rows(tmp_path / name)] for name in ("a.jsonl", "b.jsonl")]
     assert picked[0] == picked[1] and len(set(picked[0])) == 3
     assert summary_of_file(tmp_path / "a.jsonl")["questions"] == 3
+
+
+def test_an_answer_citing_a_4400_digit_number_is_scored_and_the_number_cites_nothing(models, tmp_path, capsys):
+    huge = "[" + "9" * 4400 + "]"
+    models.model_replies["grounded:latest"] = lambda body: f"{grounded_reply(body)} {huge}"
+    truth = write_truth(tmp_path / "truth.csv", ON_TOPIC)
+    out = tmp_path / "results.jsonl"
+
+    code, summary, _, _ = run_eval(capsys, truth, "--answers", "--models", "grounded", "--out", out)
+
+    assert code == 0
+    grounded = summary["models"]["grounded"]
+    assert (grounded["errors"], grounded["grounded"]) == (0, 1.0) and grounded["citation_hit"] >= 0.8
+    assert [row["cited"] for row in read_rows(out) if len(row["cited"]) != 1] == []

@@ -21,7 +21,7 @@ from rag.ui.history import FILENAME, History, history_path
 from rag.llm.backend import ChatOptions, ChatUsage
 from rag.llm.ollama import Ollama
 from rag.core.settings import Settings
-from rag.ui.answer import cited_numbers
+from rag.chat.citations import cited_numbers
 from rag.ui.text import WORD_JOINER, answer_html
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import MID_STREAM_ERROR, OllamaStandin, estimate_prompt_tokens, unused_port

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import subprocess
 from pathlib import Path
 
@@ -13,7 +14,9 @@ from ingest.__main__ import main as ingest_main
 from ingest.documents import LoadError, Problem
 from ingest.loaders import Limits, RecordFields, load_bytes, megabytes
 from ingest.pipeline import IngestOptions, ingest
-from tests.fixtures.hostile import docx_with_paragraphs, many_entries_zip, zip_bomb
+from rag.core.settings import Settings
+from rag.store.chroma import open_client
+from tests.fixtures.hostile import docx_with_paragraphs, docx_with_runs, many_entries_zip, zip_bomb
 from tests.fixtures.ingest_files import make_docx, make_pdf
 
 FIELDS = RecordFields()
@@ -21,6 +24,17 @@ FIELDS = RecordFields()
 
 def load(name: str, raw: bytes, limits: Limits = Limits()):
     return load_bytes(raw, Path(name), name, FIELDS, limits)
+
+
+def tiny_headings(count: int) -> str:
+    """The probe's Markdown: count one-line sections under headings of their own (20,000 make about 290 KB)."""
+    return "".join(f"# {n}\nw{n}\n" for n in range(count))
+
+
+def stored_doc_ids(settings: Settings) -> list[str]:
+    """The document id of every chunk in the store, sorted."""
+    collection = open_client(settings).get_collection(settings.collection)
+    return sorted(meta["doc_id"] for meta in collection.get(include=["metadatas"])["metadatas"])
 
 
 def test_a_docx_that_would_unpack_past_the_limit_is_refused_before_unpacking():
@@ -46,6 +60,76 @@ def test_a_docx_is_read_up_to_the_paragraph_limit_with_a_warning():
 
     assert sum(section.text.count("A line of text.") for section in document.sections) == 1000
     assert problems == [Problem("", "only the first 1,000 paragraphs and table rows (RAG_MAX_PARAGRAPHS) were read", False)]
+
+
+def test_a_docx_paragraph_of_3_8_million_runs_is_read_up_to_the_run_limit_with_a_warning():
+    raw = docx_with_runs(3_800_000)
+
+    [document], problems = load("runs.docx", raw)
+
+    assert len(raw) < 250 * 2**10
+    assert [section.text for section in document.sections] == ["a" * 1_000_000]
+    assert problems == [Problem("", "only the first 1,000,000 text runs (RAG_MAX_RUNS) were read", False)]
+
+
+def test_a_docx_paragraph_is_cut_at_the_text_limit_within_the_paragraph():
+    [document], problems = load("runs.docx", docx_with_runs(5000), Limits(text_chars=1000))
+
+    assert [section.text for section in document.sections] == ["a" * 1000]
+    assert problems == [Problem("", "only the first 1 KB of text (RAG_MAX_TEXT_MB) were read", False)]
+
+
+def test_a_docx_table_is_read_row_by_row_up_to_the_paragraph_limit():
+    raw = make_docx([("Normal", "Prices."), ("table", "item|cost/kayak|300/canoe|250/raft|90")])
+
+    [document], problems = load("prices.docx", raw, Limits(paragraphs=3))
+
+    assert [section.text for section in document.sections] == ["Prices.\n\nitem | cost\nkayak | 300"]
+    assert problems == [Problem("", "only the first 3 paragraphs and table rows (RAG_MAX_PARAGRAPHS) were read", False)]
+
+
+def test_a_markdown_file_of_20000_tiny_headings_stores_only_the_chunk_limit_with_a_warning(tmp_path, settings, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "headings.md").write_text(tiny_headings(20_000))
+    limited = settings.model_copy(update={"max_chunks_per_file": 100})
+
+    report = ingest([docs], limited, embedder, IngestOptions())
+
+    assert (report.added, report.chunks_written) == (["headings.md"], 100)
+    assert report.warnings == [
+        (str(docs / "headings.md"), "only its first 100 chunks were stored (RAG_MAX_CHUNKS_PER_FILE); left out: the rest of its text")
+    ]
+    assert stored_doc_ids(limited) == ["headings.md"] * 100
+
+
+def test_a_file_cut_at_the_chunk_limit_is_unchanged_on_a_rerun_and_stored_again_when_the_limit_changes(tmp_path, settings, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "headings.md").write_text(tiny_headings(300))
+    ingest([docs], settings.model_copy(update={"max_chunks_per_file": 100}), embedder, IngestOptions())
+
+    again = ingest([docs], settings.model_copy(update={"max_chunks_per_file": 100}), embedder, IngestOptions())
+    raised = ingest([docs], settings.model_copy(update={"max_chunks_per_file": 150}), embedder, IngestOptions())
+
+    assert (again.unchanged, again.chunks_written) == (["headings.md"], 0)
+    assert (raised.updated, raised.chunks_written) == (["headings.md"], 150)
+    assert stored_doc_ids(settings) == ["headings.md"] * 150
+
+
+def test_a_record_file_shares_one_chunk_limit_and_the_records_past_it_are_left_out(tmp_path, settings, embedder):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    records = [{"id": f"r{n:03}", "text": f"Record {n} is about otters."} for n in range(300)]
+    (docs / "records.jsonl").write_text("\n".join(json.dumps(record) for record in records))
+
+    report = ingest([docs], settings.model_copy(update={"max_chunks_per_file": 100}), embedder, IngestOptions())
+
+    assert report.added == [f"r{n:03}" for n in range(100)]
+    assert report.warnings == [
+        (str(docs / "records.jsonl"), "only its first 100 chunks were stored (RAG_MAX_CHUNKS_PER_FILE); left out: 200 of its 300 records")
+    ]
+    assert stored_doc_ids(settings) == [f"r{n:03}" for n in range(100)]
 
 
 def test_docx_styles_are_resolved_once_and_an_unknown_style_reads_as_body_text():

@@ -3,8 +3,13 @@ and refreshed from the change log to exactly what a full rebuild gives, after ad
 from __future__ import annotations
 
 import json
+import logging
+import os
 import signal
+import subprocess
+import sys
 from concurrent.futures import Future
+from pathlib import Path
 
 import bm25s
 import numpy as np
@@ -15,13 +20,13 @@ from ingest.pipeline import IngestOptions, ingest
 from rag.search import index_cache
 from rag.search import index_file
 from rag.search.bm25 import BM25, TermCounts
-from rag.store.changelog import Changes
+from rag.store.changelog import Changes, log_name
 from rag.search.chunk_index import ChunkIndex, chunk_tokens, tokenize
 from rag.search.index_cache import ChunkIndexCache
 from rag.search.loader import open_index
 from rag.core.settings import Settings
 from rag.store.chroma import LiveCollection, open_client, open_collection
-from tests.test_ingest_crash import finish, run_and_kill, write_corpus
+from tests.test_ingest_crash import REPO, finish, run_and_kill, write_corpus
 
 QUERIES = ["river otter", "kayak paddle canoe bridge", "new page heron", "orchard", "page edited lantern meadow"]
 
@@ -203,3 +208,82 @@ def test_incremental_refresh_equals_a_full_rebuild_after_adds_updates_deletes_an
     ingest([docs], settings, embedder, IngestOptions())
     assert_same(refreshed(reader), full_rebuild(settings))
     assert reader.full_builds == 1
+
+
+def warnings(caplog) -> list[str]:
+    """What the chunk index warned about."""
+    return [r.getMessage() for r in caplog.records if r.name == index_cache.__name__ and r.levelno == logging.WARNING]
+
+
+def write_pages(folder: Path, animal: str) -> None:
+    """Six one-chunk pages about an animal: another animal rewrites every page and keeps the chunk count."""
+    folder.mkdir(exist_ok=True)
+    for n in range(6):
+        (folder / f"page{n}.md").write_text(f"# Page {n}\n\nThe {animal} number {n} lives by the river.\n")
+
+
+def test_a_flipped_bit_in_the_saved_headers_seq_is_caught_and_the_index_rebuilt_with_a_warning(tmp_path, embedder, caplog):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_pages(docs, "otter")
+    ingest([docs], settings, embedder, IngestOptions())
+    first = open_cache(settings)
+    first.get()
+    first.wait_saved()
+    write_pages(docs, "heron")
+    ingest([docs], settings, embedder, IngestOptions())
+    data = bytearray(first.path.read_bytes())
+    data[data.index(b'"seq":') + len(b'"seq":')] ^= 0x08  # 1,999,999,999 becomes 9,999,999,999: past every change
+    first.path.write_bytes(bytes(data))
+
+    again = open_cache(settings)
+
+    assert_same(again.get(), full_rebuild(settings))
+    assert all("heron" in text for text in again.get().texts)
+    assert again.full_builds == 1
+    assert warnings(caplog) == [
+        f"chunk index: the saved copy {again.path} cannot be used (its header is damaged (a checksum does not match)); "
+        "rebuilding it from the store"
+    ]
+
+
+def test_an_unreadable_change_log_entry_falls_back_to_a_full_rebuild_with_a_warning(tmp_path, embedder, caplog):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_corpus(docs, 1)
+    ingest([docs], settings, embedder, IngestOptions())
+    first = open_cache(settings)
+    first.get()
+    first.wait_saved()
+    write_corpus(docs, 2)  # deletes five pages: their chunk ids are logged
+    ingest([docs], settings, embedder, IngestOptions())
+    log = open_client(settings).get_collection(log_name(settings.collection), embedding_function=None)
+    entries = log.get(include=["documents"])
+    entry, document = entries["ids"][0], entries["documents"][0]
+    log.update(ids=[entry], documents=[document[: len(document) // 2]], embeddings=[[0.0]])
+
+    again = open_cache(settings)
+
+    assert_same(again.get(), full_rebuild(settings))
+    assert again.full_builds == 1
+    [warning] = warnings(caplog)
+    assert warning.startswith(f"chunk index: the change log entry {entry} is unreadable (JSONDecodeError: ")
+    assert warning.endswith("); rebuilding from the store instead of following the log")
+
+
+def test_a_reader_open_across_ingest_reset_with_the_same_chunk_count_reads_the_new_collection(tmp_path, embedder):
+    docs, settings = tmp_path / "docs", Settings(store_dir=tmp_path / "store")
+    write_pages(docs, "otter")
+    ingest([docs], settings, embedder, IngestOptions())
+    reader = open_cache(settings)
+    before = reader.get()
+    write_pages(docs, "heron")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RAG_")}
+    env |= {"RAG_STORE_DIR": str(settings.store_dir), "PYTHONPATH": str(REPO)}
+    reset = subprocess.run([sys.executable, "-m", "ingest", "--reset", str(docs)], env=env, capture_output=True, text=True,
+                           timeout=300)
+    assert reset.returncode == 0, reset.stderr
+
+    after = refreshed(reader)
+
+    assert len(after.ids) == len(before.ids) == 6
+    assert_same(after, full_rebuild(settings))
+    assert all("heron" in text for text in after.texts)

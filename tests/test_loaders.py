@@ -220,20 +220,20 @@ def test_builtin_errors_the_libraries_raise_on_damage_still_name_the_damaged_fil
         load(tmp_path, "body.docx", no_body)
 
     assert str(pdf.value) == "damaged PDF (NotImplementedError: Unsupported filter /Bogus)"
-    assert str(docx.value) == "damaged DOCX (KeyError: \"There is no item named 'word/document.xml' in the archive\")"
+    assert str(docx.value) == "damaged DOCX (its main part, the document's text, is missing)"
 
 
-@pytest.mark.parametrize("name, data, limits", [
-    ("good.pdf", make_pdf(["Otters swim."]), Limits(pdf_pages="10")),
-    ("good.docx", make_docx([("Normal", "Kayaks.")]), Limits(paragraphs="1000")),
+@pytest.mark.parametrize("name, data, limits, operator", [
+    ("good.pdf", make_pdf(["Otters swim."]), Limits(pdf_pages="10"), ">"),
+    ("good.docx", make_docx([("Normal", "Kayaks.")]), Limits(paragraphs="1000"), "<="),  # inside our callback in lxml's parser
 ], ids=["pdf", "docx"])
-def test_a_bug_of_ours_inside_the_pdf_or_docx_loop_is_raised_not_called_a_damaged_file(tmp_path, name, data, limits):
+def test_a_bug_of_ours_inside_the_pdf_or_docx_loop_is_raised_not_called_a_damaged_file(tmp_path, name, data, limits, operator):
     (tmp_path / name).write_bytes(data)
 
     with pytest.raises(TypeError) as caught:
         load_path(tmp_path / name, name, RecordFields(), limits)
 
-    assert str(caught.value) == "'>' not supported between instances of 'int' and 'str'"
+    assert str(caught.value) == f"'{operator}' not supported between instances of 'int' and 'str'"
 
 
 def test_pdf_without_text_layer_says_to_ocr(tmp_path):

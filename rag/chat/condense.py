@@ -1,9 +1,9 @@
 """Rewrite a follow-up question into a standalone search query with the chat model."""
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
+from rag.chat.citations import CITATION
 from rag.core.errors import LLMError
 from rag.llm.backend import Backend, ChatOptions, ChatUsage
 
@@ -18,7 +18,6 @@ MAX_QUERY_CHARS = 300
 QUERY_TOKENS = 64
 LONGER_THAN_QUESTION = 4  # a rewrite this many times longer than the question (plus a clause) is an answer, not a query
 SLACK_CHARS = 60
-CITATION_MARK = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 
 
 @dataclass(frozen=True)
@@ -61,7 +60,7 @@ def rewrite_problem(question: str, query: str) -> str | None:
     """Why a model's rewrite cannot be a standalone query, or None when it can."""
     if not query:
         return "the model's rewrite was empty"
-    if CITATION_MARK.search(query):
+    if CITATION.search(query):
         return "the model's rewrite cited documents, so it was an answer, not a question"
     if len(query) > min(MAX_QUERY_CHARS, LONGER_THAN_QUESTION * len(question) + SLACK_CHARS):
         return "the model's rewrite was much longer than the question"

@@ -125,11 +125,23 @@ class ContextTooLong(LLMError):
     exit_code = TOO_LONG
 
 
+OUR_PACKAGES = ("rag", "ingest")
+
+
 def raised_within(exc: BaseException, packages: tuple[str, ...]) -> bool:
-    """True when exc came out of the code of one of these packages (a library failing on its input), not ours alone."""
+    """True when exc came out of one of these packages failing on its input, not out of our code: its class is theirs
+    (compiled code such as lxml leaves no frame), or, of the frames it passed, the innermost that is theirs or ours is
+    theirs (their own helpers, httpx under Chroma, are passed over; our callback inside their parser is ours)."""
+    if type(exc).__module__.partition(".")[0] in packages:
+        return True
+    frames = []
     trace = exc.__traceback__
     while trace is not None:
-        if trace.tb_frame.f_globals.get("__name__", "").partition(".")[0] in packages:
-            return True
+        frames.append(trace.tb_frame.f_globals.get("__name__", "").partition(".")[0])
         trace = trace.tb_next
+    for package in reversed(frames):
+        if package in packages:
+            return True
+        if package in OUR_PACKAGES:
+            return False
     return False

@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     max_archive_entries: int = Field(1000, ge=1)  # files inside a DOCX
     max_pdf_pages: int = Field(2000, ge=1)  # pages read from one PDF
     max_paragraphs: int = Field(50_000, ge=1)  # paragraphs and table rows read from one DOCX
+    max_runs: int = Field(1_000_000, ge=1)  # text runs (pieces of a paragraph in one format) read from one DOCX
+    # chunks stored from one file, all its documents (a JSON file's records) together: about a 2,000-page book
+    max_chunks_per_file: int = Field(10_000, ge=1)
     max_models: int = Field(500, ge=1)  # models listed from the model server, on every page and CLI
 
     @field_validator("store_dir", mode="before")

@@ -23,9 +23,10 @@ from tqdm import tqdm
 from rag.evaluation import results as answer_results
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.search.embeddings import Embedder
+from rag.chat.citations import cited_numbers
 from rag.core.command_line import row_count
 from rag.core.errors import MODEL_NOT_INSTALLED, SERVER_OTHER, LLMError, LLMUnavailable, PromptTooLong, RagError
-from rag.evaluation.grounding import cited_numbers, grounding, strip_citations
+from rag.evaluation.grounding import grounding, strip_citations
 from rag.evaluation.judge import judge_answer
 from rag.evaluation.retrieval_metrics import parse_labels
 from rag.llm.backend import Backend

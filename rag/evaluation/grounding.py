@@ -14,15 +14,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from rag.search.embeddings import Embedder
+from rag.chat.citations import CITATION, LEADING_CITATIONS, cited_numbers
 from rag.chat.prompt import Citation
 
 # Document sentences with a third of their words left out, scored against their own passage (supported) and against
 # the best-matching passage of another document (a plausible wrong citation): 0.72 separates them best over the
 # guide and 300 FAQ records (bench/calibrate_grounding.py; accepted 87%/78% of supported, 6%/14% of wrong ones).
 SUPPORT_THRESHOLD = 0.72
-CITATION_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-LEADING_MARKERS = re.compile(r"^(?:\s*\[\d+(?:\s*,\s*\d+)*\])+")
 LIST_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 LETTER = re.compile(r"[^\W\d_]")
 
@@ -35,14 +34,9 @@ class Sentence:
     cited: frozenset[int]
 
 
-def cited_numbers(text: str) -> set[int]:
-    """The source numbers a text cites: [1], [2][3] and [1, 2] all count."""
-    return {int(n) for group in CITATION_GROUP.findall(text) for n in group.split(",")}
-
-
 def strip_citations(text: str) -> str:
     """The text without its [n] markers, spaces tidied."""
-    text = CITATION_GROUP.sub("", text)
+    text = CITATION.sub("", text)
     return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
 
 
@@ -50,7 +44,7 @@ def split_sentences(answer: str) -> list[Sentence]:
     """The answer's sentences; markers written after a full stop ("... done. [2]") belong to the sentence before."""
     pieces: list[str] = []
     for raw in SENTENCE_END.split(answer):
-        lead = LEADING_MARKERS.match(raw)
+        lead = LEADING_CITATIONS.match(raw)
         if lead and pieces:
             pieces[-1] += lead.group(0)
             raw = raw[lead.end():]

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from rag.search import index_file
-from rag.store.changelog import Changes, done_mark, read_changes, run_state
+from rag.store.changelog import ChangeLogDamaged, Changes, done_mark, read_changes, run_state
 from rag.search.chunk_index import ChunkIndex, chunk_tokens, passing
 from rag.core.errors import RagError, StoreError
 from rag.store.chroma import chroma_call, from_chroma
@@ -39,9 +39,10 @@ class Loading:
 
 
 def collection_version(collection) -> tuple:
-    """What changes whenever an ingest writes: chunk count, finished-ingest generation, last run started."""
+    """What changes whenever an ingest writes: chunk count, finished-ingest generation, last run started, and the
+    collection's id (new after `ingest --reset`)."""
     metadata = collection.metadata or {}
-    return collection.count(), metadata.get("generation", metadata.get("updated_at")), run_state(metadata)[0]
+    return collection.count(), metadata.get("generation", metadata.get("updated_at")), run_state(metadata)[0], str(collection.id)
 
 
 def is_quiet(metadata: dict | None) -> bool:
@@ -56,6 +57,7 @@ class ChunkIndexCache:
     def __init__(self, live, path: Path | None = None, preread: Future | None = None):
         self.live, self.path, self.preread = live, path, preread
         self.index: ChunkIndex | None = None
+        self.collection_id: str | None = None  # the collection the index was built from
         self.seq = 0
         self.checked_at = 0.0
         self.lock = threading.Lock()
@@ -116,12 +118,15 @@ class ChunkIndexCache:
         self.loading = Loading("opening the saved index")
         try:
             header, index = self.saved_copy(collection)
+        except index_file.IndexFileDamaged as exc:
+            log.warning("chunk index: the saved copy %s cannot be used (%s); rebuilding it from the store", self.path, exc)
+            self.rebuild(collection)
+            return
         except index_file.IndexFileError as exc:
             log.info("chunk index: rebuilding (%s)", exc)
             self.rebuild(collection)
             return
-        self.index = index
-        self.seq = header.seq
+        self.index, self.collection_id, self.seq = index, header.collection_id, header.seq
         self.refresh(collection)
         self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
 
@@ -139,11 +144,21 @@ class ChunkIndexCache:
         return header, index
 
     def refresh(self, collection) -> None:
-        """Apply what changed since self.seq; rebuild when the log cannot prove the result exact."""
+        """Apply what changed since self.seq; rebuild when the log cannot prove the result exact, or the collection is
+        another one (rebuilt by `ingest --reset`: its sequence numbers start again)."""
         started = time.perf_counter()
         with chroma_call():  # a read of a damaged database may make Chroma's core panic
             version = collection_version(collection)
-            changes = read_changes(self.live.client, collection, self.seq)
+        if str(collection.id) != self.collection_id:
+            log.info("chunk index: the collection was replaced (ingest --reset); rebuilding")
+            self.rebuild(collection)
+            return
+        try:
+            with chroma_call():
+                changes = read_changes(self.live.client, collection, self.seq)
+        except ChangeLogDamaged as exc:
+            log.warning("chunk index: %s; rebuilding from the store instead of following the log", exc)
+            changes = None
         if changes is None:
             self.rebuild(collection)
             return
@@ -186,8 +201,7 @@ class ChunkIndexCache:
                 break
             offset += PAGE
         self.loading = Loading("indexing chunks", len(changes.ids), len(changes.ids))
-        self.index = build_index(changes, version)
-        self.seq = seq
+        self.index, self.collection_id, self.seq = build_index(changes, version), str(collection.id), seq
         self.unsaved = True
         self.loading = Loading("ready", len(self.index.ids), len(self.index.ids))
         if is_quiet(collection.metadata) and run_state(self.fresh_metadata()) == run_state(collection.metadata):
@@ -203,10 +217,9 @@ class ChunkIndexCache:
         if self.path is None or not self.unsaved:
             return
         self.unsaved = False
-        index, seq, collection = self.index, self.seq, self.live.collection
-        metadata = collection.metadata or {}
+        index, seq, metadata = self.index, self.seq, self.live.collection.metadata or {}
         header = index_file.Header(
-            str(collection.id), str(metadata.get("embedder")), int(metadata.get("dimension", index.vectors.shape[1])),
+            self.collection_id, str(metadata.get("embedder")), int(metadata.get("dimension", index.vectors.shape[1])),
             seq, len(index.ids), index.version[1],
         )
         saved = index_file.Saved(header, index.ids, index.texts, index.metadatas, index.vectors, index.terms)

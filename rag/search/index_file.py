@@ -1,10 +1,10 @@
 """The chunk index saved beside the store: one file, written atomically, checked whole when read back.
 
-Layout: a magic line, the length of a JSON header, the header, then raw parts (vectors, BM25 term
-counts, and the ids, texts and metadatas as JSON). The header lists each part's type, shape, offset and
-CRC-32, so a truncated or damaged file is refused rather than half-read, and reading is one copy per part
-(no zip, no pickle: loading never runs code). The header also says which collection, embedder and
-change sequence the contents match.
+Layout: a magic line, the length of a JSON header, the header's CRC-32, the header, then raw parts (vectors, BM25
+term counts, and the ids, texts and metadatas as JSON). The header lists each part's type, shape, offset and CRC-32,
+so a truncated or damaged file is refused rather than half-read, and reading is one copy per part (no zip, no pickle:
+loading never runs code). The header also says which collection, embedder and change sequence the contents match;
+its own CRC means one flipped bit there (in the sequence, say) is caught too, instead of serving old text.
 """
 from __future__ import annotations
 
@@ -21,12 +21,18 @@ from scipy import sparse
 
 from rag.search.bm25 import TermCounts
 
-FORMAT = 2
-MAGIC = b"RAG-CHUNK-INDEX\n"
+FORMAT = 3
+MAGIC = b"RAG-CHUNK-INDEX 3\n"
+FORMAT_2_MAGIC = b"RAG-CHUNK-INDEX\n"  # before the header had its CRC: an older file, not a damaged one
+PREFIX = len(MAGIC) + 8 + 4  # the magic line, the header's length and its CRC-32
 
 
 class IndexFileError(Exception):
     """The saved index is missing, unreadable or does not match the collection."""
+
+
+class IndexFileDamaged(IndexFileError):
+    """The saved index is truncated or damaged."""
 
 
 @dataclass
@@ -87,7 +93,7 @@ def save(path: Path, saved: Saved) -> None:
     header = orjson.dumps({**asdict(saved.header), "parts": table})
     try:
         with open(temporary, "wb") as handle:
-            handle.write(MAGIC + len(header).to_bytes(8, "little") + header)
+            handle.write(MAGIC + len(header).to_bytes(8, "little") + zlib.crc32(header).to_bytes(4, "little") + header)
             for array in parts.values():
                 handle.write(memoryview(np.ascontiguousarray(array)).cast("B"))
             handle.flush()
@@ -102,10 +108,27 @@ def read_part(handle, start: int, spec: dict) -> np.ndarray:
     array = np.empty(spec["shape"], dtype=np.dtype(spec["dtype"]))
     handle.seek(start + spec["offset"])
     if handle.readinto(memoryview(array).cast("B")) != array.nbytes:
-        raise IndexFileError("it is truncated")
+        raise IndexFileDamaged("it is truncated")
     if zlib.crc32(array) != spec["crc"]:
-        raise IndexFileError("it is damaged (a checksum does not match)")
+        raise IndexFileDamaged("it is damaged (a checksum does not match)")
     return array
+
+
+def read_header(handle, file_size: int) -> tuple[dict, int]:
+    """The header's fields, checked against its CRC-32, and where the parts start."""
+    magic = handle.read(len(MAGIC))
+    if magic.startswith(FORMAT_2_MAGIC):
+        raise IndexFileError(f"its format 2 is not {FORMAT}")
+    if magic != MAGIC:
+        raise IndexFileDamaged("it is not a saved chunk index")
+    size = int.from_bytes(handle.read(8), "little")
+    crc = int.from_bytes(handle.read(4), "little")
+    if size > file_size - PREFIX:
+        raise IndexFileDamaged("it is truncated, or its header is damaged")
+    header = handle.read(size)
+    if zlib.crc32(header) != crc:
+        raise IndexFileDamaged("its header is damaged (a checksum does not match)")
+    return orjson.loads(header), PREFIX + size
 
 
 def load(path: Path) -> Saved:
@@ -114,20 +137,16 @@ def load(path: Path) -> Saved:
         raise IndexFileError("no saved index")
     try:
         with open(path, "rb") as handle:
-            if handle.read(len(MAGIC)) != MAGIC:
-                raise IndexFileError("it is not a saved chunk index")
-            size = int.from_bytes(handle.read(8), "little")
-            fields = orjson.loads(handle.read(size))
+            fields, start = read_header(handle, path.stat().st_size)
             if fields.get("format") != FORMAT:
                 raise IndexFileError(f"its format {fields.get('format')} is not {FORMAT}")
             table = fields.pop("parts")
             header = Header(**fields)
-            start = len(MAGIC) + 8 + size
             part = {name: read_part(handle, start, spec) for name, spec in table.items()}
     except IndexFileError:
         raise
-    except Exception as exc:  # a damaged header can fail in many ways
-        raise IndexFileError(f"it is unreadable ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # damage its checks let through can fail in many ways
+        raise IndexFileDamaged(f"it is unreadable ({type(exc).__name__}: {exc})") from None
     ids, texts, metadatas, vocabulary = (orjson.loads(memoryview(part[name])) for name in ("ids", "texts", "metadatas", "vocabulary"))
     vectors = part["vectors"]
     shape = (len(ids), len(vocabulary))
@@ -135,5 +154,5 @@ def load(path: Path) -> Saved:
     columns = sparse.csc_matrix((part["columns_data"], part["columns_indices"], part["columns_indptr"]), shape=shape)
     sizes = {len(ids), len(texts), len(metadatas), vectors.shape[0], header.chunks}
     if len(sizes) != 1 or (len(ids) and vectors.shape[1] != header.dimension):
-        raise IndexFileError("its parts disagree in size")
+        raise IndexFileDamaged("its parts disagree in size")
     return Saved(header, ids, texts, metadatas, vectors, TermCounts(rows, vocabulary, columns))

@@ -21,6 +21,10 @@ PAGE = 5000
 LOG_IDS = 1000
 
 
+class ChangeLogDamaged(Exception):
+    """An entry of the deletion log cannot be read: the log cannot say what changed."""
+
+
 def log_name(collection_name: str) -> str:
     """The side collection holding a collection's deletion log."""
     return f"{collection_name}.changelog"
@@ -147,10 +151,21 @@ def read_changes(client, collection, since: int) -> Changes | None:
 
 
 def logged_deletions(client, collection_name: str, since: int) -> set[str]:
-    """Every chunk id logged as deleted after sequence number since."""
+    """Every chunk id logged as deleted after sequence number since; ChangeLogDamaged when an entry is unreadable."""
     try:
         log = client.get_collection(log_name(collection_name), embedding_function=None)
     except Exception:  # no run has deleted anything yet
         return set()
     entries = log.get(where={"seq": {"$gt": since}}, include=["documents"])
-    return {chunk_id for document in entries["documents"] for chunk_id in json.loads(document)}
+    return {chunk_id for entry, document in zip(entries["ids"], entries["documents"]) for chunk_id in logged_ids(entry, document)}
+
+
+def logged_ids(entry: str, document: str | None) -> list[str]:
+    """The chunk ids one log entry names: a JSON list of strings, or ChangeLogDamaged (truncated, say)."""
+    try:
+        ids = json.loads(document)
+    except (TypeError, ValueError, RecursionError) as exc:
+        raise ChangeLogDamaged(f"the change log entry {entry} is unreadable ({type(exc).__name__}: {str(exc)[:80]})") from None
+    if not isinstance(ids, list) or not all(isinstance(chunk_id, str) for chunk_id in ids):
+        raise ChangeLogDamaged(f"the change log entry {entry} is not a list of chunk ids")
+    return ids

@@ -1,23 +1,16 @@
 """What the page shows under an answer, as plain data saved with the message: sources, figures, warnings."""
 from __future__ import annotations
 
-import re
-
 from ingest.documents import INTERNAL_FIELDS
+from rag.chat.citations import cited_numbers
 from rag.chat.turn import Turn
 from rag.search.retrieval import best_scores
 from rag.ui.text import readable
 
-CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 SNIPPET_CHARS = 600
 ALSO_SNIPPET_CHARS = 160
 DETAIL_FIELDS = 4  # metadata fields shown per source, e.g. course and section
 DETAIL_CHARS = 60
-
-
-def cited_numbers(answer: str) -> set[int]:
-    """The source numbers an answer cites: [1], [2][3] and [1, 2] all count."""
-    return {int(n) for group in CITATION.findall(answer) for n in group.split(",")}
 
 
 def shorten(text: str, limit: int) -> str:

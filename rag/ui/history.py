@@ -1,7 +1,9 @@
 """Conversations kept in a local SQLite file beside the store, per browser, so a reload or restart restores them."""
 from __future__ import annotations
 
+import errno
 import json
+import shutil
 import sqlite3
 import threading
 import uuid
@@ -41,12 +43,19 @@ CREATE TABLE IF NOT EXISTS browsers (
 ADDED_COLUMNS = {"owner": "TEXT NOT NULL DEFAULT ''", "deleted_at": "TEXT"}
 PREPARED: set[Path] = set()  # the files whose tables, added columns and purge this process has seen to
 PREPARING = threading.Lock()
+DAMAGED_TEXT = "Part of this message is damaged in the conversation file (bytes that are not UTF-8); it is shown as �."
+DAMAGED_DETAILS = ("The saved details of this message (its sources, figures and state) are damaged in the conversation "
+                   "file; its text is shown without them.")
 
 
 class HistoryError(RagError):
     """The conversation file cannot be read or written."""
 
     exit_code = STORE
+
+
+class DamagedPreferences(HistoryError):
+    """A browser's saved choices cannot be read back; the rest of the file is fine."""
 
 
 @dataclass
@@ -61,12 +70,14 @@ class Conversation:
 
 @dataclass
 class Message:
-    """One saved message; meta holds what the page needs to redraw an answer (sources, figures, error, state)."""
+    """One saved message; meta holds what the page needs to redraw an answer (sources, figures, error, state), and
+    damage what of it could not be read back (DAMAGED_TEXT, DAMAGED_DETAILS)."""
 
     id: int
     role: str
     content: str
     meta: dict = field(default_factory=dict)
+    damage: tuple[str, ...] = ()
 
 
 def history_path(settings: Settings) -> Path:
@@ -83,6 +94,30 @@ def title_from(question: str) -> str:
     """A conversation title from its first question."""
     line = " ".join(question.split())
     return line if len(line) <= TITLE_CHARS else line[: TITLE_CHARS - 1].rstrip() + "…"
+
+
+def unusable(path: Path, exc: BaseException) -> HistoryError:
+    """The one line for a conversation file that cannot be read or written: its disk is full, or it is damaged."""
+    return disk_full(path) if is_disk_full(exc) else damaged(path, exc)
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """True when SQLite ("database or disk is full") or the file system (ENOSPC) found no room to write."""
+    if isinstance(exc, OSError):
+        return exc.errno == errno.ENOSPC
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL or "disk is full" in str(exc)
+
+
+def disk_full(path: Path) -> HistoryError:
+    """The one line that says the disk holding the conversation file is full, and what is kept."""
+    try:
+        free = f" ({shutil.disk_usage(path.parent).free / 2**20:.1f} MB free)"
+    except OSError:
+        free = ""
+    return HistoryError(
+        f"The disk holding the conversation file {path} is full{free}, so this could not be saved. Free some space, "
+        "then ask again; what was saved before is kept."
+    )
 
 
 def damaged(path: Path, exc: BaseException) -> HistoryError:
@@ -114,7 +149,7 @@ class History:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise damaged(self.path, exc) from None
+            raise unusable(self.path, exc) from None
         with self.connect() as db:
             db.executescript(SCHEMA)
             columns = {row[1] for row in db.execute("PRAGMA table_info(conversations)")}
@@ -126,9 +161,11 @@ class History:
 
     @contextmanager
     def connect(self):
-        """A connection with foreign keys on that commits or rolls back; a damaged file raises HistoryError."""
+        """A connection with foreign keys on that commits or rolls back; a full disk or a damaged file raises
+        HistoryError. Text that is not UTF-8 is read with U+FFFD in its place (messages note it: see saved_message)."""
         try:
             db = sqlite3.connect(self.path, timeout=10)
+            db.text_factory = lambda raw: raw.decode("utf-8", "replace")
             try:
                 with db:
                     db.execute("PRAGMA foreign_keys = ON")
@@ -136,7 +173,7 @@ class History:
             finally:
                 db.close()
         except sqlite3.DatabaseError as exc:
-            raise damaged(self.path, exc) from None
+            raise unusable(self.path, exc) from None
 
     def claim_unowned(self) -> int:
         """Give this browser the conversations saved before history was kept per browser; returns how many."""
@@ -198,12 +235,13 @@ class History:
             )
 
     def change_state(self, message_id: int, state: str, only_from: tuple[str, ...]) -> bool:
-        """Set an answer's meta state (e.g. 'stopped') if it is one of only_from; its text is left alone."""
+        """Set an answer's meta state (e.g. 'stopped') if it is one of only_from; its text is left alone (and damaged
+        meta too: SQLite's JSON functions would refuse it)."""
         marks = ", ".join("?" for _ in only_from)
         with self.connect() as db:
             return db.execute(
                 f"UPDATE messages SET meta = json_set(meta, '$.state', ?) WHERE id = ? "
-                f"AND json_extract(meta, '$.state') IN ({marks}) "
+                f"AND CASE WHEN json_valid(meta) THEN json_extract(meta, '$.state') END IN ({marks}) "
                 "AND conversation_id IN (SELECT id FROM conversations WHERE owner = ?)",
                 (state, message_id, *only_from, self.owner),
             ).rowcount == 1
@@ -212,11 +250,11 @@ class History:
         """One of this browser's messages."""
         with self.connect() as db:
             row = db.execute(
-                "SELECT m.id, m.role, m.content, m.meta FROM messages m JOIN conversations c ON c.id = m.conversation_id "
-                "WHERE m.id = ? AND c.owner = ?",
+                "SELECT m.id, m.role, CAST(m.content AS BLOB), CAST(m.meta AS BLOB) FROM messages m "
+                "JOIN conversations c ON c.id = m.conversation_id WHERE m.id = ? AND c.owner = ?",
                 (message_id, self.owner),
             ).fetchone()
-        return Message(row[0], row[1], row[2], json.loads(row[3])) if row else None
+        return saved_message(*row) if row else None
 
     def messages(self, conversation_id: str) -> list[Message]:
         """A conversation's messages in the order they were said."""
@@ -224,9 +262,11 @@ class History:
             if not self._owns(db, conversation_id):
                 return []
             rows = db.execute(
-                "SELECT id, role, content, meta FROM messages WHERE conversation_id = ? ORDER BY id", (conversation_id,)
+                "SELECT id, role, CAST(content AS BLOB), CAST(meta AS BLOB) FROM messages WHERE conversation_id = ? "
+                "ORDER BY id",
+                (conversation_id,),
             ).fetchall()
-        return [Message(row[0], row[1], row[2], json.loads(row[3])) for row in rows]
+        return [saved_message(*row) for row in rows]
 
     def delete(self, conversation_id: str) -> None:
         """Delete a conversation; it can be restored for UNDO_DAYS, then it is purged with its messages."""
@@ -241,10 +281,19 @@ class History:
             db.execute("UPDATE conversations SET deleted_at = NULL WHERE id = ? AND owner = ?", (conversation_id, self.owner))
 
     def preferences(self) -> dict:
-        """This browser's saved choices (model, retrieval and generation settings)."""
+        """This browser's saved choices (model, retrieval and generation settings); DamagedPreferences when they are
+        not a JSON object (damaged, or written by hand)."""
         with self.connect() as db:
-            row = db.execute("SELECT preferences FROM browsers WHERE owner = ?", (self.owner,)).fetchone()
-        return json.loads(row[0]) if row else {}
+            row = db.execute("SELECT CAST(preferences AS BLOB) FROM browsers WHERE owner = ?", (self.owner,)).fetchone()
+        if row is None:
+            return {}
+        preferences = json_object(row[0])
+        if preferences is None:
+            raise DamagedPreferences(
+                f"Your saved settings in {self.path} were damaged (not a JSON object): the defaults are used and saved "
+                "in their place."
+            )
+        return preferences
 
     def save_preferences(self, preferences: dict) -> None:
         """Replace this browser's saved choices."""
@@ -259,6 +308,29 @@ class History:
         return db.execute(
             "SELECT 1 FROM conversations WHERE id = ? AND owner = ? AND deleted_at IS NULL", (conversation_id, self.owner)
         ).fetchone() is not None
+
+
+def json_object(raw: bytes) -> dict | None:
+    """A JSON object stored as UTF-8 text, or None when the bytes are not one."""
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):  # not UTF-8, not JSON, or nested too deeply
+        return None
+    return value if isinstance(value, dict) else None
+
+
+def saved_message(message_id: int, role: str, content: bytes, meta: bytes) -> Message:
+    """A message read back from its stored bytes; text that is not UTF-8 and damaged meta are noted, not raised."""
+    damage = []
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        text = content.decode("utf-8", "replace")
+        damage.append(DAMAGED_TEXT)
+    details = json_object(meta)
+    if details is None:
+        damage.append(DAMAGED_DETAILS)
+    return Message(message_id, role, text, details or {}, tuple(damage))
 
 
 def chat_history(messages: list[Message]) -> list[dict]:

@@ -1,11 +1,14 @@
 """Saved messages on the page: the question, the answer with its state, sources, figures, warnings and actions."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
+from typing import Annotated
 
 import streamlit as st
+from pydantic import AfterValidator, BaseModel, ValidationError
 
-from rag.ui.history import Message
+from rag.ui.history import DAMAGED_DETAILS, Message
 from rag.ui.answer import ALSO_SNIPPET_CHARS, shorten, sources_label
 from rag.ui.text import answer_html, text
 
@@ -17,6 +20,58 @@ STATE_NOTES = {
     "new_question": "Stopped when you asked the next question. The answer above is incomplete.",
     "writing": "Still being written in another tab or before a reload; reload to see the rest.",
 }
+
+
+class SavedSource(BaseModel):
+    """A source listed under a saved answer, as the page redraws it."""
+
+    number: int | None
+    doc_id: str
+    title: str
+    location: str | None = None
+    snippet: str
+    score: float
+    cited: bool
+    details: dict[str, str | int | float | bool] = {}
+
+
+def iso_time(value: str) -> str:
+    """A time written in ISO 8601, checked."""
+    datetime.fromisoformat(value)
+    return value
+
+
+class SavedMeta(BaseModel):
+    """A saved message's meta as the page redraws it: each field that is there must be of the kind the page reads."""
+
+    kind: str | None = None
+    state: str = "done"
+    saved_at: Annotated[str, AfterValidator(iso_time)] | None = None
+    query: str = ""
+    query_note: str | None = None
+    error: str | None = None
+    error_details: str | None = None
+    missing_model: str | None = None
+    truncation: str | None = None
+    cut_short: bool = False
+    unknown_citations: list[int] = []
+    sources: list[SavedSource] = []
+    figures: str | None = None
+
+
+def redrawable(message: Message) -> tuple[Message, tuple[str, ...]]:
+    """The message with the meta the page can redraw (none when its fields are damaged), and the damage to say."""
+    try:
+        meta = SavedMeta.model_validate(message.meta).model_dump(exclude_unset=True)
+    except ValidationError:
+        return dataclasses.replace(message, meta={}), tuple(dict.fromkeys((*message.damage, DAMAGED_DETAILS)))
+    return dataclasses.replace(message, meta=meta), message.damage
+
+
+def show_damage(damage: tuple[str, ...]) -> None:
+    """What of a saved message could not be read back, one line each."""
+    for note in damage:
+        st.warning(note, icon=":material/broken_image:")
 
 
 def answer_state(meta: dict, now: datetime | None = None) -> str:
@@ -44,11 +99,15 @@ def show_error(meta: dict) -> None:
 
 
 def render_user(message: Message) -> None:
+    """Redraw a saved question."""
     st.markdown(text(message.content))
+    show_damage(message.damage)
 
 
 def render_assistant(message: Message, latest: bool, actions) -> None:
     """Redraw a saved answer or notice; only the latest turn offers actions (ask anyway, pull)."""
+    message, damage = redrawable(message)
+    show_damage(damage)
     meta = message.meta
     kind = meta.get("kind")
     if kind == "no_match":

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from collections.abc import MutableMapping
 
-from rag.ui.history import History
+from rag.ui.history import DamagedPreferences, History
 from rag.core.settings import Settings
 
 TOP_K_RANGE = (1, 20)
@@ -39,10 +39,14 @@ def valid(saved: dict) -> dict:
 
 
 def restore(state: MutableMapping, history: History, settings: Settings) -> None:
-    """Once per session, before the widgets are drawn: the configured defaults, then this browser's saved choices."""
+    """Once per session, before the widgets are drawn: the configured defaults, then this browser's saved choices
+    (none when they are damaged: `prefs_problem` then says so, for the page to show)."""
     if state.get("prefs_restored"):
         return
-    saved = valid(history.preferences())
+    try:
+        saved = valid(history.preferences())
+    except DamagedPreferences as exc:
+        saved, state["prefs_problem"] = {}, str(exc)
     for key, value in {**defaults(settings), **saved}.items():
         state.setdefault(key, value)
     state["prefs_saved"] = saved

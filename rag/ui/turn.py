@@ -15,7 +15,7 @@ import streamlit as st
 from rag.chat.turn import Turn, choose_num_ctx, prepare_turn, stream_answer
 from rag.chat.condense import Condensed, condense_question
 from rag.core.errors import ModelNotFound, RagError
-from rag.ui.history import History, chat_history, now
+from rag.ui.history import History, HistoryError, chat_history, now
 from rag.llm.backend import Backend
 from rag.search.retrieval import is_relevant, no_match_text
 from rag.core.settings import Settings
@@ -161,12 +161,15 @@ def run_turn(question: str, ctx: TurnContext, *, query: str | None = None, force
     with st.chat_message("assistant"):
         recorder = AnswerRecorder(history, conversation_id, {"kind": "answer", "question": question})
         st.session_state.streaming_id = recorder.message.id
-        finished = False
+        finished, savable = False, True
         try:
             answer_turn(question, ctx, recorder, turns, query, force)
             finished = True
+        except HistoryError:
+            savable = False  # the conversation file refused a save (its disk is full): another would fail alike
+            raise
         finally:
-            if not finished and recorder.meta.get("state") == "streaming":
+            if savable and not finished and recorder.meta.get("state") == "streaming":
                 # no page or session-state calls here: they would raise Streamlit's stop again
                 recorder.save(state=cut_short_state(history, recorder.message.id))
             if finished:
