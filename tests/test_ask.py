@@ -325,7 +325,7 @@ def test_a_where_value_no_document_has_exits_1_listing_the_values_the_field_take
 def test_a_field_of_many_values_lists_those_closest_to_the_value_given(records_store, capsys):
     assert ask_where(capsys, "room=Room 1") == (1, "", (
         "error: --where room=Room 1: no document has room = 'Room 1'; it has 15 values; the closest: "
-        "room 1, room 10, room 11, room 12, room 13, room 14, room 2, room 3, room 4, room 5, room 6, room 7.\n"
+        "room 1, room 10, room 11, room 12, room 13, room 14, room 0, room 2, room 3, room 4, room 5, room 6.\n"
     ))
 
 

@@ -104,8 +104,8 @@ def value_list(key: str, value: str, values: set) -> str:
     texts = sorted({str(v) for v in values})
     if len(texts) <= VALUES_SHOWN:
         return f"its values are {', '.join(texts)}"
-    lowered = {text.lower(): text for text in texts}
-    closest = [lowered[c] for c in difflib.get_close_matches(value.lower(), lowered, VALUES_SHOWN, CLOSE_VALUE)]
+    likeness = {text: difflib.SequenceMatcher(None, value.lower(), text.lower()).ratio() for text in texts}
+    closest = sorted((t for t in texts if likeness[t] >= CLOSE_VALUE), key=lambda t: -likeness[t])[:VALUES_SHOWN]
     return f"it has {len(texts):,} values; {'the closest' if closest else 'the first'}: {', '.join(closest or texts[:VALUES_SHOWN])}"
 
 
