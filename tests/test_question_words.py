@@ -45,12 +45,13 @@ STANDALONE = [
 ]
 VAGUE = [
     "stuff", "Stuff?", "things", "something", "hello", "hi there", "help", "help me", "?", "...", "4", "question1",
-    "tell me stuff", "what?", "why", "info please", "test", "bonjour", "des trucs", "¿algo?", "Hilfe", "Was?",
+    "tell me stuff", "what?", "why", "info please", "test", "bonjour", "un truc", "Bonjour, une question", "¿algo?", "Hilfe", "Was?",
 ]
 NAMES_SOMETHING = [
     "top k", "pdf", "ollama", "what is rag?", "docker", "python 3.12", "c++", "k8s", "how does it work?",
     "Where do I start?", "see what would change first", "what should I try first", "what about pictures",
     "preview changes", "is my data private", "¿Qué es Docker?", "C'est quoi Chroma ?", "Was ist ein Embedding?",
+    "What is MIT?", "sin and cos", "man pages", "the bin folder", "why does it say it doesn't know",
 ]
 HISTORY = [{"role": "user", "content": "How do I install the app?"}, {"role": "assistant", "content": "Run pip [1]."}]
 

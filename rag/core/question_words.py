@@ -10,6 +10,8 @@ from __future__ import annotations
 import re
 
 WORD = re.compile(r"[^\W\d_]+|\d+")  # runs of letters, runs of digits: "question1" is "question" and "1"
+# Words of other languages that are also English words a question may be about ("man", "bin", "mit", "des", "sin",
+# "dir", "est") are left out, so that "what is MIT?" still names something.
 FUNCTION_WORDS = frozenset("""
 a about above after again against all also am an and any are as at be because been before being below between both
 but by can cannot could couldn d did didn do does doesn doing don done down during each either else even ever every
@@ -19,23 +21,23 @@ off on once one ones only or other our ours out over own per re s same shall she
 than that the their theirs them then there these they this those though through to too under until up upon us ve
 very was wasn way we were weren what when where whether which while who whom whose why will with within without won
 would wouldn yet you your yours
-au aux avec ce ceci cela celle celles celui ces cet cette ceux comment d dans de des donc du elle elles en est et eux
+au aux avec ce ceci cela celle celles celui ces cet cette ceux comment d dans de donc du elle elles en et eux
 faut il ils j je l la le les leur leurs lui m ma mais me mes moi mon n ne nos notre nous on ou où par pas peut peux
-plus pour pourquoi qu quand que quel quelle quelles quels qui quoi s sa sans se ses si son sont sous suis sur ta te
+plus pour pourquoi qu quand que quel quelle quelles quels qui quoi s sa sans se ses si sont sous suis sur ta te
 tes toi ton tu un une vos votre vous y ça à
 al algo cómo como con cual cuál cuando cuándo de del donde dónde el ella ellas ello ellos en es esa ese eso esta este
-esto está están hay la las le les lo los me mi mis muy más no o para pero por porque qué que quien quién se ser si
-sin son su sus sí también te tu tú u un una unos unas usted y yo él
-aber als am an auch auf aus bei bin bis da dafür damit dann darauf das dass davon dazu dein deine dem den denn der
-des dich die dies diese dieser dieses dir du ein eine einem einen einer er es für gibt hat habe haben ich ihm ihn
-ihr ihre im in ist ja kann kein keine können man mein meine mich mir mit muss nach nein nicht noch ob oder sein seine
-sich sie sind so um und uns unter vom von war warum was welche welcher welches wenn wer werden wie wieso wir wird wo
+esto está están la las le les lo los me mi mis muy más no o para pero por porque qué que quien quién se ser si
+su sus sí también te tu tú u un una unos unas usted y yo él
+aber als am an auch auf aus bei bis da dafür damit dann darauf das dass davon dazu dein deine dem denn der
+dich dies diese dieser dieses du ein eine einem einen einer er es für gibt habe haben ich ihm ihn
+ihr ihre im in ist ja kann kein keine können mein meine mich mir muss nach nein nicht noch ob oder sein seine
+sich sie sind so um und uns unter vom von warum was welche welcher welches wenn wer werden wie wieso wir wird wo
 zu zum zur über
 """.split())
 VAGUE_WORDS = frozenset("""
 anything answer answers detail details elaborate everything example examples explain give hello help hey hi info
-information know nothing ok okay please question questions say show something stuff tell test testing thank thanks
-thing things topic whatever
+information nothing ok okay please question questions say show something stuff tell test testing thank thanks thing
+things topic whatever
 aide bonjour chose choses détails dire exemple expliquer info infos merci question questions rien salut tout truc trucs
 ayuda cosa cosas decir detalles ejemplo explicar gracias hola información nada pregunta preguntas todo
 beispiel danke details ding dinge erklären etwas frage fragen hallo hilfe info infos nichts sache sachen
