@@ -412,9 +412,9 @@ def test_follow_up_is_rewritten_into_a_standalone_query_shown_with_the_sources(s
 
 
 @pytest.mark.parametrize("rewrite, reason", [
-    ("You install it with pip install -r requirements.txt [1].", "the model's rewrite cited documents, so it was an answer, not a question"),
+    ("You install it with pip install -r requirements.txt [1].", "the model answered it instead of rewording it"),
     ("How do I install the app on Windows, " + "and what about every other platform and setting, " * 3 + "?",
-     "the model's rewrite was much longer than the question"),
+     "the model's rewording was much longer than the question"),
 ])
 def test_a_rewrite_that_is_not_a_question_falls_back_to_the_question_and_says_so(store, ollama_server, rewrite, reason):
     ollama_server.reply = lambda body: rewrite if body["messages"][0]["content"] == CONDENSE_RULES else ANSWER
@@ -423,6 +423,16 @@ def test_a_rewrite_that_is_not_a_question_falls_back_to_the_question_and_says_so
 
     captions = [plain(c.value) for c in assistant(at).expander[0].caption]
     assert captions[:2] == ["Searched for: and on Windows?", f"Searched for the question as asked: {reason}."]
+
+
+def test_a_follow_up_that_stands_alone_is_searched_as_asked_without_a_rewrite(store, ollama_server):
+    at = ask(open_app(), "How do I install the app?")
+    ask(at, "Which models can I use?")
+
+    assert [b for b in ollama_server.chat_requests() if b["messages"] and b["messages"][0]["content"] == CONDENSE_RULES] == []
+    captions = [plain(c.value) for c in assistant(at).expander[0].caption]
+    assert captions[:2] == ["Searched for: Which models can I use?",
+                            "Searched for the question as asked: it does not refer to the earlier messages."]
 
 
 def test_conversations_are_saved_restored_listed_and_deleted_with_undo(store, ollama_server):

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ingest.loaders import RecordFields
+from ingest.pipeline import IngestOptions, ingest
 from rag.chat.ask import main
 from tests.ollama_standin import OllamaStandin, unused_port
 
@@ -274,3 +276,61 @@ def test_anyway_asks_the_model_even_below_the_floor(sample_store, standin, capsy
 
     assert (code, result["relevant"], result["answer"]) == (0, True, "The answer is 42 [1].")
     assert any(r["messages"] for r in standin.chat_requests())
+
+
+# --where against what the store holds: a field or value it lacks is a bad command line (exit 1), said with what it has.
+
+RECORDS = [
+    {"id": f"r{n}", "team": team, "year": year, "room": f"room {n}", "question": f"Where does the {team} team meet in {year}?",
+     "text": f"In {year} the {team} team meets on Mondays in room {n} of the north building."}
+    for n, (team, year) in enumerate([("alpha", 2023), ("alpha", 2024), ("beta", 2024)] + [("gamma", 2020)] * 12)
+]
+
+
+@pytest.fixture
+def records_store(settings, embedder, tmp_path, monkeypatch):
+    """A store of JSON records with their own fields: team (text), year (a number), room (15 values)."""
+    records = tmp_path / "teams.json"
+    records.write_text(json.dumps(RECORDS))
+    ingest([records], settings, embedder, IngestOptions(RecordFields(title_field="question")))
+    return settings
+
+
+def ask_where(capsys, where: str, question: str = "Where does the alpha team meet?") -> tuple[int, str, str]:
+    code = main(["--where", where, question])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_a_where_field_the_documents_lack_exits_1_naming_it_and_the_fields_they_have(records_store, capsys):
+    assert ask_where(capsys, "taem=alpha") == (1, "", (
+        "error: --where taem=alpha: the documents have no field 'taem'; their fields are room, team, year "
+        "(and doc_id, title, source, headings).\n"
+    ))
+
+
+def test_a_where_field_is_named_in_a_store_of_files_without_fields_of_their_own(sample_store, capsys):
+    assert ask_where(capsys, "course=mlops", QUESTION) == (1, "", (
+        "error: --where course=mlops: the documents have no field 'course'; they have only the fields every document "
+        "has: doc_id, title, source, headings.\n"
+    ))
+
+
+def test_a_where_value_no_document_has_exits_1_listing_the_values_the_field_takes(records_store, capsys):
+    assert ask_where(capsys, "team=delta") == (1, "", (
+        "error: --where team=delta: no document has team = 'delta'; its values are alpha, beta, gamma.\n"
+    ))
+
+
+def test_a_field_of_many_values_lists_those_closest_to_the_value_given(records_store, capsys):
+    assert ask_where(capsys, "room=Room 1") == (1, "", (
+        "error: --where room=Room 1: no document has room = 'Room 1'; it has 15 values; the closest: "
+        "room 1, room 10, room 11, room 12, room 13, room 14, room 0, room 2, room 3, room 4, room 5, room 6.\n"
+    ))
+
+
+def test_a_where_value_matches_a_number_the_store_holds(records_store, standin, capsys):
+    code, out, err = ask_where(capsys, "year=2024", "Where does the team meet?")
+
+    assert (code, err) == (0, "")
+    assert {line.split(":")[0] for line in source_lines(out)} == {"  [1] r1", "  [2] r2"}

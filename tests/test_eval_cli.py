@@ -8,6 +8,7 @@ import pytest
 
 from rag.evaluation.cli import main as eval_main
 from rag.evaluation.cli import read_rows
+from tests.ollama_standin import unused_port
 
 QUESTIONS = "question,document\nCafé crème: how do I add my own documents?,adding-documents.md\n"
 ROWS = [{"question": "Café crème: how do I add my own documents?", "document": "adding-documents.md"}]
@@ -83,3 +84,58 @@ def test_eval_refuses_a_row_count_below_1_in_one_line(tmp_path, capsys, option, 
 
     assert (exited.value.code, out) == (1, "")
     assert err == f"error: argument {option}: '{count}' is not a whole number of 1 or more (see python -m rag.eval --help)\n"
+
+
+SAMPLED = (  # rows 0, 3 and 5 are the fixed sample of 3 (seed 0): their labels are right, the others' wrong
+    "question,document\n"
+    "How do I add my own documents?,adding-documents.md\n"
+    "What formats can I ingest?,no-such-doc.md\n"
+    "cannot connect to ollama,no-such-doc.md\n"
+    "Which environment variable sets the context window?,configuration.md\n"
+    "is my data private,no-such-doc.md\n"
+    "How do I pull a model with ollama?,troubleshooting.md\n"
+)
+
+
+def test_sample_without_answers_scores_the_same_fixed_rows_as_the_answer_evaluation(guide, tmp_path, capsys, monkeypatch):
+    truth = tmp_path / "truth.csv"
+    truth.write_text(SAMPLED)
+    monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{unused_port()}")  # the answer evaluation then scores retrieval alone
+
+    code, retrieval, err = run_eval(capsys, str(truth), "--sample", "3")
+    answers_code, answers, _ = run_eval(capsys, str(truth), "--sample", "3", "--answers", "--out", str(tmp_path / "a.jsonl"))
+    _, whole, _ = run_eval(capsys, str(truth))
+
+    assert (code, err, retrieval["questions"], retrieval["hit_rate"]) == (0, "", 3, 1.0)
+    assert (answers_code, answers["questions"], answers["retrieval"]["hit_rate"]) == (4, 3, 1.0)
+    assert (whole["questions"], whole["hit_rate"]) == (6, 0.5)
+
+
+@pytest.mark.parametrize("given", [
+    ["--models", "qwen2.5:3b"], ["--judge", "qwen2.5:7b"], ["--reference-column", "answer"], ["--out", "a.jsonl"],
+    ["--progress", "p.json"],
+])
+def test_an_answer_evaluation_option_without_answers_is_refused_in_one_line_not_ignored(tmp_path, capsys, given):
+    with pytest.raises(SystemExit) as exited:
+        eval_main([str(tmp_path / "no-such.csv"), *given])
+    out, err = capsys.readouterr()
+
+    assert (exited.value.code, out) == (1, "")
+    assert err == f"error: {given[0]} applies only with --answers (see python -m rag.eval --help)\n"
+
+
+def test_by_section_with_answers_is_refused_in_one_line_not_ignored(tmp_path, capsys):
+    with pytest.raises(SystemExit) as exited:
+        eval_main([str(tmp_path / "no-such.csv"), "--answers", "--by-section"])
+
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == "error: --by-section applies only without --answers (see python -m rag.eval --help)\n"
+
+
+@pytest.mark.parametrize("floor", ["-0.1", "1.5", "high"])
+def test_eval_refuses_a_floor_outside_0_to_1_in_one_line(tmp_path, capsys, floor):
+    with pytest.raises(SystemExit) as exited:
+        eval_main([str(tmp_path / "no-such.csv"), "--floor", floor])
+
+    assert exited.value.code == 1
+    assert capsys.readouterr().err == f"error: argument --floor: '{floor}' is not a number from 0 to 1 (see python -m rag.eval --help)\n"

@@ -172,6 +172,21 @@ def test_short_questions_about_the_guide_pass_the_floor_and_off_topic_ones_do_no
     assert [q for q in OFF_TOPIC if is_relevant(retriever.search(q, 5), floor)] == []
 
 
+VAGUE = ["stuff", "something", "help", "hello", "info", "why?", "tell me more", "question1", "4", "un truc ?"]
+
+
+def test_a_question_that_names_nothing_is_refused_and_asked_to_be_specific(sample_store):
+    retriever = open_retriever(sample_store)
+    floor = sample_store.relevance_floor
+
+    answers = {q: None if is_relevant(docs := retriever.search(q, 5), floor) else no_match_text(docs, floor) for q in VAGUE}
+
+    assert answers == dict.fromkeys(VAGUE, (
+        "Your question names nothing to look for in your documents. Ask about something specific: a feature, a command, "
+        "an error message or a topic they cover."
+    ))
+
+
 def test_an_everyday_question_is_refused_for_reading_like_one(sample_store):
     docs = open_retriever(sample_store).search("recipe for chicken curry", 5)
     evidence = docs[0].evidence

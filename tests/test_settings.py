@@ -7,6 +7,7 @@ import pytest
 
 from rag.core.errors import SettingsError
 from rag.core.settings import load_settings
+from rag.store.changelog import log_name
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +81,54 @@ def test_ollama_host_that_is_not_an_address_names_the_variable(monkeypatch, host
         f"OLLAMA_HOST={host!r} is not valid: not an address like 127.0.0.1:11434 or http://host:11434{why}. "
         "Fix it in the environment or .env."
     )
+
+
+COLLECTION_RULE = (
+    "a collection name has 3 to 502 characters from a-z, A-Z, 0-9, '.', '_' and '-', starts and ends with a letter "
+    "or digit, has no '..' and is not an IP address"
+)
+
+
+@pytest.mark.parametrize(
+    ("name", "why"),
+    [
+        ("g", "1 character"),
+        ("ab", "2 characters"),
+        ("x" * 503, "503 characters"),  # 512 is Chroma's limit, less the 10 of the change log's `.changelog`
+        ("my notes", "it holds ' '"),
+        ("café", "it holds 'é'"),
+        ("-notes", "it starts with '-'"),
+        ("notes.", "it ends with '.'"),
+        ("my..notes", "two periods in a row"),
+        ("10.0.0.1", "an IP address"),
+    ],
+)
+def test_a_collection_name_chroma_would_refuse_is_one_line_naming_the_variable(monkeypatch, name, why):
+    monkeypatch.setenv("RAG_COLLECTION", name)
+
+    with pytest.raises(SettingsError) as raised:
+        load_settings()
+
+    assert str(raised.value) == f"RAG_COLLECTION={name!r} is not valid: {why}; {COLLECTION_RULE}. Fix it in the environment or .env."
+
+
+@pytest.mark.parametrize("name", ["abc", "my_notes.v2", "Team-Docs-2024", "999.1.1.1", "x" * 502])
+def test_every_collection_name_the_settings_take_chroma_takes_with_its_change_log(tmp_path, monkeypatch, name):
+    import chromadb
+
+    monkeypatch.setenv("RAG_COLLECTION", name)
+    settings = load_settings()
+    client = chromadb.PersistentClient(path=str(tmp_path / "chroma"), settings=chromadb.Settings(anonymized_telemetry=False))
+
+    created = [client.create_collection(n, embedding_function=None).name for n in (name, log_name(name))]
+
+    assert created == [name, f"{name}.changelog"] and settings.collection == name
+
+
+def test_a_bad_collection_name_stops_ingest_before_chroma_says_it_in_its_own_words(tmp_path):
+    env = {"PATH": "/usr/bin:/bin", "RAG_COLLECTION": "g", "RAG_STORE_DIR": str(tmp_path / "store"), "PYTHONPATH": str(ROOT)}
+
+    done = subprocess.run([sys.executable, "-m", "ingest"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == f"error: RAG_COLLECTION='g' is not valid: 1 character; {COLLECTION_RULE}. Fix it in the environment or .env.\n"

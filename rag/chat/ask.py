@@ -6,10 +6,13 @@ rag.core.errors.EXIT_CODES (listed by --help).
 from __future__ import annotations
 
 import argparse
+import difflib
 import sys
 import threading
 import time
+from typing import TYPE_CHECKING
 
+from ingest.documents import INTERNAL_FIELDS
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
 from rag.core.command_line import OneLineParser, document_count
 from rag.core.errors import EXIT_CODES, INTERRUPTED, RagError, exit_codes_help
@@ -20,7 +23,12 @@ from rag.search.retrieval import is_relevant, no_match_text
 from rag.core.settings import TOP_K_MAX, Settings, load_settings
 from rag.core.terminal import output_closed, print_error, safe_json, safe_line, safe_stream, safe_text, tolerant_output
 
+if TYPE_CHECKING:  # the index brings numpy, scipy and bm25s: imported with the retriever, not with this module
+    from rag.search.chunk_index import ChunkIndex
+
 WAIT_NOTICE_AFTER = 1.0  # seconds without a first token before saying what we wait for
+VALUES_SHOWN = 12  # a field with more values lists only this many, the closest to the value given
+CLOSE_VALUE = 0.5  # how alike (difflib's ratio, ignoring case) a value must be to count as close
 
 
 def question_text(text: str) -> str:
@@ -48,8 +56,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def parse_where(pairs: list[str]) -> dict | None:
-    """FIELD=VALUE pairs as a Chroma filter."""
+def parse_where(pairs: list[str]) -> list[tuple[str, str]]:
+    """FIELD=VALUE pairs as (field, value) conditions, checked for their form."""
     conditions = []
     for pair in pairs:
         if "=" not in pair:
@@ -57,10 +65,48 @@ def parse_where(pairs: list[str]) -> dict | None:
         key, value = pair.split("=", 1)
         if not key.strip() or key.startswith("$"):
             raise RagError(f"--where {pair!r} must look like FIELD=VALUE, FIELD a metadata field name (not empty, not a $ operator).")
-        conditions.append({key: value})
-    if not conditions:
+        conditions.append((key, value))
+    return conditions
+
+
+def store_filter(conditions: list[tuple[str, str]], index: ChunkIndex) -> dict | None:
+    """The conditions as a Chroma filter on values the store holds (`page=3` matches the number 3), or the error
+    that names the field or value it lacks and those it has."""
+    typed = [{key: stored_value(key, value, index)} for key, value in conditions]
+    if not typed:
         return None
-    return conditions[0] if len(conditions) == 1 else {"$and": conditions}
+    return typed[0] if len(typed) == 1 else {"$and": typed}
+
+
+def stored_value(key: str, value: str, index: ChunkIndex):
+    """The value of the field as the store holds it, whose text is the value given."""
+    fields = index.fields()
+    if key not in fields:
+        raise RagError(f"--where {key}={value}: the documents have no field {key!r}; {field_list(fields)}.")
+    values = index.values_of(key)
+    for stored in values:
+        if str(stored) == value or (isinstance(stored, bool) and str(stored).lower() == value.lower()):
+            return stored
+    raise RagError(f"--where {key}={value}: no document has {key} = {value!r}; {value_list(key, value, values)}.")
+
+
+def field_list(fields: set[str]) -> str:
+    """The fields to filter on, the documents' own first, then those every chunk has."""
+    own = sorted(fields - INTERNAL_FIELDS)
+    common = [name for name in ("doc_id", "title", "source", "headings", "page", "rows") if name in fields]
+    if not own:
+        return "they have only the fields every document has: " + ", ".join(common)
+    return f"their fields are {', '.join(own)} (and {', '.join(common)})"
+
+
+def value_list(key: str, value: str, values: set) -> str:
+    """The values a field takes, all of them when few, else the count and those closest to the value given."""
+    texts = sorted({str(v) for v in values})
+    if len(texts) <= VALUES_SHOWN:
+        return f"its values are {', '.join(texts)}"
+    likeness = {text: difflib.SequenceMatcher(None, value.lower(), text.lower()).ratio() for text in texts}
+    closest = sorted((t for t in texts if likeness[t] >= CLOSE_VALUE), key=lambda t: -likeness[t])[:VALUES_SHOWN]
+    return f"it has {len(texts):,} values; {'the closest' if closest else 'the first'}: {', '.join(closest or texts[:VALUES_SHOWN])}"
 
 
 def sources_json(turn: Turn) -> list[dict]:
@@ -166,12 +212,13 @@ class WaitNotice:
 
 def run(args: argparse.Namespace) -> int:
     """Answer one question; the exit code says how it went."""
-    where = parse_where(args.where)
+    conditions = parse_where(args.where)
     settings = load_settings()
     llm = open_backend(settings)
     model = args.model or settings.model
     warm_in_background(llm, model, settings)
     retriever = open_retriever(settings)
+    where = store_filter(conditions, retriever.index.get())
     turn = prepare_turn(args.question, settings, retriever, model=model, where=where, k=args.k, llm=llm)
     if not args.anyway and not is_relevant(turn.docs, settings.relevance_floor):
         return refuse(turn, settings, args.json)

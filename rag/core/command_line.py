@@ -38,3 +38,14 @@ def row_count(text: str) -> int:
     if count < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of 1 or more")
     return count
+
+
+def fraction(text: str) -> float:
+    """A --floor value: a number from 0 to 1, as RAG_RELEVANCE_FLOOR takes."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number from 0 to 1")
+    return value

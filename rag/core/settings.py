@@ -1,7 +1,9 @@
 """All configuration: environment variables prefixed RAG_, a .env file, and OLLAMA_HOST."""
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -14,6 +16,9 @@ from rag.core.errors import SettingsError
 DEFAULT_EMBED_MODEL = "all-MiniLM-L6-v2"
 TOP_K_MAX = 50
 DEFAULT_OLLAMA_HOST = "http://127.0.0.1:11434"
+CHANGELOG_SUFFIX = ".changelog"  # the side collection `<collection>.changelog` (rag/store/changelog.py) must be valid too
+COLLECTION_CHARS = (3, 512 - len(CHANGELOG_SUFFIX))  # Chroma takes 3 to 512
+COLLECTION_CHARACTER = re.compile(r"[^a-zA-Z0-9._-]")
 
 
 class Settings(BaseSettings):
@@ -24,7 +29,7 @@ class Settings(BaseSettings):
     store_dir: Path = Path("store")
     chroma_url: str | None = None
     index_dir: Path | None = None
-    collection: str = Field("docs", min_length=1)
+    collection: str = "docs"
     embed_model: str = DEFAULT_EMBED_MODEL
     embed_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: a GPU when torch sees one, else the CPU
     model: str = Field("qwen2.5:3b", min_length=1)
@@ -66,6 +71,19 @@ class Settings(BaseSettings):
             raise ValueError("give a folder, e.g. ./store")
         return value
 
+    @field_validator("collection")
+    @classmethod
+    def collection_name(cls, value: str) -> str:
+        """A name Chroma takes for the collection and its change log, checked before Chroma says it in its own words."""
+        problem = collection_name_problem(value)
+        if problem:
+            low, high = COLLECTION_CHARS
+            raise ValueError(
+                f"{problem}; a collection name has {low} to {high} characters from a-z, A-Z, 0-9, '.', '_' and '-', "
+                "starts and ends with a letter or digit, has no '..' and is not an IP address"
+            )
+        return value
+
     @field_validator("ollama_host")
     @classmethod
     def ollama_address(cls, value: str) -> str:
@@ -101,6 +119,31 @@ def http_address(address: str, example: str, bare_port: bool = False):
     if parts.scheme not in ("http", "https") or (not parts.hostname and not (bare_port and address.startswith(":"))):
         raise ValueError(f"not an address like {example}")
     return parts
+
+
+def collection_name_problem(name: str) -> str | None:
+    """What is wrong with a collection name, in a few words, or None when Chroma takes it."""
+    low, high = COLLECTION_CHARS
+    if not low <= len(name) <= high:
+        return f"{len(name):,} character{'' if len(name) == 1 else 's'}"
+    if bad := COLLECTION_CHARACTER.search(name):
+        return f"it holds {bad.group()!r}"
+    if not (name[0].isalnum() and name[-1].isalnum()):
+        return f"it {'starts' if not name[0].isalnum() else 'ends'} with {name[0] if not name[0].isalnum() else name[-1]!r}"
+    if ".." in name:
+        return "two periods in a row"
+    if is_ip_address(name):
+        return "an IP address"
+    return None
+
+
+def is_ip_address(text: str) -> bool:
+    """True when text is an IP address (Chroma refuses such a collection name)."""
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 def index_folder(settings: Settings) -> Path:

@@ -24,7 +24,6 @@ from rag.evaluation import results as answer_results
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.search.embeddings import Embedder
 from rag.chat.citations import cited_numbers
-from rag.core.command_line import row_count
 from rag.core.errors import MODEL_NOT_INSTALLED, SERVER_OTHER, LLMError, LLMUnavailable, PromptTooLong, RagError
 from rag.evaluation.grounding import grounding, strip_citations
 from rag.evaluation.judge import judge_answer
@@ -53,7 +52,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--reference-column", help="column with a reference answer (default: the expected document's text)")
     group.add_argument("--out", type=Path, help="results file, JSON Lines (default: <store>/evaluations/<csv>-answers.jsonl)")
     group.add_argument("--judge", metavar="MODEL", help="also classify each answer's relevance with this local model")
-    group.add_argument("--sample", type=row_count, help="evaluate N rows picked at random (the same N rows on every run)")
     group.add_argument("--progress", type=Path, help="also write the progress as JSON to this file")
 
 

@@ -18,7 +18,7 @@ from rag.search.loader import open_retriever
 from rag.search.retrieval import is_relevant
 from rag.evaluation.retrieval_metrics import NDCG_DEPTH, parse_labels, question_scores, ranked_documents, ranked_sections
 from rag.core.settings import TOP_K_MAX, load_settings
-from rag.core.command_line import OneLineParser, document_count, row_count
+from rag.core.command_line import OneLineParser, document_count, fraction, row_count
 from rag.core.decoding import decode_utf8_or_legacy
 from rag.core.terminal import print_error, safe_json, safe_line, tolerant_output
 
@@ -39,10 +39,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--dense-weight", type=float, help="weight of dense similarity in hybrid fusion (default: RAG_DENSE_WEIGHT)")
     parser.add_argument("--by-section", action="store_true",
                         help="score the sections of the chunks found against `doc#Heading` labels instead of documents")
-    parser.add_argument("--floor", type=float, help="relevance floor for refusal_rate (default: RAG_RELEVANCE_FLOOR)")
+    parser.add_argument("--floor", type=fraction,
+                        help="relevance floor for refusal_rate, and for the answers with --answers (default: RAG_RELEVANCE_FLOOR)")
     parser.add_argument("--limit", type=row_count, help="evaluate only the first N rows")
+    parser.add_argument("--sample", type=row_count,
+                        help="evaluate N rows picked at random, the same N rows on every run and in both modes")
     answer_eval.add_arguments(parser)
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    misplaced = misplaced_option(args)
+    if misplaced:
+        parser.error(misplaced)
+    return args
+
+
+ANSWER_ONLY = ("models", "reference_column", "out", "judge", "progress")
+RETRIEVAL_ONLY = ("by_section",)
+
+
+def misplaced_option(args: argparse.Namespace) -> str | None:
+    """Why an option given would be ignored in this mode (answers or retrieval), or None when every one applies."""
+    for name in RETRIEVAL_ONLY if args.answers else ANSWER_ONLY:
+        if getattr(args, name) not in (None, False):
+            option = "--" + name.replace("_", "-")
+            return f"{option} applies only {'without' if args.answers else 'with'} --answers"
+    return None
 
 
 def read_rows(path: Path, columns: list[str]) -> list[dict]:
@@ -117,7 +137,7 @@ def evaluate(retriever, rows: list[dict], args: argparse.Namespace, floor: float
 def evaluate_answers(args: argparse.Namespace) -> int:
     """The answer evaluation (rag/evaluation/answers.py), with its errors as one line and Ctrl-C as exit code 130."""
     try:
-        overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight}
+        overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight, "relevance_floor": args.floor}
         settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
         retriever = open_retriever(settings)
         return answer_eval.run(args, settings, retriever, retriever.embedder, read_rows)
@@ -136,7 +156,7 @@ def main(argv: list[str] | None = None) -> int:
         return evaluate_answers(args)
     try:
         columns = [args.question_column, args.id_column] + ([args.filter_column] if args.filter_column else [])
-        rows = read_rows(args.ground_truth, columns)[: args.limit]
+        rows = [row for _, row in answer_eval.pick_rows(read_rows(args.ground_truth, columns), args.limit, args.sample)]
         overrides = {"retrieval_mode": args.mode, "dense_weight": args.dense_weight}
         settings = load_settings(**{k: v for k, v in overrides.items() if v is not None})
         retriever = open_retriever(settings)

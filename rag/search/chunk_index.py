@@ -139,6 +139,14 @@ class ChunkIndex:
             self.masks[key] = passing(self.metadatas, where)
         return self.masks[key]
 
+    def fields(self) -> set[str]:
+        """Every metadata field some chunk has."""
+        return {key for metadata in self.metadatas for key in metadata}
+
+    def values_of(self, field: str) -> set:
+        """The values a metadata field takes across the chunks."""
+        return {metadata[field] for metadata in self.metadatas if field in metadata}
+
     def similarities(self, vector: list[float], where: dict | None = None) -> np.ndarray:
         """Cosine similarity of every chunk to a unit vector; -inf for chunks the filter excludes."""
         scores = self.vectors @ np.asarray(vector, dtype=np.float32)

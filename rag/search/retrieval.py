@@ -6,6 +6,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from rag.core.question_words import is_vague
 from rag.search import general_knowledge
 from rag.search.embeddings import Embedder
 from rag.core.errors import StoreError
@@ -29,6 +30,10 @@ WEAK_SIMILARITY = 0.3
 FEW_KEYWORDS = 0.15
 UNRELATED_BACKGROUND = 0.03
 EVERYDAY_QUESTION = 0.45
+VAGUE_QUESTION = (
+    "Your question names nothing to look for in your documents. Ask about something specific: a feature, a command, "
+    "an error message or a topic they cover."
+)
 
 
 @dataclass
@@ -53,6 +58,7 @@ class Evidence:
     general: float = 0.0
     known: float = 0.0
     unrelated: float = 0.0
+    vague: bool = False  # the question names nothing to search for ("stuff", "why?", "hello")
 
     @property
     def allowance(self) -> float:
@@ -69,8 +75,9 @@ class Evidence:
         return self.unrelated + floor - self.allowance
 
     def passes(self, floor: float) -> bool:
-        """True when the document's best similarity reaches the floor lowered by the allowance."""
-        return self.similarity >= self.needed(floor)
+        """True when the question names something and the document's best similarity reaches the floor lowered by the
+        allowance."""
+        return not self.vague and self.similarity >= self.needed(floor)
 
 
 @dataclass
@@ -138,6 +145,7 @@ class ChunkScores:
     general: float = 0.0
     known: float = 0.0
     unrelated: float = 0.0
+    vague: bool = False
 
 
 def score_chunks(
@@ -160,7 +168,7 @@ def score_chunks(
     general = general_knowledge.generality(reference, vector) if reference is not None else 0.0
     unrelated = index.unrelated_similarity(reference, where) if reference is not None else 0.0
     known = index.known_share(query)
-    return ChunkScores(similarity, dense, scaled, coverage, background, allowed, general, known, unrelated)
+    return ChunkScores(similarity, dense, scaled, coverage, background, allowed, general, known, unrelated, is_vague(query))
 
 
 def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int) -> list[RetrievedDoc]:
@@ -186,6 +194,7 @@ def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, 
             doc.evidence = Evidence(
                 float(scores.similarity[searched].max()), scores.background,
                 float(scores.coverage[searched].max(initial=0.0)), scores.general, scores.known, scores.unrelated,
+                scores.vague,
             )
             doc.similarity = doc.evidence.similarity
         docs.append(doc)
@@ -242,6 +251,8 @@ def no_match_text(docs: list[RetrievedDoc], floor: float) -> str:
     """The answer given when nothing passes the relevance floor: the figures compared, and why in words."""
     if not docs:
         return "Nothing in your documents matches this question: the search returned no passages."
+    if any(doc.evidence is not None and doc.evidence.vague for doc in docs):
+        return VAGUE_QUESTION
     shown = best_scores(docs, floor)
     if "similarity" not in shown[0]:
         return "Nothing in your documents looks relevant to this question."

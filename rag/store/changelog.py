@@ -13,6 +13,8 @@ import json
 import threading
 from dataclasses import dataclass, field
 
+from rag.core.settings import CHANGELOG_SUFFIX
+
 SPAN = 10**9
 SEQ_KEY = "ingest_seq"
 STARTED, DONE, KEPT_FROM = "rev_started", "rev_done", "log_kept_from"
@@ -27,7 +29,7 @@ class ChangeLogDamaged(Exception):
 
 def log_name(collection_name: str) -> str:
     """The side collection holding a collection's deletion log."""
-    return f"{collection_name}.changelog"
+    return f"{collection_name}{CHANGELOG_SUFFIX}"
 
 
 def run_state(metadata: dict | None) -> tuple[int, int]:
