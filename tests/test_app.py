@@ -755,3 +755,12 @@ def test_example_questions_come_from_titles_that_are_questions_or_from_headings(
         "What do my documents say about Choosing a model?")
     assert example_question({"title": "12", "headings": ""}) is None
     assert pick_examples({"a": ["qa"], "b": ["qb"], "c": ["qc"], "d": ["qd"]}) == ["qa", "qb", "qc"]
+
+
+def test_the_page_style_holds_nothing_the_html_sanitiser_would_drop_it_for():
+    """DOMPurify (st.html) drops a <style> whose text holds '<' and a letter or '/': a comment naming "<title>" once
+    dropped the whole style, and with it the layout that keeps each conversation's delete button in the sidebar."""
+    from rag.ui.browser import PAGE_CSS
+
+    inner = PAGE_CSS.strip().removeprefix("<style>").removesuffix("</style>")
+    assert "<style>" in PAGE_CSS and re.search(r"<[/\w!]", inner) is None
