@@ -356,6 +356,17 @@ def test_slow_first_token_shows_that_the_model_is_loading(store, ollama_server):
     assert answer.markdown[0].value == answer_html(ANSWER)
 
 
+def test_an_answer_streaming_slowly_from_its_first_token_shows_no_loading_notice(store, ollama_server):
+    """Issue 33.2: at 0.5 s a token the gaps between tokens once added up to a false "Loading model" notice."""
+    ollama_server.token_delay = 0.5
+    at = ask(open_app(), "How do I install the app?")
+
+    answer = assistant(at)
+    assert answer.markdown[0].value == answer_html(ANSWER)
+    assert [c.value for c in answer.caption if "started answering" in c.value or "Loading model" in c.value] == []
+    assert [i.value for i in answer.info] == []
+
+
 def test_fast_first_token_shows_no_loading_note(store, ollama_server):
     at = ask(open_app(), "How do I install the app?")
     assert not any("started answering" in c.value for c in assistant(at).caption)

@@ -16,7 +16,7 @@ from rag.core.settings import Settings
 from rag.ui.browser import COOKIE
 from rag.ui.history import FILENAME, History
 from tests.ollama_standin import OllamaStandin
-from tests.test_browser import CHROMIUM_ARGS, answer_text, ask, idle, messages, reply, streamlit_app, wait_for_messages, wait_until
+from tests.test_browser import ANSWER, CHROMIUM_ARGS, answer_text, ask, idle, messages, reply, streamlit_app, wait_for_messages, wait_until
 
 pytestmark = pytest.mark.browser
 
@@ -138,3 +138,18 @@ def test_every_conversation_can_be_deleted_by_mouse_touch_and_keyboard_whatever_
     page.keyboard.press("Enter")
     wait_until(lambda: ids[7] not in [c.id for c in history(store).list()], 30, "the keyboard's conversation deleted")
     assert [c.id for c in history(store).list()] == [i for i in ids if i not in (ids[0], ids[7])]
+
+
+def test_an_answer_streaming_at_two_tokens_a_second_never_shows_a_loading_notice(app_url, browser, standin):
+    standin.token_delay = 0.5
+    page = open_page(browser, app_url)
+    ask(page, "How do I start Ollama?")
+    wait_for_messages(page, 2)
+    seen, notices = [], []
+    def finished() -> bool:
+        seen.append(answer_text(page, 1))
+        notices.append(messages(page).nth(1).inner_text())
+        return seen[-1] == ANSWER.replace("`", "")
+    wait_until(finished, 90, "the whole answer, at 0.5 s a token")
+    assert len({text for text in seen if text}) >= 5  # it was watched while it streamed
+    assert [n for n in notices if "Loading model" in n or "started answering" in n] == []

@@ -99,26 +99,37 @@ def note_interruption(history: History, message_id: int, reason: str) -> None:
 
 
 def answer_pieces(turn: Turn, llm: Backend, settings: Settings, status):
-    """The answer's text as it streams; while the first token is slow, a waiting line that counts seconds.
+    """The answer's text as it streams; while the FIRST token is slow, a waiting line that counts seconds, then a note
+    of how long it took. A pause between later tokens (a slow CPU streams 2 tokens/s) is no loading.
 
-    Each update of the waiting line is a page update, which is where Streamlit can stop the run (Stop, a new question).
+    Each heartbeat is a page update, which is where Streamlit can stop the run (Stop, a new question): before the
+    first token the waiting line is redrawn, after it the note (or nothing) is.
     """
-    shown = -1
+    shown, note, started = -1, None, False
     for item in relay(stream_answer(turn, llm, settings)):
         if isinstance(item, Waiting):
             if int(item.seconds) != shown:
                 shown = int(item.seconds)
-                if item.seconds >= LOADING_NOTICE_AFTER_S:
+                if not started and item.seconds >= LOADING_NOTICE_AFTER_S:
                     status.info(text(f"Loading model {turn.model} in {llm.label}… {shown} s. The first answer after a start "
                                      "can take a while."), icon=":material/hourglass_top:")
                 else:
-                    status.empty()
+                    show_note(status, note)
             continue
-        if shown >= LOADING_NOTICE_AFTER_S:
-            status.caption(text(f"{turn.model} started answering after {turn.timings.first_token_ms / 1000:.1f} s "
-                                "(the model was loading)."))
-            shown = -1
+        if not started and shown >= LOADING_NOTICE_AFTER_S:
+            note = (f"{turn.model} started answering after {turn.timings.first_token_ms / 1000:.1f} s "
+                    "(the model was loading).")
+            show_note(status, note)
+        started, shown = True, -1
         yield item
+
+
+def show_note(status, note: str | None) -> None:
+    """The status line under the answer: the first token's note, or nothing."""
+    if note:
+        status.caption(text(note))
+    else:
+        status.empty()
 
 
 def start_conversation(history: History, question: str) -> str:
