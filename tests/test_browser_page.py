@@ -16,6 +16,7 @@ from rag.core.settings import Settings
 from rag.ui.browser import COOKIE
 from rag.ui.history import FILENAME, History
 from tests.ollama_standin import OllamaStandin
+from tests.test_answer_eval import ON_TOPIC
 from tests.test_browser import ANSWER, CHROMIUM_ARGS, answer_text, ask, idle, messages, reply, streamlit_app, wait_for_messages, wait_until
 
 pytestmark = pytest.mark.browser
@@ -59,14 +60,14 @@ def browser():
             browser.close()
 
 
-def open_page(browser, url: str, kind: str = "desktop", path: str = ""):
-    """A page of a browser context whose cookie makes it the owner of TOKEN's conversations."""
+def open_page(browser, url: str, kind: str = "desktop", path: str = "", ready: str = "stChatInputTextArea"):
+    """A page of a browser context whose cookie makes it the owner of TOKEN's conversations, once ready is shown."""
     context = browser.new_context(**VIEWPORTS[kind])
     context.add_cookies([{"name": COOKIE, "value": TOKEN, "url": url}])
     page = context.new_page()
     page.set_default_timeout(90_000)
     page.goto(url + path)
-    page.get_by_test_id("stChatInputTextArea").wait_for()
+    page.get_by_test_id(ready).first.wait_for()
     return page
 
 
@@ -153,3 +154,30 @@ def test_an_answer_streaming_at_two_tokens_a_second_never_shows_a_loading_notice
     wait_until(finished, 90, "the whole answer, at 0.5 s a token")
     assert len({text for text in seen if text}) >= 5  # it was watched while it streamed
     assert [n for n in notices if "Loading model" in n or "started answering" in n] == []
+
+
+def test_a_finished_evaluation_shows_its_results_at_once_and_a_reload_keeps_the_form(app_url, browser, tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("question,document,doc_id\n" + "".join(f"{q},{d},{d}\n" for q, d in ON_TOPIC[:3]))
+    page = open_page(browser, app_url, path="/Models", ready="stForm")
+    expect(page.get_by_text("No evaluation yet", exact=False)).to_be_visible()
+    page.get_by_label("Questions file (CSV)").fill(str(truth))
+    page.get_by_label("Filter column (optional)").fill("doc_id")
+    page.get_by_label("Questions (a fixed random sample)").fill("2")
+    page.get_by_role("button", name="Run the evaluation in the background").click()
+
+    progress = []
+    def finished() -> bool:
+        bars = page.get_by_test_id("stProgress")
+        progress.append(bars.first.inner_text() if bars.count() else "")
+        return "Evaluation finished" in progress[-1]
+    wait_until(finished, 180, "the evaluation to finish")
+    assert progress[-1].strip() == "Evaluation finished: 4 of 4 answers"  # 2 questions, 2 models
+    assert [line for line in progress if "0 of 0" in line] == []
+    expect(page.get_by_text("No evaluation yet", exact=False)).to_have_count(0, timeout=10_000)  # no reload needed
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+
+    page.reload()
+    expect(page.get_by_label("Questions file (CSV)")).to_have_value(str(truth))
+    expect(page.get_by_label("Filter column (optional)")).to_have_value("doc_id")
+    expect(page.get_by_label("Questions (a fixed random sample)")).to_have_value("2")
