@@ -377,10 +377,13 @@ def test_nothing_relevant_says_so_and_can_ask_anyway_from_the_latest_turn_only(s
     at.sidebar.slider(key="floor").set_value(0.99).run()
     ask(at, "How do I install the app?")
 
-    notice = plain(assistant(at).markdown[0].value)
-    assert notice.startswith("Nothing in your documents looks relevant to this question: ")
-    assert "It needed 0.99 (the relevance floor) above the " in notice and "lowered by 3 x the question" in notice
-    assert len(re.findall(r"0\.\d\d of 0\.\d\d needed \(", notice)) == 3
+    assert plain(assistant(at).markdown[0].value) == (
+        "Nothing in your documents looks relevant to this question, so the model was not asked.")
+    [details] = assistant(at).expander
+    assert (details.label, details.proto.expanded) == ("How close the documents came", False)
+    figures = plain(details.caption[0].value)
+    assert "It needed 0.99 (the relevance floor) above the " in figures and "lowered by 3 x the question" in figures
+    assert len(re.findall(r"0\.\d\d of 0\.\d\d needed \(", figures)) == 3
     assert chat_answers(ollama_server) == []
     ask(at, "How do I install the app?")
     assert [b.key for b in assistant(at, 0).button] == []  # the earlier notice lost its button

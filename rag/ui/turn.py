@@ -17,9 +17,9 @@ from rag.chat.condense import Condensed, condense_question
 from rag.core.errors import ModelNotFound, RagError
 from rag.ui.history import History, chat_history, now
 from rag.llm.backend import Backend
-from rag.search.retrieval import is_relevant, no_match_text
+from rag.search.retrieval import is_relevant
 from rag.core.settings import Settings
-from rag.ui.answer import answer_meta, no_match_meta
+from rag.ui.answer import answer_meta, no_match_meta, refusal
 from rag.ui.errors import explain
 from rag.ui.messages import render_answer_extras, render_assistant, render_user, show_answer, show_error
 from rag.ui.stream import Waiting, relay
@@ -205,7 +205,8 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
         fail(recorder, exc, ctx)
         return
     if not force and not is_relevant(turn.docs, choices["floor"]):
-        recorder.finish(no_match_text(turn.docs, choices["floor"]), {**no_match_meta(turn, choices["floor"]), "query_note": note})
+        sentence, figures = refusal(turn, choices["floor"])
+        recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note})
         render_assistant(recorder.message, latest=True, actions=ctx.actions)
         return
     recorder.save(**answer_meta(turn, "", floor=choices["floor"]), query_note=note, state="streaming")
