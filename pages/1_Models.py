@@ -12,6 +12,7 @@ from rag.evaluation.results import summary_of_file
 from rag.llm import catalogue
 from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
+from rag.ui import evaluation_form
 from rag.ui.models import pull_with_progress
 from rag.ui.text import one_line, table_row, text
 
@@ -84,15 +85,29 @@ def results_section(folder: Path) -> None:
                    "that fits your machine.")
 
 
+def progress_line(job: background_eval.Job) -> str:
+    """The progress bar's words: answers done of all, or what the run does before its first count."""
+    done, total = job.progress.get("done", 0), job.progress.get("total", 0)
+    if total:
+        return f"Evaluation {job.state}: {done} of {total} answers"
+    if job.state == "running":
+        return "Evaluation starting: loading the embedder and reading the questions…"
+    return f"Evaluation {job.state} before its first answer"
+
+
 @st.fragment(run_every=POLL_SECONDS)
 def job_status(settings) -> None:
-    """The background evaluation's progress, read from its files every few seconds."""
+    """The background evaluation's progress, read from its files every few seconds; when a run this page watched
+    ends, the whole page is drawn again, so "Latest evaluation" shows what it wrote."""
     job = background_eval.current_job(settings)
     if job is None:
         return
     state = job.state
-    done, total = job.progress.get("done", 0), job.progress.get("total", 0)
-    st.progress(job.fraction, text=f"Evaluation {state}: {done} of {total} answers")
+    watched = st.session_state.get("eval_state_seen")
+    st.session_state.eval_state_seen = state
+    if watched == "running" and state != "running":
+        st.rerun()
+    st.progress(job.fraction, text=progress_line(job))
     if state == "running":
         st.button("Stop the evaluation", key="stop_eval", on_click=background_eval.stop, args=(job,))
     elif state == "failed":
@@ -102,18 +117,22 @@ def job_status(settings) -> None:
 
 
 def run_section(settings, facts: list[catalogue.ModelFacts]) -> None:
-    """Start an evaluation on a sample of labelled questions in the background."""
+    """Start an evaluation on a sample of labelled questions in the background; the form keeps what was last started."""
+    folder = background_eval.evaluations_dir(settings)
+    installed = [f.name for f in facts]
+    evaluation_form.restore_form(st.session_state, folder, installed)
+    st.session_state.eval_models = [m for m in st.session_state.eval_models if m in installed]
     with st.form("eval_form", border=False):
         truth = st.text_input("Questions file (CSV)", key="eval_truth", placeholder="path/to/ground-truth.csv")
         left, middle, right = st.columns(3)
-        question = left.text_input("Question column", "question", key="eval_question_column")
-        document = middle.text_input("Expected document column", "document", key="eval_id_column")
-        filter_column = right.text_input("Filter column (optional)", "", key="eval_filter_column")
-        models = st.multiselect("Models", [f.name for f in facts], default=[f.name for f in facts][:3], key="eval_models",
-                                format_func=one_line)
-        sample = st.number_input("Questions (a fixed random sample)", 1, 10_000, 20, key="eval_sample")
+        question = left.text_input("Question column", key="eval_question_column")
+        document = middle.text_input("Expected document column", key="eval_id_column")
+        filter_column = right.text_input("Filter column (optional)", key="eval_filter_column")
+        models = st.multiselect("Models", installed, key="eval_models", format_func=one_line)
+        sample = st.number_input("Questions (a fixed random sample)", *evaluation_form.SAMPLE_RANGE, key="eval_sample")
         submitted = st.form_submit_button("Run the evaluation in the background", icon=":material/play_arrow:")
     if submitted:
+        evaluation_form.save_form(folder, st.session_state)
         columns = {"question_column": question, "id_column": document, "filter_column": filter_column.strip()}
         try:
             background_eval.start(settings, Path(truth.strip()).expanduser(), models, int(sample), columns)

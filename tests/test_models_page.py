@@ -251,3 +251,22 @@ def test_fit_says_where_a_model_runs_and_why():
     cpu_loaded = ModelFacts("m:1b", "1B", "Q4_K_M", int(2 * GB), True, 0, int(3 * GB))
     assert fit(cpu_loaded, gpu) == ("CPU", "loaded now: 3.0 GB, 0% of it in GPU memory")
     assert label(cpu_loaded) == "m:1b · 1B · Q4_K_M · 2.0 GB · loaded"
+
+
+def test_the_evaluation_form_comes_back_as_it_was_started_and_a_hand_edited_file_cannot_break_it(tmp_path):
+    from rag.ui.evaluation_form import restore_form, save_form
+
+    started = {"eval_truth": "/data/truth.csv", "eval_question_column": "q", "eval_id_column": "doc",
+               "eval_filter_column": "course", "eval_sample": 50, "eval_models": ["a:1b", "gone:7b"], "other": 1}
+    save_form(tmp_path, started)
+    state: dict = {}
+    restore_form(state, tmp_path, ["a:1b", "b:3b"])
+    assert state == {**{k: v for k, v in started.items() if k != "other"}, "eval_models": ["a:1b"],
+                     "eval_form_restored": True}
+
+    (tmp_path / "form.json").write_text('{"eval_truth": 7, "eval_sample": 0, "eval_models": "a:1b"}')
+    state = {}
+    restore_form(state, tmp_path, ["a:1b", "b:3b"])
+    assert state == {"eval_truth": "", "eval_question_column": "question", "eval_id_column": "document",
+                     "eval_filter_column": "", "eval_sample": 20, "eval_models": ["a:1b", "b:3b"],
+                     "eval_form_restored": True}

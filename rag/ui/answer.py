@@ -4,13 +4,14 @@ from __future__ import annotations
 from ingest.documents import INTERNAL_FIELDS
 from rag.chat.citations import cited_numbers
 from rag.chat.turn import Turn
-from rag.search.retrieval import best_scores
+from rag.search.retrieval import best_scores, no_match_text
 from rag.ui.text import readable
 
 SNIPPET_CHARS = 600
 ALSO_SNIPPET_CHARS = 160
 DETAIL_FIELDS = 4  # metadata fields shown per source, e.g. course and section
 DETAIL_CHARS = 60
+FIGURES_HEAD = "Nothing in your documents looks relevant to this question: "
 
 
 def shorten(text: str, limit: int) -> str:
@@ -125,6 +126,17 @@ def answer_meta(turn: Turn, answer: str, *, floor: float) -> dict:
         "reasoning": turn.usage.reasoning,
         "floor": floor,
     }
+
+
+def refusal(turn: Turn, floor: float) -> tuple[str, str | None]:
+    """The page's words when nothing passes the relevance floor: one plain sentence, and the figures compared (the
+    terminal's full explanation) for a collapsed detail, when there are any."""
+    if not turn.docs:
+        return "Nothing in your documents matches this question, so the model was not asked.", None
+    explained = no_match_text(turn.docs, floor)
+    figures = explained.removeprefix(FIGURES_HEAD) if explained.startswith(FIGURES_HEAD) else None
+    sentence = "Nothing in your documents looks relevant to this question, so the model was not asked."
+    return sentence, figures[:1].upper() + figures[1:] if figures else None
 
 
 def no_match_meta(turn: Turn, floor: float) -> dict:

@@ -24,7 +24,8 @@ PAGE_CSS = """
 [class*="st-key-conversation_row_"] > div:first-child button { width: 100%; justify-content: flex-start; }
 [class*="st-key-conversation_row_"] > div:first-child p { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 [class*="st-key-open_current_"] button p { font-weight: 700; }
-/* the delete button shows its icon; its label ("Delete conversation <title>") is its accessible name */
+[class*="st-key-delete_"] button { min-width: 2.5rem; min-height: 2.5rem; justify-content: center; }
+/* the delete button shows its icon; its label ("Delete conversation" and the title) is its accessible name */
 [class*="st-key-delete_"] button [data-testid="stMarkdownContainer"] {
   position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap;
 }

@@ -112,6 +112,9 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
     kind = meta.get("kind")
     if kind == "no_match":
         st.markdown(text(message.content))
+        if meta.get("figures_compared"):
+            with st.expander("How close the documents came", icon=":material/info:"):
+                st.caption(text(meta["figures_compared"]))
         st.caption("Searched for: " + text(meta.get("query", "")))
         if latest:
             st.button("Ask the model anyway", key=f"ask_anyway_{message.id}", on_click=actions.ask_anyway, args=(message.id,))

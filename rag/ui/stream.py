@@ -3,20 +3,22 @@ from __future__ import annotations
 
 import queue
 import threading
+import time
 from collections.abc import Iterator
 
 _END = object()
 
 
 class Waiting:
-    """A heartbeat: nothing arrived yet; seconds is the time waited so far."""
+    """A heartbeat: nothing arrived for a while; seconds is the time since the last piece (or since the start)."""
 
     def __init__(self, seconds: float):
         self.seconds = seconds
 
 
 def relay(pieces: Iterator[str], tick: float = 0.25) -> Iterator[str | Waiting]:
-    """Yield the stream's pieces as they come, and a Waiting every tick while none comes.
+    """Yield the stream's pieces as they come, and a Waiting every tick while none comes (its seconds restart at
+    each piece: a pause between tokens is not a wait for the first one).
 
     Closing this generator stops the worker after its current piece and closes the source stream.
     """
@@ -39,15 +41,15 @@ def relay(pieces: Iterator[str], tick: float = 0.25) -> Iterator[str | Waiting]:
 
     worker = threading.Thread(target=work, name="answer-stream", daemon=True)
     worker.start()
-    waited = 0.0
+    since = time.monotonic()
     try:
         while True:
             try:
                 item = inbox.get(timeout=tick)
             except queue.Empty:
-                waited += tick
-                yield Waiting(waited)
+                yield Waiting(time.monotonic() - since)
                 continue
+            since = time.monotonic()
             if item is _END:
                 return
             if isinstance(item, BaseException):

@@ -17,9 +17,9 @@ from rag.chat.condense import Condensed, condense_question
 from rag.core.errors import ModelNotFound, RagError
 from rag.ui.history import History, HistoryError, chat_history, now
 from rag.llm.backend import Backend
-from rag.search.retrieval import is_relevant, no_match_text
+from rag.search.retrieval import is_relevant
 from rag.core.settings import Settings
-from rag.ui.answer import answer_meta, no_match_meta
+from rag.ui.answer import answer_meta, no_match_meta, refusal
 from rag.ui.errors import explain
 from rag.ui.messages import render_answer_extras, render_assistant, render_user, show_answer, show_error
 from rag.ui.stream import Waiting, relay
@@ -99,26 +99,37 @@ def note_interruption(history: History, message_id: int, reason: str) -> None:
 
 
 def answer_pieces(turn: Turn, llm: Backend, settings: Settings, status):
-    """The answer's text as it streams; while the first token is slow, a waiting line that counts seconds.
+    """The answer's text as it streams; while the FIRST token is slow, a waiting line that counts seconds, then a note
+    of how long it took. A pause between later tokens (a slow CPU streams 2 tokens/s) is no loading.
 
-    Each update of the waiting line is a page update, which is where Streamlit can stop the run (Stop, a new question).
+    Each heartbeat is a page update, which is where Streamlit can stop the run (Stop, a new question): before the
+    first token the waiting line is redrawn, after it the note (or nothing) is.
     """
-    shown = -1
+    shown, note, started = -1, None, False
     for item in relay(stream_answer(turn, llm, settings)):
         if isinstance(item, Waiting):
             if int(item.seconds) != shown:
                 shown = int(item.seconds)
-                if item.seconds >= LOADING_NOTICE_AFTER_S:
+                if not started and item.seconds >= LOADING_NOTICE_AFTER_S:
                     status.info(text(f"Loading model {turn.model} in {llm.label}… {shown} s. The first answer after a start "
                                      "can take a while."), icon=":material/hourglass_top:")
                 else:
-                    status.empty()
+                    show_note(status, note)
             continue
-        if shown >= LOADING_NOTICE_AFTER_S:
-            status.caption(text(f"{turn.model} started answering after {turn.timings.first_token_ms / 1000:.1f} s "
-                                "(the model was loading)."))
-            shown = -1
+        if not started and shown >= LOADING_NOTICE_AFTER_S:
+            note = (f"{turn.model} started answering after {turn.timings.first_token_ms / 1000:.1f} s "
+                    "(the model was loading).")
+            show_note(status, note)
+        started, shown = True, -1
         yield item
+
+
+def show_note(status, note: str | None) -> None:
+    """The status line under the answer: the first token's note, or nothing."""
+    if note:
+        status.caption(text(note))
+    else:
+        status.empty()
 
 
 def start_conversation(history: History, question: str) -> str:
@@ -197,7 +208,8 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
         fail(recorder, exc, ctx)
         return
     if not force and not is_relevant(turn.docs, choices["floor"]):
-        recorder.finish(no_match_text(turn.docs, choices["floor"]), {**no_match_meta(turn, choices["floor"]), "query_note": note})
+        sentence, figures = refusal(turn, choices["floor"])
+        recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note})
         render_assistant(recorder.message, latest=True, actions=ctx.actions)
         return
     recorder.save(**answer_meta(turn, "", floor=choices["floor"]), query_note=note, state="streaming")

@@ -1,0 +1,183 @@
+"""What a new user meets on the chat page (issue 33), in headless Chromium against `streamlit run app.py` and the
+stand-in Ollama: the conversation list at sidebar and phone width, a slowly streaming answer, the filter, undo."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import CHROMIUM, SAMPLE_DIR, import_playwright
+
+playwright_api = import_playwright()
+expect = playwright_api.expect
+
+from ingest.pipeline import IngestOptions, ingest
+from rag.core.settings import Settings
+from rag.ui.browser import COOKIE
+from rag.ui.history import FILENAME, History
+from tests.ollama_standin import OllamaStandin
+from tests.test_answer_eval import ON_TOPIC
+from tests.test_browser import ANSWER, CHROMIUM_ARGS, answer_text, ask, idle, messages, reply, streamlit_app, wait_for_messages, wait_until
+
+pytestmark = pytest.mark.browser
+
+TOKEN = "p" * 40  # this test browser's secret id, set as its cookie so conversations made here are its own
+LONG_TITLE = "How do I keep a very long conversation title from pushing its delete button out of the sidebar for good?"
+VIEWPORTS = {
+    "desktop": {"viewport": {"width": 1400, "height": 1000}},  # the sidebar is 300 px wide
+    "phone": {"viewport": {"width": 390, "height": 844}, "is_mobile": True, "has_touch": True},
+}
+
+
+@pytest.fixture
+def standin():
+    server = OllamaStandin(reply=reply)
+    server.token_delay = 0.06
+    with server:
+        yield server
+
+
+@pytest.fixture
+def store(tmp_path, embedder) -> Path:
+    store = tmp_path / "store"
+    ingest([SAMPLE_DIR], Settings(store_dir=store), embedder, IngestOptions())
+    return store
+
+
+@pytest.fixture
+def app_url(tmp_path, store, standin):
+    with streamlit_app(tmp_path, {"RAG_STORE_DIR": str(store), "OLLAMA_HOST": standin.host}) as url:
+        yield url
+
+
+@pytest.fixture
+def browser():
+    with playwright_api.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def open_page(browser, url: str, kind: str = "desktop", path: str = "", ready: str = "stChatInputTextArea"):
+    """A page of a browser context whose cookie makes it the owner of TOKEN's conversations, once ready is shown."""
+    context = browser.new_context(**VIEWPORTS[kind])
+    context.add_cookies([{"name": COOKIE, "value": TOKEN, "url": url}])
+    page = context.new_page()
+    page.set_default_timeout(90_000)
+    page.goto(url + path)
+    page.get_by_test_id(ready).first.wait_for()
+    return page
+
+
+def history(store: Path) -> History:
+    return History(store / FILENAME, TOKEN)
+
+
+def make_conversations(store: Path, count: int) -> list[str]:
+    """count conversations with long titles, each with a question and an answer; their ids, newest first."""
+    ids = []
+    for number in range(count):
+        conversation = history(store).create(f"{number:02d} {LONG_TITLE}")
+        history(store).add(conversation.id, "user", conversation.title)
+        history(store).add(conversation.id, "assistant", "An answer [1].", {"kind": "answer", "state": "done"})
+        ids.append(conversation.id)
+    return ids[::-1]
+
+
+def delete_button(page, conversation_id: str):
+    return page.get_by_test_id("stSidebar").locator(f".st-key-delete_{conversation_id} button")
+
+
+SCROLL_UP_OR_DOWN_TO = """b => {
+  for (let box = b.parentElement; box; box = box.parentElement) {
+    const outer = box.getBoundingClientRect(), inner = b.getBoundingClientRect();
+    if (box.scrollHeight > box.clientHeight && (inner.top < outer.top || inner.bottom > outer.bottom)) {
+      box.scrollTop += inner.top - outer.top - (outer.height - inner.height) / 2;
+    }
+  }
+}"""  # what a wheel or a swipe can do: scroll each box up or down, never sideways
+
+
+def centre(page, button) -> dict | None:
+    """Where a pointer reaches the button once its list is scrolled (up or down only) to show it: its centre, if the
+    button lies inside the sidebar, is at least 24 px square (a touch target) and is what a click there hits."""
+    button.evaluate(SCROLL_UP_OR_DOWN_TO)
+    box, sidebar = button.bounding_box(), page.get_by_test_id("stSidebar").bounding_box()
+    if box is None or box["width"] < 24 or box["height"] < 24:
+        return None
+    inside = sidebar["x"] <= box["x"] and box["x"] + box["width"] <= sidebar["x"] + sidebar["width"]
+    point = {"x": box["x"] + box["width"] / 2, "y": box["y"] + box["height"] / 2}
+    hit = button.evaluate("(b, p) => b.contains(document.elementFromPoint(p.x, p.y))", point)
+    return point if inside and hit else None
+
+
+@pytest.mark.parametrize("kind", ["desktop", "phone"])
+def test_every_conversation_can_be_deleted_by_mouse_touch_and_keyboard_whatever_its_title(app_url, store, browser, kind):
+    ids = make_conversations(store, 12)
+    current = ids[4]
+    page = open_page(browser, app_url, kind, f"?c={current}")
+    wait_for_messages(page, 2)
+    if kind == "phone":
+        page.get_by_test_id("stExpandSidebarButton").click()
+    wait_until(lambda: idle(page), 60, "the page to finish its run")
+
+    unreachable = [i for i in ids if centre(page, delete_button(page, i)) is None]
+    assert unreachable == []  # the current conversation's row (ids[4]) included
+
+    # the pointer at the button's place: a click on a desktop, a tap on a phone
+    point = centre(page, delete_button(page, ids[0]))
+    page.mouse.click(point["x"], point["y"]) if kind == "desktop" else page.touchscreen.tap(point["x"], point["y"])
+    wait_until(lambda: ids[0] not in [c.id for c in history(store).list()], 30, "the first conversation deleted")
+
+    # the keyboard: Tab from a conversation's title reaches its delete button, Enter deletes it
+    wait_until(lambda: idle(page) and delete_button(page, ids[0]).count() == 0, 30, "the list redrawn")
+    page.get_by_test_id("stSidebar").locator(f".st-key-open_{ids[7]} button").focus()
+    page.keyboard.press("Tab")
+    assert delete_button(page, ids[7]).evaluate("b => b === document.activeElement")
+    page.keyboard.press("Enter")
+    wait_until(lambda: ids[7] not in [c.id for c in history(store).list()], 30, "the keyboard's conversation deleted")
+    assert [c.id for c in history(store).list()] == [i for i in ids if i not in (ids[0], ids[7])]
+
+
+def test_an_answer_streaming_at_two_tokens_a_second_never_shows_a_loading_notice(app_url, browser, standin):
+    standin.token_delay = 0.5
+    page = open_page(browser, app_url)
+    ask(page, "How do I start Ollama?")
+    wait_for_messages(page, 2)
+    seen, notices = [], []
+    def finished() -> bool:
+        seen.append(answer_text(page, 1))
+        notices.append(messages(page).nth(1).inner_text())
+        return seen[-1] == ANSWER.replace("`", "")
+    wait_until(finished, 90, "the whole answer, at 0.5 s a token")
+    assert len({text for text in seen if text}) >= 5  # it was watched while it streamed
+    assert [n for n in notices if "Loading model" in n or "started answering" in n] == []
+
+
+def test_a_finished_evaluation_shows_its_results_at_once_and_a_reload_keeps_the_form(app_url, browser, tmp_path):
+    truth = tmp_path / "truth.csv"
+    truth.write_text("question,document,doc_id\n" + "".join(f"{q},{d},{d}\n" for q, d in ON_TOPIC[:3]))
+    page = open_page(browser, app_url, path="/Models", ready="stForm")
+    expect(page.get_by_text("No evaluation yet", exact=False)).to_be_visible()
+    page.get_by_label("Questions file (CSV)").fill(str(truth))
+    page.get_by_label("Filter column (optional)").fill("doc_id")
+    page.get_by_label("Questions (a fixed random sample)").fill("2")
+    page.get_by_role("button", name="Run the evaluation in the background").click()
+
+    progress = []
+    def finished() -> bool:
+        bars = page.get_by_test_id("stProgress")
+        progress.append(bars.first.inner_text() if bars.count() else "")
+        return "Evaluation finished" in progress[-1]
+    wait_until(finished, 180, "the evaluation to finish")
+    assert progress[-1].strip() == "Evaluation finished: 4 of 4 answers"  # 2 questions, 2 models
+    assert [line for line in progress if "0 of 0" in line] == []
+    expect(page.get_by_text("No evaluation yet", exact=False)).to_have_count(0, timeout=10_000)  # no reload needed
+    expect(page.get_by_test_id("stDataFrame")).to_have_count(2)
+
+    page.reload()
+    expect(page.get_by_label("Questions file (CSV)")).to_have_value(str(truth))
+    expect(page.get_by_label("Filter column (optional)")).to_have_value("doc_id")
+    expect(page.get_by_label("Questions (a fixed random sample)")).to_have_value("2")
