@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Annotated
 
 import streamlit as st
-from pydantic import AfterValidator, BaseModel, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from rag.ui.history import DAMAGED_DETAILS, Message
 from rag.ui.answer import ALSO_SNIPPET_CHARS, shorten, sources_label
@@ -42,7 +42,10 @@ def iso_time(value: str) -> str:
 
 
 class SavedMeta(BaseModel):
-    """A saved message's meta as the page redraws it: each field that is there must be of the kind the page reads."""
+    """A saved message's meta as the page redraws it: each field that is there must be of the kind the page reads;
+    fields it does not check are kept as they are (they are shown through rag/ui/text.py like everything else)."""
+
+    model_config = ConfigDict(extra="allow")
 
     kind: str | None = None
     state: str = "done"
@@ -57,6 +60,8 @@ class SavedMeta(BaseModel):
     unknown_citations: list[int] = []
     sources: list[SavedSource] = []
     figures: str | None = None
+    figures_compared: str | None = None
+    reasoning: str | None = None
 
 
 def redrawable(message: Message) -> tuple[Message, tuple[str, ...]]:
