@@ -67,7 +67,11 @@ def ask_example(question: str) -> None:
     st.session_state.example_question = question
 
 
-ACTIONS = SimpleNamespace(ask_anyway=ask_anyway, request_pull=request_pull)
+def clear_filter() -> None:
+    st.session_state.filter_field = NO_FILTER
+
+
+ACTIONS = SimpleNamespace(ask_anyway=ask_anyway, request_pull=request_pull, clear_filter=clear_filter)
 
 
 # ---------- sidebar ----------
@@ -161,7 +165,7 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
     floor = sidebar.slider("Relevance floor", 0.0, 1.0, step=0.01, key="floor",
                            help="Similarity a passage needs above what everyday questions reach in your documents "
                                 "(less for questions in their own words); with nothing above it, the app says so.")
-    where = None
+    where = label = None
     if summary is not None:
         choices = ([ui_store.FOLDER] if summary.folders else []) + list(summary.fields)
         if st.session_state.get("filter_field") not in [NO_FILTER, *choices]:
@@ -173,11 +177,13 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
                 st.session_state.filter_value = values[0]
             value = sidebar.selectbox("Value", values, key="filter_value", format_func=one_line)
             where = ui_store.filter_where(summary, field_name, value)
+            label = f"{field_name} = {value}"
     condense = sidebar.checkbox("Rewrite follow-up questions", key="condense",
                                 help="Turn 'and on Windows?' into a standalone query with the chat model before searching.")
     sidebar.header("Generation")
     temperature = sidebar.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature")
-    return {"top_k": top_k, "floor": floor, "where": where, "condense": condense, "temperature": temperature}
+    return {"top_k": top_k, "floor": floor, "where": where, "filter": label, "condense": condense,
+            "temperature": temperature}
 
 
 def store_state(settings: Settings) -> tuple[object | None, ui_store.StoreSummary | None, str | None]:
@@ -329,7 +335,18 @@ def main(settings: Settings, history: History) -> None:
         run_turn(meta["question"], ctx, query=meta["query"], force=True)
     elif question:
         run_turn(question, ctx)
+    active_filter(choices["filter"])
     chat_box()
+
+
+def active_filter(label: str | None) -> None:
+    """Above the chat box, the sidebar filter that narrows every search (it is kept across chats and reloads), with a
+    one-click clear."""
+    if label is None:
+        return
+    with st.container(horizontal=True, vertical_alignment="center", key="active_filter"):
+        st.caption(text(f"Searching only {label}"))
+        st.button("Clear filter", key="clear_filter", icon=":material/filter_alt_off:", on_click=clear_filter)
 
 
 def chat_box() -> None:

@@ -482,7 +482,16 @@ def test_conversations_are_saved_restored_listed_and_deleted_with_undo(store, ol
         plain(c.value) == "Deleted “How do I install the app?”." for c in reloaded.sidebar.caption)
     reloaded.sidebar.button(key="undo_delete").click().run()
     assert len(conversations()) == 2
-    assert len(reloaded.chat_message) == 4
+    assert len(reloaded.chat_message) == 4  # the conversation on screen was deleted: the undo brings it back on screen
+
+    [other] = [c for c in conversations() if c.id != first.id]
+    reloaded.sidebar.button(key=f"open_{other.id}").click().run()
+    reloaded.sidebar.button(key=f"delete_{first.id}").click().run()  # another conversation than the one read
+    assert len(reloaded.chat_message) == 2
+    reloaded.sidebar.button(key="undo_delete").click().run()
+    assert len(conversations()) == 2
+    assert len(reloaded.chat_message) == 2 and reloaded.query_params["c"] == other.id  # still reading it
+    assert reloaded.sidebar.button(key=f"open_current_{other.id}")
 
 
 def test_conversations_belong_to_the_browser_that_made_them(store, ollama_server):
@@ -603,11 +612,16 @@ def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_
 
     at.sidebar.selectbox(key="filter_field").set_value("site").run()
     at.sidebar.selectbox(key="filter_value").set_value("south").run()
+    assert [plain(c.value) for c in at.main.caption if c.value.startswith("Searching only")] == ["Searching only site = south"]
     ask(at, "Where are bicycles parked?")
     sources = assistant(at).expander[0]
-    assert [plain(c.value) for c in sources.caption[1:]] == ["Bicycles are parked in the basement garage."]
+    assert [plain(c.value) for c in sources.caption] == [
+        "Searched for: Where are bicycles parked? (searched only site = south)", "Bicycles are parked in the basement garage.",
+    ]
 
-    at.sidebar.selectbox(key="filter_field").set_value("(no filter)")
+    at.button(key="clear_filter").click().run()  # the one-click clear above the chat box
+    assert at.sidebar.selectbox(key="filter_field").value == "(no filter)"
+    assert [c.value for c in at.main.caption if c.value.startswith("Searching only")] == []
     at.sidebar.slider(key="top_k").set_value(20).run()
     ask(at, "Which tag is shown as text in the lab notes?")
     snippets = [plain(c.value) for c in assistant(at).expander[0].caption]

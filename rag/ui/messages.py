@@ -61,6 +61,7 @@ class SavedMeta(BaseModel):
     sources: list[SavedSource] = []
     figures: str | None = None
     figures_compared: str | None = None
+    searched_only: str | None = None
     reasoning: str | None = None
 
 
@@ -120,9 +121,14 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
         if meta.get("figures_compared"):
             with st.expander("How close the documents came", icon=":material/info:"):
                 st.caption(text(meta["figures_compared"]))
-        st.caption("Searched for: " + text(meta.get("query", "")))
+        st.caption(searched_line(meta))
         if latest:
-            st.button("Ask the model anyway", key=f"ask_anyway_{message.id}", on_click=actions.ask_anyway, args=(message.id,))
+            with st.container(horizontal=True):
+                st.button("Ask the model anyway", key=f"ask_anyway_{message.id}", on_click=actions.ask_anyway,
+                          args=(message.id,))
+                if meta.get("searched_only"):
+                    st.button("Clear filter", key=f"clear_filter_{message.id}", icon=":material/filter_alt_off:",
+                              on_click=actions.clear_filter)
         return
     if kind == "error":
         show_error({"error": message.content, "error_details": meta.get("error_details")})
@@ -165,7 +171,7 @@ def render_sources(meta: dict, expanded: bool) -> None:
     cited = [s for s in sources if s["cited"]]
     others = [s for s in sources if not s["cited"]]
     with st.expander(sources_label(sources), expanded=expanded, icon=":material/description:"):
-        st.caption("Searched for: " + text(meta.get("query", "")))
+        st.caption(searched_line(meta))
         if meta.get("query_note"):
             st.caption(text(meta["query_note"]))
         for heading, group in (("Cited in the answer", cited), ("Also retrieved", others)):
@@ -174,6 +180,12 @@ def render_sources(meta: dict, expanded: bool) -> None:
             st.markdown(f"**{heading}**")
             for source in group:
                 render_source(source)
+
+
+def searched_line(meta: dict) -> str:
+    """What was searched for, and the filter it was searched within, as text."""
+    within = f" (searched only {meta['searched_only']})" if meta.get("searched_only") else ""
+    return text(f"Searched for: {meta.get('query', '')}{within}")
 
 
 def render_source(source: dict) -> None:

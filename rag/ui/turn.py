@@ -209,10 +209,12 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
         return
     if not force and not is_relevant(turn.docs, choices["floor"]):
         sentence, figures = refusal(turn, choices["floor"])
-        recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note})
+        recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note,
+                                   "searched_only": choices.get("filter")})
         render_assistant(recorder.message, latest=True, actions=ctx.actions)
         return
-    recorder.save(**answer_meta(turn, "", floor=choices["floor"]), query_note=note, state="streaming")
+    recorder.save(**answer_meta(turn, "", floor=choices["floor"]), query_note=note, searched_only=choices.get("filter"),
+                  state="streaming")
     controls = st.empty()
     with controls.container(horizontal=True, vertical_alignment="center", key="stop_row"):
         st.button("Stop", key="stop_answer", icon=":material/stop_circle:", on_click=stop_answer,
@@ -231,7 +233,8 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
     show_answer(area, recorder.text)
     controls.empty()
     answer = recorder.text
-    meta = {**answer_meta(turn, answer, floor=choices["floor"]), "query_note": note, "state": "done"}
+    meta = {**answer_meta(turn, answer, floor=choices["floor"]), "query_note": note, "searched_only": choices.get("filter"),
+            "state": "done"}
     if turn.error is not None:
         meta.update(error_meta(turn.error, ctx))
     recorder.finish(answer, meta)
