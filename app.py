@@ -251,7 +251,7 @@ def welcome(settings: Settings, summary: ui_store.StoreSummary | None) -> None:
     """The empty page: what is in the store and three questions drawn from it."""
     if summary is None or not summary.documents:
         return
-    st.markdown(text(f"Ask about your {summary.documents} documents: {store_line(settings, summary)}."))
+    st.markdown(text(f"Ask about your documents: {store_line(settings, summary)}."))
     if summary.examples:
         st.caption("For example:")
         for index, example in enumerate(summary.examples):

@@ -28,6 +28,7 @@ from tests.ollama_standin import MID_STREAM_ERROR, OllamaStandin, estimate_promp
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ANSWER = "The answer is 42 [1]."
+EXAMPLES_OF_THE_GUIDE = ["Tell me about the ingest command.", "How do I go about choosing a model?", "Tell me about Configuration."]
 STANDALONE = "How do I install the app on Windows?"
 BROWSER = "b" * 40
 OTHER_BROWSER = "o" * 40
@@ -580,11 +581,10 @@ def test_an_answer_keeps_its_markdown_but_nothing_in_it_can_fetch_or_link(store,
 def test_empty_page_shows_the_store_and_example_questions_from_its_headings(store, ollama_server):
     at = loaded(open_app())
     intro = plain(at.markdown[0].value)
-    assert re.fullmatch(r"Ask about your 5 documents: 5 documents \(5 md\) · \d+ chunks · last ingest "
+    assert re.fullmatch(r"Ask about your documents: 5 documents \(5 md\) · \d+ chunks · last ingest "
                         r"(just now|\d+ minutes? ago) \(\d\d:\d\d\)\.", intro), intro
     examples = [b for b in at.button if b.key.startswith("example_")]
-    assert len(examples) == 3
-    assert all(plain(b.label).startswith("What do my documents say about ") for b in examples)
+    assert [plain(b.label) for b in examples] == EXAMPLES_OF_THE_GUIDE
 
     question = plain(examples[0].label)
     examples[0].click().run()
@@ -791,9 +791,15 @@ def test_example_questions_come_from_titles_that_are_questions_or_from_headings(
     from rag.ui.store_state import example_question, pick_examples
 
     assert example_question({"title": "How do I run the homework?"}) == "How do I run the homework?"
-    assert example_question({"title": "Guide", "headings": "Install > Linux"}) == "What do my documents say about Linux?"
-    assert example_question({"title": "Setup", "headings": "Setup > Choosing a model"}) == (
-        "What do my documents say about Choosing a model?")
+    assert example_question({"title": "Guide", "headings": "Install > Linux"}) == "Tell me about Linux."
+    assert example_question({"title": "Setup", "headings": "Setup > Choosing a model"}) == "How do I go about choosing a model?"
+    assert example_question({"title": "Guide", "headings": "Use > The ingest command"}) == "Tell me about the ingest command."
+    assert example_question({"title": "Help", "headings": "Help > The first answer is slow"}) == "What if the first answer is slow?"
+    assert example_question({"title": "Help", "headings": "Help > Model not found"}) == "What to do about “Model not found”?"
+    assert example_question({"title": "Ask", "headings": "Ask > When the documents do not know"}) == (
+        "What happens when the documents do not know?")
+    assert example_question({"title": "Ask", "headings": "Ask > In the browser"}) is None  # names no topic by itself
+    assert example_question({"title": "JSON records"}) == "Tell me about JSON records."
     assert example_question({"title": "12", "headings": ""}) is None
     assert pick_examples({"a": ["qa"], "b": ["qb"], "c": ["qc"], "d": ["qd"]}) == ["qa", "qb", "qc"]
 
@@ -805,3 +811,23 @@ def test_the_page_style_holds_nothing_the_html_sanitiser_would_drop_it_for():
 
     inner = PAGE_CSS.strip().removeprefix("<style>").removesuffix("</style>")
     assert "<style>" in PAGE_CSS and re.search(r"<[/\w!]", inner) is None
+
+
+def test_an_answer_cut_off_before_its_first_word_says_it_was_cancelled_not_incomplete(store, ollama_server):
+    history = History(history_path(Settings()), BROWSER)
+    conversation = history.create("Two cut-off answers")
+    ends = [("", "stopped"), ("", "new_question"), ("", "interrupted"), ("Partly", "stopped"), ("Partly", "interrupted")]
+    for content, state in ends:
+        history.add(conversation.id, "user", "How do I install the app?")
+        history.add(conversation.id, "assistant", content, {"kind": "answer", "state": state})
+    at = loaded(open_app(c=conversation.id))
+    notes = [plain(c.value) for m in at.chat_message if m.name == "assistant" for c in m.caption]
+    assert notes == [
+        "Cancelled before the answer started: you pressed Stop.",
+        "Cancelled before the answer started: you asked the next question.",
+        "Cancelled before the answer started (a new question, a changed setting, a reload or the app stopping). Ask "
+        "again for an answer.",
+        "Stopped: you pressed Stop. The answer above is incomplete.",
+        "Interrupted before it finished (a new question, a changed setting, a reload or the app stopping). The answer "
+        "above is incomplete; ask again for the whole answer.",
+    ]

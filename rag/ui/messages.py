@@ -20,6 +20,12 @@ STATE_NOTES = {
     "new_question": "Stopped when you asked the next question. The answer above is incomplete.",
     "writing": "Still being written in another tab or before a reload; reload to see the rest.",
 }
+UNSTARTED_NOTES = {  # the same ends when not a word of the answer was written yet
+    "stopped": "Cancelled before the answer started: you pressed Stop.",
+    "interrupted": "Cancelled before the answer started (a new question, a changed setting, a reload or the app "
+                   "stopping). Ask again for an answer.",
+    "new_question": "Cancelled before the answer started: you asked the next question.",
+}
 
 
 class SavedSource(BaseModel):
@@ -136,8 +142,9 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
     if message.content:
         show_answer(st, message.content)
     state = answer_state(meta)
-    if state in STATE_NOTES:
-        st.caption(STATE_NOTES[state])
+    notes = STATE_NOTES if message.content or state == "writing" else UNSTARTED_NOTES
+    if state in notes:
+        st.caption(notes[state])
     render_answer_extras(message, latest, actions)
 
 
