@@ -306,16 +306,20 @@ class Planner:
                 continue
             self.loaded.add(owner)
             problems.extend(storable_documents(documents, source.doc_id))
+            warnings = []
             for problem in problems:
                 entry = (f"{owner} {problem.where}".strip(), problem.reason)
-                (report.skipped if problem.skipped else report.warnings).append(entry)
+                (report.skipped if problem.skipped else warnings).append(entry)
+            changes = len(report.added) + len(report.updated)
             budget = ChunkBudget(self.limits.chunks)
             for document in documents:
                 work = self.decide(document, source, owner, budget)
                 if work is not None:
                     yield work
             if budget.reached:
-                report.warnings.append((owner, budget.warning(len(documents))))
+                warnings.append((owner, budget.warning(len(documents))))
+            if len(report.added) + len(report.updated) > changes:  # said once, by the run that stores what it is about
+                report.warnings.extend(warnings)
             on_progress("file", 1)
 
     def decide(self, document, source: Source, owner: str, budget: ChunkBudget) -> Work | None:

@@ -381,3 +381,20 @@ def test_cli_ingests_faq_records_with_title_field(tmp_path, embedder):
     chunks = contents(Settings(store_dir=tmp_path / "store"))
     assert sorted(meta["title"] for _, meta in chunks.values()) == [f"Question {i}?" for i in range(5)]
     assert {(meta["course"], meta["section"]) for _, meta in chunks.values()} == {("c", "s")}
+
+
+def test_a_files_warnings_are_given_by_the_run_that_stores_it_not_by_every_unchanged_rerun(tmp_path, embedder):
+    settings, path = Settings(store_dir=tmp_path / "store"), tmp_path / "faq.json"
+    records = [{"id": "a", "text": "Kettles boil water."}, {"id": "b", "text": "Toasters brown bread."},
+               {"id": "a", "text": "Kettles also whistle."}]
+    path.write_text(json.dumps(records))
+    duplicate = (f"{path} record 3", "duplicate id 'a' (first at record 1): its text was added to that document")
+
+    assert ingest([path], settings, embedder, IngestOptions()).warnings == [duplicate]
+    assert ingest([path], settings, embedder, IngestOptions()).warnings == []
+    assert ingest([path], settings, embedder, IngestOptions(dry_run=True)).warnings == []
+    records[1]["text"] = "Toasters brown bread on both sides."  # another record of the file changes
+    path.write_text(json.dumps(records))
+    assert ingest([path], settings, embedder, IngestOptions(dry_run=True)).warnings == [duplicate]
+    changed = ingest([path], settings, embedder, IngestOptions())
+    assert (changed.updated, changed.warnings) == (["b"], [duplicate])
