@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.documents import Document, LoadError, Outline, Problem, Section
+from ingest.titles import meaningful_title
 from rag.core.errors import raised_within
 from rag.core.decoding import decode_utf8_or_legacy
 
@@ -335,7 +336,7 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
         title = (reader.metadata.title if reader.metadata else None) or ""
     if not sections:
         raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
-    return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections), problems
+    return Document(doc_id, meaningful_title(title) or fallback_title, sections), problems
 
 
 def check_archive(raw: bytes, limits: Limits) -> None:
@@ -378,8 +379,8 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Lim
     document = outline.document(doc_id, fallback_title)
     if not document.sections:
         raise LoadError("no text in it")
-    if title.strip() and outline.title is None:
-        document.title = " ".join(title.split())
+    if meaningful_title(title) and outline.title is None:
+        document.title = meaningful_title(title)
     return document, problems
 
 

@@ -253,3 +253,21 @@ def test_unreadable_paths_are_refused(tmp_path):
     (tmp_path / "dangling.md").symlink_to(tmp_path / "gone.md")
     with pytest.raises(LoadError, match="not a regular file"):
         load_path(tmp_path / "dangling.md", "dangling.md", RecordFields())
+
+
+@pytest.mark.parametrize("embedded", ["about:blank", "Untitled", "Document1", "Microsoft Word - report.docx", "  ",
+                                      "https://intranet.example/page", "report.pdf", "---"])
+def test_a_pdf_whose_embedded_title_is_a_placeholder_is_titled_by_its_file_name(tmp_path, embedded):
+    path = tmp_path / "river-animals.pdf"
+    path.write_bytes(make_pdf(["Otters live in rivers."], title=embedded))
+    [document], _ = load_path(path, "river-animals.pdf", RecordFields())
+    assert document.title == "river-animals"
+
+
+@pytest.mark.parametrize("embedded, title", [("River animals", "River animals"), ("Microsoft Word - Otter survey 2024",
+                                                                                     "Otter survey 2024")])
+def test_a_pdf_whose_embedded_title_names_it_keeps_that_title(tmp_path, embedded, title):
+    path = tmp_path / "scan0001.pdf"
+    path.write_bytes(make_pdf(["Otters live in rivers."], title=embedded))
+    [document], _ = load_path(path, "scan0001.pdf", RecordFields())
+    assert document.title == title
