@@ -831,3 +831,19 @@ def test_an_answer_cut_off_before_its_first_word_says_it_was_cancelled_not_incom
         "Interrupted before it finished (a new question, a changed setting, a reload or the app stopping). The answer "
         "above is incomplete; ask again for the whole answer.",
     ]
+
+
+def test_a_skipped_upload_is_named_without_the_servers_folder_and_not_kept(store, ollama_server):
+    at = open_app()
+    at.sidebar.file_uploader(key="upload").set_value(
+        [("scan.pdf", b"%PDF-1.4 not really a PDF", "application/pdf"),
+         ("notes.md", b"# Notes\n\nHerons fish at dawn.\n", "text/markdown")]
+    ).run()
+    at.sidebar.button(key="ingest_uploads").click().run()
+
+    folder = Settings().store_dir / "uploads"
+    assert plain(at.sidebar.success[0].value) == "1 added, 0 updated, 0 unchanged, 1 skipped; 1 chunks written."
+    [line] = [plain(c.value) for c in at.sidebar.caption if c.value.startswith("scan")]
+    assert line.startswith("scan.pdf: skipped, ") and line.endswith(" (the file was not kept)")
+    assert str(folder) not in line and str(Path.cwd()) not in line
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]
