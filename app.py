@@ -11,6 +11,7 @@ from rag.core.errors import RagError
 from rag.ui.history import History, HistoryError, history_path
 from rag.core.settings import Settings, load_settings
 from rag.ui.browser import browser_id, page_scripts, page_style
+from rag.ui.navigation import page_links
 
 NO_FILTER = "(no filter)"
 MODELS_WAIT_S = 2.0  # how long a page run waits for the model list before it goes on without it
@@ -131,7 +132,7 @@ def model_section(llm: Backend, settings: Settings) -> str:
         run_pull(llm, pending, pull_area)
     models = st.session_state.get("models", [])
     if st.session_state.get("models_error"):
-        sidebar.error(text(st.session_state.models_error))
+        sidebar.error(notice(st.session_state.models_error))
     for note in st.session_state.get("models_notes", []):
         sidebar.caption(text(note))
     options = models or [catalogue.default_model([], settings.model, llm)]
@@ -147,7 +148,7 @@ def model_section(llm: Backend, settings: Settings) -> str:
         st.session_state.warmed_model = chosen
         warm_in_background(llm, chosen, settings)
     if not models and not st.session_state.get("models_error") and "models_future" not in st.session_state:
-        sidebar.warning(text(f"No chat model is installed in {llm.label} at {llm.url}."))
+        sidebar.warning(notice(f"No chat model is installed in {llm.label} at {llm.url}."))
         if llm.can_pull():
             sidebar.button(text(f"Pull {chosen}"), key="pull_configured", on_click=request_pull, args=(chosen,))
     if llm.can_pull():
@@ -227,7 +228,7 @@ def show_store_state(settings: Settings, summary: ui_store.StoreSummary | None, 
     st.sidebar.header("Store")
     if summary is None:
         if problem:
-            st.sidebar.warning(text(problem))
+            st.sidebar.warning(notice(problem))
         else:
             st.sidebar.caption(text(f"Loading the store at {store_location(settings)}…"))
         return
@@ -267,12 +268,13 @@ def first_paint() -> tuple[Settings, History]:
         history = History(history_path(settings), browser_id())
         history.claim_unowned()
     except RagError as exc:
-        from rag.ui.text import text
+        from rag.ui.text import notice
 
-        st.error(text(exc))
+        st.error(notice(exc))
         st.stop()
     ui_prefs.restore(st.session_state, history, settings)
     st.session_state.conversation_id = opening(history)
+    page_links()
     st.sidebar.header("Model")
     page_style()
     page_scripts(close_sidebar=st.session_state.pop("close_sidebar", False))
@@ -313,7 +315,7 @@ def main(settings: Settings, history: History) -> None:
         st.info("That conversation is not in this browser's history (it was deleted, or it belongs to another "
                 "browser). This is a new chat.")
     if store_problem:
-        st.info(text(store_problem + " You can also add files with the upload box in the sidebar."))
+        st.info(notice(store_problem + " You can also add files with the upload box in the sidebar."))
     elif retriever is None and not (question or pending is not None):  # a turn shows its own wait
         show_loading(get_retriever(store_key(settings), settings))
 
@@ -329,7 +331,7 @@ def main(settings: Settings, history: History) -> None:
                 render_assistant(message, latest=index == len(messages) - 1 and not busy, actions=ACTIONS)
 
     ctx = TurnContext(settings, history, llm, model, retriever, store_problem, choices, ACTIONS,
-                      loading=get_retriever(store_key(settings), settings) if retriever is None else None)
+                      loading=get_retriever(store_key(settings), settings) if retriever is None and not store_problem else None)
     if pending is not None and messages and messages[-1].id == pending:
         meta = messages[-1].meta
         run_turn(meta["question"], ctx, query=meta["query"], force=True)
@@ -359,7 +361,7 @@ def page(settings: Settings, history: History) -> None:
     try:
         main(settings, history)
     except HistoryError as exc:
-        st.error(text(exc), icon=":material/error:")
+        st.error(notice(exc), icon=":material/error:")
         chat_box()
 
 
@@ -376,7 +378,7 @@ from rag.ui.conversations import conversations_section  # noqa: E402
 from rag.ui.upload_box import upload_section  # noqa: E402
 from rag.ui.loading import BackgroundRetriever, show_loading  # noqa: E402
 from rag.ui.messages import render_assistant, render_user  # noqa: E402
-from rag.ui.text import one_line, text  # noqa: E402
+from rag.ui.text import notice, one_line, text  # noqa: E402
 from rag.ui.turn import TurnContext, note_interruption, run_turn, start_conversation  # noqa: E402
 
 page(*FIRST)

@@ -14,12 +14,14 @@ from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.ui import evaluation_form
 from rag.ui.models import pull_with_progress
-from rag.ui.text import one_line, table_row, text
+from rag.ui.navigation import page_links
+from rag.ui.text import notice, one_line, table_row, text
 
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
 
 st.set_page_config(page_title="Models", page_icon="📊", layout="wide")
+page_links()
 
 
 def installed(llm: Backend) -> list[catalogue.ModelFacts]:
@@ -27,7 +29,7 @@ def installed(llm: Backend) -> list[catalogue.ModelFacts]:
     try:
         facts = catalogue.model_facts(llm)
     except LLMError as exc:
-        st.error(text(exc))
+        st.error(notice(exc))
         return []
     for note in llm.down_boxes():
         st.caption(text(note))
@@ -37,7 +39,7 @@ def installed(llm: Backend) -> list[catalogue.ModelFacts]:
                     + (f"GPU: {gpus}" if gpus else f"no GPU visible ({llm.label} runs models on the CPU)")))
     if not facts:
         pull = " Pull one below." if llm.can_pull() else ""
-        st.warning(text(f"No chat model is installed in {llm.label} at {llm.url}.{pull}"))
+        st.warning(notice(f"No chat model is installed in {llm.label} at {llm.url}.{pull}"))
         return []
     rows = []
     for f in facts:
@@ -111,7 +113,7 @@ def job_status(settings) -> None:
     if state == "running":
         st.button("Stop the evaluation", key="stop_eval", on_click=background_eval.stop, args=(job,))
     elif state == "failed":
-        st.error(text(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}"))
+        st.error(notice(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}"))
     elif state == "interrupted":
         st.warning("The evaluation was stopped; starting it again goes on where it stopped.")
 
@@ -137,14 +139,14 @@ def run_section(settings, facts: list[catalogue.ModelFacts]) -> None:
         try:
             background_eval.start(settings, Path(truth.strip()).expanduser(), models, int(sample), columns)
         except RagError as exc:
-            st.error(text(exc))
+            st.error(notice(exc))
 
 
 def main() -> None:
     try:
         settings = load_settings()
     except RagError as exc:
-        st.error(text(exc))
+        st.error(notice(exc))
         st.stop()
     llm = open_backend(settings)
     st.title("Models")

@@ -280,10 +280,13 @@ def test_pull_of_a_name_ollama_does_not_have_says_so(store, ollama_server):
     at.sidebar.button(key="pull").click().run()
 
     assert not at.exception
-    assert plain(at.sidebar.error[0].value) == (
-        "Ollama has no model called 'no-such-model'. Check the name and tag at https://ollama.com/library "
+    shown = at.sidebar.error[0].value  # the address as inline code: no link, and copied as it reads
+    assert plain(shown) == (
+        "Ollama has no model called 'no-such-model'. Check the name and tag at `https://ollama.com/library` "
         "(e.g. llama3.2:3b)."
     )
+    assert "`https://ollama.com/library`" in shown and WORD_JOINER not in shown
+    assert [b.value for b in at.sidebar.get("progress")] == []  # no 'pulling manifest' left behind
     assert at.sidebar.selectbox(key="model").options == ["llama3.2:latest", "qwen2.5:3b"]
 
 
@@ -291,12 +294,13 @@ def test_ollama_down_page_loads_says_where_it_looked_and_still_shows_sources(sto
     port = unused_port()
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
     message = (
-        f"Cannot reach Ollama at http://127.0.0.1:{port}. Start it (`ollama serve` or the desktop app), "
+        f"Cannot reach Ollama at `http://127.0.0.1:{port}`. Start it (`ollama serve` or the desktop app), "
         "or set OLLAMA_HOST to where it runs."
-    )
+    )  # the command and the address as inline code
     at = open_app()
     assert not at.exception
     assert plain(at.sidebar.error[0].value) == message
+    assert f"`http://127.0.0.1:{port}`\\. Start it \\(`ollama serve` or" in at.sidebar.error[0].value
 
     ask(at, "How do I install the app?")
     answer = assistant(at)
@@ -312,7 +316,7 @@ def test_missing_model_offers_a_pull_and_answers_after_it(store, monkeypatch):
     with OllamaStandin(models=(), reply=ANSWER, pullable=("qwen2.5:3b",)) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.host)
         at = open_app()
-        assert plain(at.sidebar.warning[0].value) == f"No chat model is installed in Ollama at {server.url}."
+        assert plain(at.sidebar.warning[0].value) == f"No chat model is installed in Ollama at `{server.url}`."
         ask(at, "How do I install the app?")
         answer = assistant(at)
         assert plain(answer.error[0].value) == (
@@ -557,7 +561,7 @@ def test_hostile_strings_are_shown_as_text_everywhere_on_the_page(store, tmp_pat
     for value in hostile:
         assert "\\[" in value and inert(value), value
     assert plain(answer.error[0].value) == (
-        f"Ollama at {server.url} could not answer. Try again; the details say what it reported.")
+        f"Ollama at `{server.url}` could not answer. Try again; the details say what it reported.")
     assert answer.expander[0].text[0].value == f"Ollama at {server.url} answered 500: {error_text}"
     source = plain([m.value for m in answer.expander[1].markdown if "198" in m.value][0])
     assert f"faq-1 ![i]({OUTSIDE}/id.png)" in source and f"course: [c]({OUTSIDE}/c)" in source
@@ -847,3 +851,15 @@ def test_a_skipped_upload_is_named_without_the_servers_folder_and_not_kept(store
     assert line.startswith("scan.pdf: skipped, ") and line.endswith(" (the file was not kept)")
     assert str(folder) not in line and str(Path.cwd()) not in line
     assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]
+
+
+def test_a_first_start_before_any_ingest_says_what_to_run_and_keeps_the_page(tmp_path, ollama_server, monkeypatch):
+    monkeypatch.setenv("RAG_STORE_DIR", str(tmp_path / "no-store-yet"))
+    at = open_app()
+
+    assert not at.exception
+    [info] = [plain(i.value) for i in at.info]
+    assert info.startswith(f"The store at {tmp_path / 'no-store-yet'} has no collection 'docs'.")
+    assert "run `python -m ingest` first" in info and info.endswith("You can also add files with the upload box in the sidebar.")
+    assert at.chat_input(key="question") and at.sidebar.file_uploader(key="upload")
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")][:2] == [("", "Chat"), ("Models", "Models")]

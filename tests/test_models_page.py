@@ -150,10 +150,11 @@ def test_a_hostile_pull_name_and_ollama_error_text_are_shown_as_text(tmp_path, m
         at.button[0].click().run()
 
     assert not at.exception
-    shown = [e.value for e in at.error] + [p.proto.text for p in at.get("progress")]
-    assert plain(at.error[0].value) == f"Pulling {name!r} from Ollama at {standin.url} failed: {error_text}"
-    assert plain(at.get("progress")[0].proto.text) == f"Pulling {name}…"
-    assert all(inert(value) for value in shown), shown
+    shown = at.error[0].value  # addresses as inline code: shown as written, never a link or an image
+    assert plain(shown) == (f"Pulling '![p](`{OUTSIDE}/p.png`)' from Ollama at `{standin.url}` failed: "
+                            f"![e](`{OUTSIDE}/e.png`) <b>boom</b>")
+    assert inert(re.sub(r"`[^`]*`", "", shown)), shown
+    assert at.get("progress") == []  # the failed pull's bar is gone with it
 
 
 def test_a_hostile_model_name_is_listed_with_its_controls_visible(tmp_path, monkeypatch):
@@ -235,7 +236,8 @@ def test_a_background_evaluation_runs_apart_and_its_progress_survives_a_reload(s
 def test_the_chat_page_links_to_the_models_page_and_shows_the_chosen_models_facts(server, store):
     at = AppTest.from_file(APP, default_timeout=60).run()
 
-    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [("Models", "Compare models")]
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [
+        ("", "Chat"), ("Models", "Models"), ("Models", "Compare models")]
     caption = re.sub(r"\\(.)", r"\1", at.sidebar.caption[0].value)  # model names are shown escaped, as text
     assert caption.startswith("grounded:latest · 3.2B · Q4_K_M · ") and caption.endswith("trained context 32,768 tokens")
 

@@ -203,7 +203,7 @@ def build_prompt(
     fixed = estimate_messages([{"role": "system", "content": system}, {"role": "user", "content": user_message(question, [], key)}])
     if fixed > budget_tokens:
         raise PromptTooLong(
-            f"The question needs about {fixed} tokens with the answer rules, more than the {budget_tokens} the model's "
+            f"The question needs about {fixed:,} tokens with the answer rules, more than the {budget_tokens:,} the model's "
             "context leaves for the prompt. Shorten the question, or raise RAG_NUM_CTX (within what the model supports)."
         )
     room = budget_tokens - fixed

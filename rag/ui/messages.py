@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from rag.ui.history import DAMAGED_DETAILS, Message
 from rag.ui.answer import ALSO_SNIPPET_CHARS, shorten, sources_label
-from rag.ui.text import answer_html, text
+from rag.ui.text import answer_html, notice, text
 
 STALE_AFTER_S = 20  # an answer 'being written' whose last save is older than this was cut off (the app stopped)
 STATE_NOTES = {
@@ -104,7 +104,7 @@ def show_answer(area, content: str) -> None:
 
 def show_error(meta: dict) -> None:
     """The error in the user's words, with the technical text in a collapsed details line."""
-    st.error(text(meta["error"]), icon=":material/error:")
+    st.error(notice(meta["error"]), icon=":material/error:")
     if meta.get("error_details"):
         with st.expander("Details", icon=":material/info:"):
             st.text(meta["error_details"])
@@ -192,7 +192,7 @@ def render_sources(meta: dict, expanded: bool) -> None:
 def searched_line(meta: dict) -> str:
     """What was searched for, and the filter it was searched within, as text."""
     within = f" (searched only {meta['searched_only']})" if meta.get("searched_only") else ""
-    return text(f"Searched for: {meta.get('query', '')}{within}")
+    return "Searched for: " + text(f"{meta.get('query', '')}{within}")
 
 
 def render_source(source: dict) -> None:
