@@ -59,9 +59,19 @@ def iter_pieces(document: Document, tokenizer, plan: ChunkPlan) -> Iterator[Piec
     for section in document.sections:
         prefix = embed_prefix(document.title, section.headings, tokenizer)
         budget = min(plan.chunk_tokens, plan.max_tokens - 2 - token_count(prefix, tokenizer))
+        header = table_header(section.header, tokenizer)
+        budget -= token_count(header, tokenizer)
         for block in split_blocks(section.text):
             for body in split_tokens(block, tokenizer, budget, plan.overlap):
-                yield Piece(body, section.headings, section.metadata)
+                yield Piece(body if body.startswith(section.header) else header + body, section.headings, section.metadata)
+
+
+def table_header(header: str, tokenizer) -> str:
+    """A table's header row as repeated at the top of its chunks: cut to a bounded number of tokens, with a newline."""
+    if not header:
+        return ""
+    offsets = tokenizer(header)
+    return (header[: offsets[MAX_PREFIX_TOKENS - 1][1]] if len(offsets) > MAX_PREFIX_TOKENS else header) + "\n"
 
 
 def chunks_of(document: Document, pieces: list[Piece], doc_hash: str, tokenizer) -> list[Chunk]:

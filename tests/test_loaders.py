@@ -57,8 +57,10 @@ def test_html_keeps_main_text_without_scripts_styles_or_navigation(tmp_path):
     assert doc.title == "Herons"
     assert sections(doc) == [
         ((), "Herons eat fish and frogs."),
-        (("Nests",), "High in trees\n\nNear water\n\nBird | Size\n\nHeron | 1 m"),
+        (("Nests",), "High in trees\n\nNear water"),
+        (("Nests",), "Bird | Size\nHeron | 1 m"),
     ]
+    assert doc.sections[2].header == "Bird | Size"
 
 
 def test_html_without_main_drops_page_header_and_footer_and_uses_the_title_tag(tmp_path):
