@@ -1,6 +1,8 @@
 """HTML -> heading-aware sections: the main text of a page, without scripts, styles and navigation; tables keep their header."""
 from __future__ import annotations
 
+import warnings
+
 from ingest.documents import Document, LoadError, Outline
 
 HTML_DROP = (
@@ -25,9 +27,11 @@ def load_html(text: str, doc_id: str, fallback_title: str) -> Document:
 
 def read_html(text: str, outline: Outline) -> str:
     """Feed the main text of an HTML page to an outline; the page's <title>."""
-    from bs4 import BeautifulSoup
+    from bs4 import BeautifulSoup, XMLParsedAsHTMLWarning
 
-    soup = BeautifulSoup(text, "lxml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", XMLParsedAsHTMLWarning)  # XHTML (EPUB chapters, .xhtml) reads well as HTML
+        soup = BeautifulSoup(text, "lxml")
     page_title = " ".join(soup.title.get_text().split()) if soup.title else ""
     for tag in soup(HTML_DROP):
         tag.decompose()

@@ -79,7 +79,7 @@ def mbox_messages(path: Path, limits) -> Iterator[tuple[int, bytes | None]]:
                 elif not too_big:
                     size += len(line)
                     too_big = size > limits.file_bytes
-                    lines.append(line[1:] if line.lstrip(b">").startswith(b"From ") else line)
+                    lines.append(line[1:] if line.startswith(b">") and line.lstrip(b">").startswith(b"From ") else line)
                 blank = not line.strip()
             if number:
                 yield number, None if too_big else b"".join(lines)

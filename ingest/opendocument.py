@@ -79,7 +79,7 @@ def load_odt(source: Input) -> tuple[list[Document], list[Problem]]:
     outline = Outline(first_h1_is_title=False)
     with parsing("ODT", ODF_LIBRARY):
         book = load(io.BytesIO(source.raw))
-        if book.text is None or book.spreadsheet is not None:
+        if book.mimetype != "application/vnd.oasis.opendocument.text":
             raise LoadError("not a text document but another OpenDocument file: the file extension is wrong")
         reader = OdtReader(outline, source.limits)
         reader.walk(book.text)

@@ -19,7 +19,7 @@ def load_rtf(source: Input) -> tuple[list[Document], list[Problem]]:
     raw, dropped = without_binary(source.raw)
     with parsing("RTF", RTF_LIBRARY):
         text = clean(rtf_to_text(raw.decode("latin-1"), errors="replace")).strip()
-    problems = [Problem("", f"{megabytes(dropped)} of embedded binary data left out", False)] if dropped else []
+    problems = [Problem("", f"{dropped:,} bytes of embedded binary data left out", False)] if dropped else []
     if not text:
         raise LoadError("no text in it")
     if len(text) > source.limits.text_chars:

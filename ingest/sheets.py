@@ -49,7 +49,7 @@ def load_ods(source: Input) -> tuple[list[Document], list[Problem]]:
 
     with parsing("ODS", ODS_LIBRARY):
         book = load(io.BytesIO(source.raw))
-        if book.spreadsheet is None:
+        if book.mimetype != "application/vnd.oasis.opendocument.spreadsheet":
             raise LoadError("not a spreadsheet but another OpenDocument file: the file extension is wrong")
         hidden = hidden_table_styles(book)
         sheets = []
@@ -73,15 +73,16 @@ def workbook_documents(source: Input, title: str, sheets: list[tuple[str, Iterab
             chars += len(section.text)
             if chars > source.limits.text_chars:
                 problems.append(Problem(f"sheet {name!r}", f"text cut at rows {section.metadata['rows']}: over {megabytes(source.limits.text_chars)} (RAG_MAX_TEXT_MB)", False))
-                return finished(source, title, sections), problems
+                return finished(source, title, sections, problems), problems
             sections.append(section)
-    return finished(source, title, sections), problems
+    return finished(source, title, sections, problems), problems
 
 
-def finished(source: Input, title: str, sections: list[Section]) -> list[Document]:
-    """The workbook's one document, or the reason it has none."""
+def finished(source: Input, title: str, sections: list[Section], problems: list[Problem]) -> list[Document]:
+    """The workbook's one document, or the reason it has none (with the limit that stopped the reading, if one did)."""
     if not sections:
-        raise LoadError("no rows with text in its visible sheets")
+        cut = next((f" ({p.reason})" for p in problems if "RAG_MAX_SHEET_ROWS" in p.reason), "")
+        raise LoadError(f"no rows with text in its visible sheets{cut}")
     return [Document(source.doc_id, title or source.stem, sections)]
 
 
