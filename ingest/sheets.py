@@ -111,9 +111,9 @@ def sheet_sections(name: str, rows: Iterable[Row], limits: Limits, problems: lis
 
 
 def bounded_rows(name: str, rows: Iterable[Row], limit: int, problems: list[Problem]) -> Iterator[Row]:
-    """The rows with text among the sheet's first limit rows (empty rows count); a note when rows are left."""
-    for number, cells in rows:
-        if number > limit:
+    """The rows with text among the first limit rows read (the empty rows a reader yields count); a note when rows are left."""
+    for count, (number, cells) in enumerate(rows, start=1):
+        if count > limit:
             problems.append(Problem(f"sheet {name!r}", f"only its first {limit:,} rows were read (RAG_MAX_SHEET_ROWS)", False))
             return
         if any(cells):
