@@ -108,9 +108,9 @@ def check_archive(raw: bytes, limits: Limits, kind: str = "DOCX", main_entry: st
     if raw.startswith(OLE_SIGNATURE):
         if ENCRYPTED_PACKAGE in raw:
             raise LoadError(f"the {kind} is password-protected (encrypted); save a copy without a password")
-        raise LoadError(f"not a {kind} but an older binary Office file (.doc, .xls, .ppt); save it as {kind}")
+        raise LoadError(f"not {named(kind)} but an older binary Office file (.doc, .xls, .ppt); save it as {kind}")
     if not raw.startswith(ZIP_SIGNATURE):
-        raise LoadError(f"not a {kind} (not a ZIP container): the file extension is wrong")
+        raise LoadError(f"not {named(kind)} (not a ZIP container): the file extension is wrong")
     try:
         with zipfile.ZipFile(io.BytesIO(raw)) as archive:
             entries = archive.infolist()
@@ -130,4 +130,9 @@ def check_archive(raw: bytes, limits: Limits, kind: str = "DOCX", main_entry: st
     names = {entry.filename for entry in entries}
     other = next((name for entry, name in ZIP_CONTENTS if entry in names), None)
     if main_entry and main_entry not in names and other:
-        raise LoadError(f"not a {kind} but {other} (no {main_entry} in it): the file extension is wrong")
+        raise LoadError(f"not {named(kind)} but {other} (no {main_entry} in it): the file extension is wrong")
+
+
+def named(kind: str) -> str:
+    """A format's name with its article, as it is read out ("a DOCX", "an XLSX", "an ODT")."""
+    return ("an " if kind[0] in "AEFHILMNORSX" else "a ") + kind
