@@ -92,12 +92,12 @@ def read_docx(source: Input) -> Loaded:
 
 def read_eml(source: Input) -> Loaded:
     """A saved e-mail, and its attachments in a format ingest reads."""
-    return load_eml(source, load_bytes)
+    return load_eml(source, load_bytes, lambda path: format_of(path) is not None)
 
 
 def read_mbox(source: Input) -> Loaded:
     """A mailbox's messages and their attachments in a format ingest reads, read as a stream."""
-    return load_mbox(source, load_bytes)
+    return load_mbox(source, load_bytes, lambda path: format_of(path) is not None)
 
 
 # The one list of formats: ingest, `--dry-run`, the upload box and the README's list all read it.

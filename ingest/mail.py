@@ -19,17 +19,18 @@ MAIL_HEADERS = ("from", "to", "subject", "date", "message-id", "received", "mime
 LINE_BYTES = 64 * 2**10  # an mbox is read in lines of at most this many bytes, however long its lines are
 MAX_ID_CHARS = 200
 LoadBytes = Callable[..., tuple[list[Document], list[Problem]]]
+Readable = Callable[[Path], bool]  # whether ingest reads a file of this name, asked before an attachment is decoded
 
 
-def load_eml(source: Input, load_bytes: LoadBytes) -> tuple[list[Document], list[Problem]]:
+def load_eml(source: Input, load_bytes: LoadBytes, readable: Readable) -> tuple[list[Document], list[Problem]]:
     """A saved message and its readable attachments."""
-    documents, problems = message_documents(source.raw, source.doc_id, source, load_bytes)
+    documents, problems = message_documents(source.raw, source.doc_id, source, load_bytes, readable)
     if not documents:
         raise LoadError("no text in the message or its attachments")
     return documents, problems
 
 
-def load_mbox(source: Input, load_bytes: LoadBytes) -> tuple[list[Document], list[Problem]]:
+def load_mbox(source: Input, load_bytes: LoadBytes, readable: Readable) -> tuple[list[Document], list[Problem]]:
     """Every message of a mailbox, read as a stream: at most RAG_MAX_MESSAGES messages and RAG_MAX_TEXT_MB of text,
     a message larger than RAG_MAX_FILE_MB skipped."""
     documents: list[Document] = []
@@ -44,7 +45,7 @@ def load_mbox(source: Input, load_bytes: LoadBytes) -> tuple[list[Document], lis
             problems.append(Problem(where, f"larger than {megabytes(source.limits.file_bytes)} (RAG_MAX_FILE_MB), not read"))
             continue
         try:
-            found, found_problems = message_documents(raw, f"{source.doc_id}/{message_key(raw)}", source, load_bytes)
+            found, found_problems = message_documents(raw, f"{source.doc_id}/{message_key(raw)}", source, load_bytes, readable)
         except LoadError as exc:
             problems.append(Problem(where, str(exc)))
             continue
@@ -95,7 +96,9 @@ def message_key(raw: bytes) -> str:
     return key[:MAX_ID_CHARS].replace("/", "_") if key else "message-" + hashlib.sha256(raw).hexdigest()[:16]
 
 
-def message_documents(raw: bytes, doc_id: str, source: Input, load_bytes: LoadBytes) -> tuple[list[Document], list[Problem]]:
+def message_documents(
+    raw: bytes, doc_id: str, source: Input, load_bytes: LoadBytes, readable: Readable
+) -> tuple[list[Document], list[Problem]]:
     """A message's document (when it has text) and its attachments' documents."""
     with parsing("e-mail", MAIL_LIBRARY):
         message = BytesParser(policy=policy.default).parsebytes(raw)
@@ -113,6 +116,9 @@ def message_documents(raw: bytes, doc_id: str, source: Input, load_bytes: LoadBy
     for part in attachments:
         name = attachment_name(part, taken)
         if name is None:
+            continue
+        if not readable(Path(name)):
+            problems.append(Problem(f"attachment {name}", f"unsupported file type {Path(name).suffix.lower() or '(no extension)'}", False))
             continue
         try:
             payload = part.get_payload(decode=True) or b""
