@@ -74,11 +74,7 @@ def summary(report: IngestReport, location: str) -> str:
             lines.extend(f"  {label} {safe_line(doc_id)}" for doc_id in ids)
     else:
         plural = "" if report.chunks_written == 1 else "s"
-        written = f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s"
-        if report.chunks_written and report.seconds:
-            rate = report.chunks_written / report.seconds
-            written += f" ({rate:.0f} chunks/s)" if rate >= 10 else f" ({rate:.1f} chunks/s)"
-        lines.append(written)
+        lines.append(f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s{time_spent(report)}")
     if report.warnings:
         lines.append(f"Warnings ({len(report.warnings)}):")
         lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.warnings)
@@ -86,6 +82,16 @@ def summary(report: IngestReport, location: str) -> str:
         lines.append(f"Skipped inputs ({len(report.skipped)}) {verb} not ingested:")
         lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.skipped)
     return "\n".join(lines)
+
+
+def time_spent(report: IngestReport) -> str:
+    """Where the run's time went: loading the model (while files were read) and embedding, with the embedding rate."""
+    parts = [f"model loaded in {report.load_seconds:.1f} s"] if report.load_seconds else []
+    if report.chunks_written and report.embed_seconds:
+        rate = report.chunks_written / report.embed_seconds
+        parts.append(f"embedding {report.embed_seconds:.1f} s, {rate:.0f} chunks/s" if rate >= 10
+                     else f"embedding {report.embed_seconds:.1f} s, {rate:.1f} chunks/s")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -121,6 +121,8 @@ class IngestReport:
     formats: list[tuple[str, str]] = field(default_factory=list)  # every file found, with its format
     chunks_written: int = 0
     seconds: float = 0.0
+    load_seconds: float = 0.0  # loading the embedder (in the background, while files are read)
+    embed_seconds: float = 0.0  # embedding the chunks written
     dry_run: bool = False
 
 
@@ -171,6 +173,7 @@ class LazyEmbedder:
         self.name, self.device = name, device
         self.embedder = embedder
         self.loading: Future | None = None
+        self.load_seconds = 0.0
         self.check: Callable[[Embedder], None] = lambda embedder: None
         self.lock = threading.Lock()
 
@@ -178,7 +181,9 @@ class LazyEmbedder:
         """Start loading it in the background."""
         with self.lock:
             if self.embedder is None and self.loading is None:
+                started = time.perf_counter()
                 self.loading = load_embedder_in_background(self.name, self.device)
+                self.loading.add_done_callback(lambda _: setattr(self, "load_seconds", time.perf_counter() - started))
 
     def get(self) -> Embedder:
         """The loaded embedder, checked against the store (once it is open)."""
@@ -255,7 +260,9 @@ def ingest(
         else:
             recorder = ChangeRecorder(client, collection)
             stamp(collection, embedders, chunking)
-            report.chunks_written = WriteRun(collection, embedders, recorder, planner, on_progress, settings).run(sources)
+            run = WriteRun(collection, embedders, recorder, planner, on_progress, settings)
+            report.chunks_written = run.run(sources)
+            report.embed_seconds = run.embed_seconds
         removed = sorted(vanished(stored, planner.seen, planner.loaded, paths, {source.name for source in sources}))
         report.removed.extend(removed)
         if not options.dry_run:
@@ -264,6 +271,7 @@ def ingest(
             if finished or report.added or report.updated or report.removed:
                 stamp(collection, embedders, chunking, finished)
     report.seconds = time.perf_counter() - started
+    report.load_seconds = embedders.load_seconds
     return report
 
 
@@ -450,6 +458,7 @@ class WriteRun:
         self.written_events: collections.deque = collections.deque()
         self.failure: list[BaseException] = []
         self.stop = threading.Event()
+        self.embed_seconds = 0.0
 
     def run(self, sources: list[Source]) -> int:
         """Plan, embed and write every source's changed documents; the number of chunks written."""
@@ -537,8 +546,17 @@ class WriteRun:
                 sent += len(part)
                 deletes = [(doc_id, ids) for end, doc_id, ids in waiting if end <= sent]
                 waiting = [entry for entry in waiting if entry[0] > sent]
-                vectors = self.embedders.get().embed([chunk.embed_text for chunk in part]) if part else []
+                vectors = self.embed_part(part) if part else []
                 self.to_write.put(Batch(part, vectors, deletes))
+
+
+    def embed_part(self, part: list[Chunk]) -> list:
+        """The vectors of one batch, its time counted apart from the model's load."""
+        embedder = self.embedders.get()
+        started = time.perf_counter()
+        vectors = embedder.embed([chunk.embed_text for chunk in part])
+        self.embed_seconds += time.perf_counter() - started
+        return vectors
 
 
 def store_failure(exc: Exception, settings: Settings) -> Exception:
