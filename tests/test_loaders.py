@@ -88,9 +88,11 @@ def test_docx_splits_at_heading_styles_and_reads_tables(tmp_path):
     assert doc.title == "Annual report"
     assert sections(doc) == [
         ((), "Summary first."),
-        (("Budget",), "Kayaks cost most.\n\nitem | cost\nkayak | 300"),
+        (("Budget",), "Kayaks cost most."),
+        (("Budget",), "item | cost\nkayak | 300"),
         (("Budget", "Travel"), "By train."),
     ]
+    assert [s.header for s in doc.sections] == ["", "", "item | cost", ""]
 
 
 def test_csv_rows_carry_the_header_and_their_line_numbers(tmp_path):
