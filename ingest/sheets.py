@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import io
+import itertools
 from collections.abc import Iterable, Iterator
 
 from ingest.documents import Document, LoadError, Problem, Section
@@ -91,7 +92,7 @@ def sheet_sections(name: str, rows: Iterable[Row], limits: Limits, problems: lis
     rows = iter(bounded_rows(name, rows, limits.sheet_rows, problems))
     scanned = [row for _, row in zip(range(HEADER_SCAN), rows)]
     at = header_index([cells for _, cells in scanned])
-    names = [cell or f"column {i + 1}" for i, cell in enumerate(scanned[at][1])] if at is not None else []
+    names = [cell or column_letter(i) for i, cell in enumerate(scanned[at][1])] if at is not None else []
     before = scanned[: at if at is not None else 0]
     after = scanned[at + 1 :] if at is not None else scanned
     if before:
@@ -99,7 +100,7 @@ def sheet_sections(name: str, rows: Iterable[Row], limits: Limits, problems: lis
                       {"sheet": name, "rows": f"{before[0][0]}-{before[-1][0]}"})
     lines: list[str] = []
     first = last = 0
-    for number, cells in (*after, *rows):
+    for number, cells in itertools.chain(after, rows):
         pairs = [f"{names[i] if i < len(names) else column_letter(i)}: {value}" for i, value in enumerate(cells) if value]
         first, last = first or number, number
         lines.append("; ".join(pairs))
