@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.loaders import RecordFields
+from ingest.loaders import FORMATS, RecordFields
 from ingest.pipeline import IngestOptions, IngestReport, ingest
 from rag.core.errors import INTERRUPTED, OK, OTHER, OUTPUT_CLOSED, SETTING, STORE, RagError, exit_codes_help
 from rag.core.settings import load_settings
@@ -22,8 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
-        description="Ingest files and folders (Markdown, text, PDF, HTML, DOCX, CSV, JSON/JSONL records) into the document store. "
-        "A re-run only embeds what changed and removes what disappeared.",
+        description=f"Ingest files and folders ({', '.join(fmt.name for fmt in FORMATS)}) into the document store. "
+        "A re-run only embeds what changed and removes what disappeared; --dry-run lists each file with its format.",
         epilog=exit_codes_help([OK, OTHER, SETTING, STORE, INTERRUPTED, OUTPUT_CLOSED]),
     )
     parser.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the bundled user guide)")
@@ -68,6 +68,8 @@ def summary(report: IngestReport, location: str) -> str:
         f"removed {len(report.removed)}, skipped {len(report.skipped)}",
     ]
     if report.dry_run:
+        lines.append(f"Files ({len(report.formats)}):")
+        lines.extend(f"  {safe_line(name)}: {fmt}" for name, fmt in report.formats)
         for label, ids in (("add", report.added), ("update", report.updated), ("remove", report.removed)):
             lines.extend(f"  {label} {safe_line(doc_id)}" for doc_id in ids)
     else:

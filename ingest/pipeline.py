@@ -22,7 +22,7 @@ from pathlib import Path
 from ingest.chunking import Chunk, ChunkPlan, chunk_id, chunks_of, document_pieces
 from ingest.discovery import Source, discover
 from ingest.documents import LoadError
-from ingest.loaders import Limits, RecordFields, load_path
+from ingest.loaders import Limits, RecordFields, format_name, load_path
 from ingest.lock import writer_lock
 from ingest.storable import readable_path, storable_documents
 from rag.store.changelog import ChangeRecorder, log_name, writable_metadata
@@ -118,6 +118,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    formats: list[tuple[str, str]] = field(default_factory=list)  # every file found, with its format
     chunks_written: int = 0
     seconds: float = 0.0
     load_seconds: float = 0.0  # loading the embedder (in the background, while files are read)
@@ -294,6 +295,7 @@ class Planner:
         self.given = {source.name for source in sources}
         for source in sources:
             owner = source.name
+            report.formats.append((owner, format_name(source.path)))
             try:
                 documents, problems = load_path(source.path, source.doc_id, self.options.fields, self.limits)
             except LoadError as exc:

@@ -57,8 +57,10 @@ def test_html_keeps_main_text_without_scripts_styles_or_navigation(tmp_path):
     assert doc.title == "Herons"
     assert sections(doc) == [
         ((), "Herons eat fish and frogs."),
-        (("Nests",), "High in trees\n\nNear water\n\nBird | Size\n\nHeron | 1 m"),
+        (("Nests",), "High in trees\n\nNear water"),
+        (("Nests",), "Bird | Size\nHeron | 1 m"),
     ]
+    assert doc.sections[2].header == "Bird | Size"
 
 
 def test_html_without_main_drops_page_header_and_footer_and_uses_the_title_tag(tmp_path):
@@ -86,9 +88,11 @@ def test_docx_splits_at_heading_styles_and_reads_tables(tmp_path):
     assert doc.title == "Annual report"
     assert sections(doc) == [
         ((), "Summary first."),
-        (("Budget",), "Kayaks cost most.\n\nitem | cost\nkayak | 300"),
+        (("Budget",), "Kayaks cost most."),
+        (("Budget",), "item | cost\nkayak | 300"),
         (("Budget", "Travel"), "By train."),
     ]
+    assert [s.header for s in doc.sections] == ["", "", "item | cost", ""]
 
 
 def test_csv_rows_carry_the_header_and_their_line_numbers(tmp_path):

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import regex
 
+from ingest.documents import location_of
 from rag.core.errors import PromptTooLong
 from rag.search.retrieval import RetrievedChunk, RetrievedDoc
 
@@ -89,10 +90,8 @@ class Citation:
 
     @property
     def location(self) -> str:
-        """The heading path or page the chunk comes from."""
-        if self.metadata.get("page"):
-            return f"page {self.metadata['page']}"
-        return self.metadata.get("headings", "")
+        """Where in its file the chunk comes from: page, slide, sheet and rows, chapter, or heading path."""
+        return location_of(self.metadata)
 
 
 @dataclass
