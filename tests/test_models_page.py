@@ -71,7 +71,7 @@ def test_installed_models_show_their_facts_and_fit(server, tmp_path, monkeypatch
     assert [r["model"] for r in rows] == ["grounded:latest", "unrelated:latest"]  # the embedding model is left out
     grounded = rows[0]
     assert (grounded["parameters"], grounded["quantisation"], grounded["trained context"]) == ("3.2B", "Q4_K_M", 32768)
-    assert grounded["size GB"] == round(_size("grounded:latest", embedding=False) / GB, 2)
+    assert grounded["size GB"] == round(_size("grounded:latest", embedding=False) / GB, 1)  # as the sidebar rounds it
     assert (grounded["loaded"], rows[1]["loaded"]) == (True, False)
     assert grounded["fits"] == "GPU" and "100% of it in GPU memory" in grounded["why"]
     assert rows[1]["fits"] in ("GPU", "CPU", "tight", "no") and "needs about" in rows[1]["why"]
@@ -102,6 +102,10 @@ def test_latest_results_show_as_a_table_and_a_chart(server, store, tmp_path, mon
     assert [r["model"] for r in results] == ["grounded", "unrelated"]
     assert results[0]["citation_hit"] > results[1]["citation_hit"] == 0.0
     assert results[0]["tokens_per_s"] == 50.0
+    [shown] = [d for d in at.dataframe if "citation_hit" in d.value.columns]
+    heads = {key: column.get("label") for key, column in json.loads(shown.proto.columns).items()}
+    assert (heads["citation_hit"], heads["first_token_ms_p50"], heads["size"]) == ("Citation hit", "First token, ms", "Size, GB")
+    assert results[0]["size"] is None or results[0]["size"] == round(results[0]["size"], 1)  # GB, as the sidebar
     charts = at.get("vega_lite_chart")
     assert len(charts) == 1
     assert "tokens per second" in charts[0].proto.spec and "Answer similarity" in charts[0].proto.spec
