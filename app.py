@@ -252,12 +252,13 @@ def welcome(settings: Settings, summary: ui_store.StoreSummary | None) -> None:
     """The empty page: what is in the store and three questions drawn from it."""
     if summary is None or not summary.documents:
         return
-    st.markdown(text(f"Ask about your documents: {store_line(settings, summary)}."))
-    if summary.examples:
-        st.caption("For example:")
-        for index, example in enumerate(summary.examples):
-            st.button(text(example), key=f"example_{index}", on_click=ask_example, args=(example,),
-                      icon=":material/help:", type="tertiary")
+    with st.container(key="welcome"):  # one block: the first question's message replaces it whole, at once
+        st.markdown(text(f"Ask about your documents: {store_line(settings, summary)}."))
+        if summary.examples:
+            st.caption("For example:")
+            for index, example in enumerate(summary.examples):
+                st.button(text(example), key=f"example_{index}", on_click=ask_example, args=(example,),
+                          icon=":material/help:", type="tertiary")
 
 
 def first_paint() -> tuple[Settings, History]:

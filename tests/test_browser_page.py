@@ -223,3 +223,19 @@ def test_an_active_filter_is_shown_above_the_chat_box_and_in_the_refusal_and_cle
     wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 90, "the answer from the guide")
     sources = messages(page).nth(3).get_by_test_id("stExpander")
     expect(sources.get_by_text("Searched for: How do I start Ollama?", exact=True)).to_be_visible()
+
+
+def test_the_example_questions_leave_the_page_as_soon_as_one_is_asked(app_url, browser, standin):
+    standin.token_delay = 0.3
+    page = open_page(browser, app_url)
+    welcome = page.locator(".st-key-welcome")
+    expect(welcome.get_by_role("button")).to_have_count(3, timeout=180_000)  # drawn once the store is loaded
+    welcome.get_by_role("button").first.click()
+    wait_for_messages(page, 2)
+    seen = []
+    def finished() -> bool:
+        seen.append((answer_text(page, 1), welcome.count()))
+        return seen[-1][0] == ANSWER.replace("`", "")
+    wait_until(finished, 90, "the answer to the example")
+    assert [count for text, count in seen] == [0] * len(seen)  # not even faded under the streaming answer
+    assert len({text for text, _ in seen if text}) >= 3  # it was watched while it streamed
