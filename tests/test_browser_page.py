@@ -204,21 +204,22 @@ def test_an_active_filter_is_shown_above_the_chat_box_and_in_the_refusal_and_cle
     expect(indicator).to_have_count(0)
     sidebar.locator(".st-key-filter_field").click(timeout=180_000)  # drawn once the store is loaded
     page.get_by_role("option", name="course").click()
-    expect(indicator).to_have_text("Searching only course = bakingClear filter", use_inner_text=True, timeout=30_000)
+    expect(indicator.get_by_text("Searching only course = baking", exact=True)).to_be_visible(timeout=30_000)
+    expect(indicator.get_by_role("button", name="Clear filter")).to_be_visible()
 
-    ask(page, "How do I start Ollama?")  # the guide answers it, but the filter leaves only the cooking records
+    ask(page, "stuff")  # names nothing to look for: refused whatever the filter
     wait_for_messages(page, 2)
     refusal = messages(page).nth(1)
-    expect(refusal.get_by_text("Searched for: How do I start Ollama? (searched only course = baking)")).to_be_visible()
+    expect(refusal.get_by_text("Searched for: stuff (searched only course = baking)")).to_be_visible()
     refusal.get_by_role("button", name="Clear filter").click()
     expect(indicator).to_have_count(0, timeout=30_000)
-    expect(sidebar.locator(".st-key-filter_field")).to_contain_text("(no filter)")
+    expect(sidebar.get_by_role("combobox", name="Filter by")).to_have_value("(no filter)")
 
     page.reload()  # the cleared filter is what the browser remembers
     page.get_by_test_id("stChatInputTextArea").wait_for()
     wait_until(lambda: idle(page), 60, "the page to finish its run")
     expect(indicator).to_have_count(0)
-    ask(page, "How do I start Ollama?")
+    ask(page, "How do I start Ollama?")  # the guide answers it, now that the filter is cleared
     wait_for_messages(page, 4)
     wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 90, "the answer from the guide")
     sources = messages(page).nth(3).get_by_test_id("stExpander")
@@ -239,3 +240,19 @@ def test_the_example_questions_leave_the_page_as_soon_as_one_is_asked(app_url, b
     wait_until(finished, 90, "the answer to the example")
     assert [count for text, count in seen] == [0] * len(seen)  # not even faded under the streaming answer
     assert len({text for text, _ in seen if text}) >= 3  # it was watched while it streamed
+
+
+def test_undoing_the_delete_of_another_conversation_stays_on_the_one_being_read(app_url, store, browser):
+    reading, other = make_conversations(store, 2)[::-1]  # ids[0] is the newest
+    page = open_page(browser, app_url, path=f"?c={reading}")
+    wait_for_messages(page, 2)
+    wait_until(lambda: idle(page), 60, "the page to finish its run")
+    sidebar = page.get_by_test_id("stSidebar")
+    delete_button(page, other).click()
+    sidebar.get_by_role("button", name="Undo").click()
+    sidebar.locator(f".st-key-delete_{other} button").wait_for()  # listed again once the undo's run is over
+    wait_until(lambda: idle(page), 60, "the undo's run to finish")
+    assert sorted(c.id for c in history(store).list()) == sorted([reading, other])
+    assert page.url.endswith(f"?c={reading}")
+    expect(sidebar.locator(f".st-key-open_current_{reading}")).to_have_count(1)
+    expect(messages(page).first).to_contain_text("00 " + LONG_TITLE[:40])
