@@ -16,7 +16,8 @@ from ingest.__main__ import summary
 from ingest.pipeline import IngestOptions, IngestReport, ingest
 from rag.core.errors import EmbedderMismatch, SettingsError
 from rag.core.settings import Settings
-from rag.search.embeddings import load_embedder, onnx_embedder
+from rag.search.embeddings import load_embedder, onnx_embedder, resolve_model_path
+from rag.search.onnx_embedder import OnnxEmbedder
 from rag.search.loader import open_retriever
 from tests.conftest import SAMPLE_DIR
 
@@ -79,8 +80,7 @@ def test_the_export_is_made_once_and_kept_by_the_weights_content_hash(onnx_cache
     folder = next(onnx_cache.glob("*/model.onnx")).parent
     assert len(folder.name) == 64 and all(c in "0123456789abcdef" for c in folder.name)
     stamp = {p: p.stat().st_mtime_ns for p in folder.iterdir()}
-    load_embedder.cache_clear()
-    again = load_embedder(MODEL, runtime="onnx-int8", cache=onnx_cache)
+    again = OnnxEmbedder(MODEL, Path(resolve_model_path(MODEL)), True, onnx_cache)
     assert {p: p.stat().st_mtime_ns for p in folder.iterdir()} == stamp
     assert cosines(again.embed(TEXTS), onnx_int8.embed(TEXTS)).min() > 1 - 1e-6
 
