@@ -145,8 +145,12 @@ def test_onnx_on_a_gpu_is_a_setting_to_fix():
 
 
 def test_the_ingest_summary_names_device_runtime_and_batch():
-    report = IngestReport(added=["a"], chunks_written=250, seconds=0.5, embedded_on="cpu (onnx int8), batch 32")
-    assert summary(report, "store").splitlines()[2] == "  250 chunks written in 0.5 s (500 chunks/s) on cpu (onnx int8), batch 32"
+    report = IngestReport(added=["a"], chunks_written=250, seconds=2.5, load_seconds=0.5, embed_seconds=2.0,
+                          embedded_on="cpu (onnx int8), batch 32")
+    assert summary(report, "store").splitlines()[2] == (
+        "  250 chunks written in 2.5 s (model loaded in 0.5 s; embedding 2.0 s, 125 chunks/s) on cpu (onnx int8), batch 32")
+    assert summary(IngestReport(unchanged=["a"], seconds=0.2, embedded_on="cpu (onnx int8), batch 32"), "store").splitlines()[2] == (
+        "  0 chunks written in 0.2 s")
 
 
 def test_ingest_and_ask_with_onnx_never_import_torch(tmp_path, settings, onnx_cache, onnx_int8):
