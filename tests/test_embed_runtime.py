@@ -98,7 +98,8 @@ def test_int8_ranks_a_faq_dev_sample_like_float32(embedder, onnx_int8):
     for a, b in zip(ranked["float32"], ranked["int8"]):
         overlaps.append(len(set(a) & set(b)) / 5)
         firsts.append(a[0] == b[0])
-    assert np.mean(overlaps) >= 0.9 and np.mean(firsts) >= 0.9, (np.mean(overlaps), np.mean(firsts))
+    # measured: top-5 overlap 0.91 (never below 4 of 5), the same first passage for 79 of 80 questions
+    assert np.mean(overlaps) >= 0.85 and min(overlaps) >= 0.6 and np.mean(firsts) >= 0.95, (np.mean(overlaps), np.mean(firsts))
 
 
 def test_a_float32_store_is_searched_by_onnx_float32_as_by_torch(tmp_path, embedder, onnx_cache):

@@ -3,6 +3,7 @@ importing torch or sentence-transformers once the export is cached; mean pooling
 sentence-transformers does them."""
 from __future__ import annotations
 
+import functools
 import json
 import os
 from pathlib import Path
@@ -51,7 +52,6 @@ class OnnxEmbedder:
     batch_size = BATCH
 
     def __init__(self, name: str, model_dir: Path, int8: bool, cache: Path | None = None):
-        import onnxruntime
         from tokenizers import Tokenizer
 
         check_mean_pooling(model_dir)
@@ -65,12 +65,20 @@ class OnnxEmbedder:
         self.tokenizer = Tokenizer.from_file(str(model_dir / "tokenizer.json"))
         self.tokenizer.enable_truncation(self.max_tokens)
         self.tokenizer.no_padding()
+        self.model_file = model_file
+        self.query_session = self.new_session(1)  # one question at a time: more threads only contend for the cores
+
+    @functools.cached_property
+    def session(self):
+        """The session for batches: one thread per core (made on first use: a process that only asks never makes it)."""
         cores = os.cpu_count() or 1
-        self.session = onnxruntime.InferenceSession(str(model_file), session_options(cores), providers=["CPUExecutionProvider"])
-        self.query_session = (
-            self.session if cores == 1 else
-            onnxruntime.InferenceSession(str(model_file), session_options(1), providers=["CPUExecutionProvider"])
-        )
+        return self.query_session if cores == 1 else self.new_session(cores)
+
+    def new_session(self, threads: int):
+        """An ONNX Runtime session of the model on the CPU."""
+        import onnxruntime
+
+        return onnxruntime.InferenceSession(str(self.model_file), session_options(threads), providers=["CPUExecutionProvider"])
 
     def describe(self) -> str:
         """The device, runtime and batch size, for the ingest summary."""
