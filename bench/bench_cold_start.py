@@ -84,9 +84,13 @@ def page_seconds(env: dict, browser) -> dict:
                 break
             time.sleep(0.02)
     finally:
-        process.terminate()
-        process.wait(10)
         page.close()
+        process.terminate()
+        try:
+            process.wait(60)  # a page still loading torch ends when its import does
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
     return events
 
 
