@@ -74,7 +74,8 @@ def summary(report: IngestReport, location: str) -> str:
             lines.extend(f"  {label} {safe_line(doc_id)}" for doc_id in ids)
     else:
         plural = "" if report.chunks_written == 1 else "s"
-        lines.append(f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s{time_spent(report)}")
+        lines.append(f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s{time_spent(report)}"
+                     + (f" on {report.embedded_on}" if report.chunks_written and report.embedded_on else ""))
     if report.warnings:
         lines.append(f"Warnings ({len(report.warnings)}):")
         lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.warnings)

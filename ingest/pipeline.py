@@ -26,10 +26,10 @@ from ingest.loaders import Limits, RecordFields, format_name, load_path
 from ingest.lock import writer_lock
 from ingest.storable import readable_path, storable_documents
 from rag.store.changelog import ChangeRecorder, log_name, writable_metadata
-from rag.search.embeddings import Embedder, load_embedder_in_background
+from rag.search.embeddings import Embedder, embedder_options, load_embedder_in_background, variant_of
 from rag.core.errors import RagError, StoreError
 from rag.core.settings import Settings
-from rag.store.chroma import batched, check_embedder, open_client, open_collection, reset_store, store_error, store_location
+from rag.store.chroma import VARIANT_KEY, batched, check_embedder, open_client, open_collection, reset_store, store_error, store_location
 
 EMBED_BATCH = 512
 FIRST_BATCH = 32
@@ -124,6 +124,7 @@ class IngestReport:
     load_seconds: float = 0.0  # loading the embedder (in the background, while files are read)
     embed_seconds: float = 0.0  # embedding the chunks written
     dry_run: bool = False
+    embedded_on: str = ""  # the device, runtime and batch size, when the embedder was loaded
 
 
 @dataclass
@@ -169,20 +170,25 @@ class LazyEmbedder:
     embedder it was built with, which is all the checks before embedding need.
     """
 
-    def __init__(self, name: str, embedder: Embedder | None = None, device: str = "auto"):
-        self.name, self.device = name, device
+    def __init__(self, name: str, embedder: Embedder | None = None, options: dict | None = None):
+        self.name, self.options = name, options or {}
         self.embedder = embedder
         self.loading: Future | None = None
         self.load_seconds = 0.0
         self.check: Callable[[Embedder], None] = lambda embedder: None
         self.lock = threading.Lock()
 
+    @property
+    def variant(self) -> str:
+        """The variant of the vectors it makes (float32 or int8), known before it is loaded."""
+        return self.embedder.variant if self.embedder else variant_of(self.options.get("runtime", "torch"))
+
     def prefetch(self) -> None:
         """Start loading it in the background."""
         with self.lock:
             if self.embedder is None and self.loading is None:
                 started = time.perf_counter()
-                self.loading = load_embedder_in_background(self.name, self.device)
+                self.loading = load_embedder_in_background(self.name, **self.options)
                 self.loading.add_done_callback(lambda _: setattr(self, "load_seconds", time.perf_counter() - started))
 
     def get(self) -> Embedder:
@@ -213,11 +219,11 @@ def prepare_collection(settings: Settings, embedders: LazyEmbedder, chunking: st
         if dry_run:
             return client, None
         embedder = embedders.get()
-        collection = open_collection(settings, embedder.name, embedder.dimension, create=True, client=client)
+        collection = open_collection(settings, embedder.name, embedder.dimension, create=True, client=client, variant=embedder.variant)
         return client, collection
     else:
-        collection = open_collection(settings, embedders.name, None, create=False, client=client)
-    embedders.check = lambda embedder: check_embedder(collection, embedder.name, embedder.dimension)
+        collection = open_collection(settings, embedders.name, None, create=False, client=client, variant=embedders.variant)
+    embedders.check = lambda embedder: check_embedder(collection, embedder.name, embedder.dimension, embedder.variant)
     stored_plan = (collection.metadata or {}).get("chunking")
     if stored_plan and stored_plan != chunking and collection.count() and not reset:
         raise StoreError(
@@ -245,7 +251,7 @@ def ingest(
     """
     started = time.perf_counter()
     report = IngestReport(dry_run=options.dry_run)
-    embedders = LazyEmbedder(embedder.name if embedder else settings.embed_model, embedder, settings.embed_device)
+    embedders = LazyEmbedder(embedder.name if embedder else settings.embed_model, embedder, embedder_options(settings))
     chunking = ChunkPlan(settings.chunk_tokens, settings.chunk_overlap, 0).describe()
     with writer_lock(settings, active=not options.dry_run), store_errors(settings):
         client, collection = prepare_collection(settings, embedders, chunking, options.reset, options.dry_run)
@@ -272,6 +278,8 @@ def ingest(
                 stamp(collection, embedders, chunking, finished)
     report.seconds = time.perf_counter() - started
     report.load_seconds = embedders.load_seconds
+    if embedders.embedder is not None:
+        report.embedded_on = embedders.embedder.describe()
     return report
 
 
@@ -613,7 +621,8 @@ def stamp(collection, embedders: LazyEmbedder, chunking: str, finished: dict | N
     """
     current = collection.metadata or {}
     dimension = embedders.embedder.dimension if embedders.embedder else current.get("dimension")
-    metadata = writable_metadata(current, embedder=embedders.name, dimension=dimension, chunking=chunking)
+    metadata = writable_metadata(current, embedder=embedders.name, dimension=dimension, chunking=chunking,
+                                 **{VARIANT_KEY: embedders.variant})
     if finished is not None:
         metadata.update(finished, updated_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), generation=str(time.time_ns()))
     if any(current.get(key) != value for key, value in metadata.items()):

@@ -368,7 +368,7 @@ def test_cli_summary_counts_the_model_load_apart_from_the_embedding(tmp_path):
     result = run_cli([str(tmp_path / "docs")], {"RAG_STORE_DIR": str(tmp_path / "store")})
     assert result.returncode == 0, result.stderr
     written = result.stdout.splitlines()[2]
-    match = re.fullmatch(r"  1 chunk written in ([\d.]+) s \(model loaded in ([\d.]+) s; embedding ([\d.]+) s, ([\d.]+) chunks/s\)", written)
+    match = re.fullmatch(r"  1 chunk written in ([\d.]+) s \(model loaded in ([\d.]+) s; embedding ([\d.]+) s, ([\d.]+) chunks/s\) on cpu \(torch float32\), batch 32", written)
     assert match, written
     total, load, embedding, _ = map(float, match.groups())
     assert 0 < load <= total and embedding < load  # one chunk embeds in far less time than the model takes to load

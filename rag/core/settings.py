@@ -32,6 +32,8 @@ class Settings(BaseSettings):
     collection: str = "docs"
     embed_model: str = DEFAULT_EMBED_MODEL
     embed_device: Literal["auto", "cpu", "cuda", "mps"] = "auto"  # auto: a GPU when torch sees one, else the CPU
+    embed_runtime: Literal["torch", "onnx", "onnx-int8"] = "torch"  # onnx*: ONNX Runtime on the CPU, without torch
+    embed_cache: Path | None = None  # where the ONNX export of the embedder is kept; default ~/.cache/rag-onnx
     model: str = Field("qwen2.5:3b", min_length=1)
     top_k: int = Field(5, ge=1, le=TOP_K_MAX)
     ollama_host: str = Field(

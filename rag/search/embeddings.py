@@ -1,5 +1,6 @@
-"""The sentence-transformers embedder, loaded once per process, offline for the default model, on the GPU when there
-is one (RAG_EMBED_DEVICE=auto), in half precision and larger batches there."""
+"""The embedder, loaded once per process, offline for the default model: sentence-transformers on the GPU when there
+is one (RAG_EMBED_DEVICE=auto), in half precision and larger batches there; or ONNX Runtime on the CPU
+(RAG_EMBED_RUNTIME=onnx or onnx-int8, see onnx_embedder.py)."""
 from __future__ import annotations
 
 import copy
@@ -10,7 +11,7 @@ from concurrent.futures import Future
 from pathlib import Path
 
 from rag.core.errors import SettingsError
-from rag.core.settings import DEFAULT_EMBED_MODEL
+from rag.core.settings import DEFAULT_EMBED_MODEL, Settings
 
 CPU_BATCH, GPU_BATCH = 32, 128
 
@@ -61,12 +62,18 @@ class Embedder:
         if self.device != "cpu":
             self.model.half()  # the same vectors within 1e-3 cosine, twice as fast and half the memory on a GPU
         self.batch_size = CPU_BATCH if self.device == "cpu" else GPU_BATCH
+        self.runtime = "torch float32" if self.device == "cpu" else "torch float16"
+        self.variant = "float32"  # float16 on a GPU gives the same vectors within 1e-3 cosine
         self.name = name
         self.dimension = self.model.get_embedding_dimension()
         self.max_tokens = self.model.max_seq_length
         self.word_pieces = copy.deepcopy(self.model.tokenizer.backend_tokenizer)
         self.word_pieces.no_truncation()
         self.word_pieces.no_padding()
+
+    def describe(self) -> str:
+        """The device, runtime and batch size, for the ingest summary."""
+        return f"{self.device} ({self.runtime}), batch {self.batch_size}"
 
     def embed(self, texts: list[str], batch_size: int | None = None) -> list[list[float]]:
         """Embed texts as normalised vectors (float32 whatever the device computed in)."""
@@ -96,19 +103,49 @@ class Embedder:
         return self.word_pieces.encode(text, add_special_tokens=False).offsets
 
 
+def onnx_embedder(name: str, device: str, runtime: str, cache: Path | None):
+    """The model run by ONNX Runtime on the CPU; SettingsError for a GPU or a model that is not in a local folder."""
+    if device not in ("auto", "cpu"):
+        raise SettingsError(
+            f"RAG_EMBED_RUNTIME={runtime} runs on the CPU, but RAG_EMBED_DEVICE={device}. Set RAG_EMBED_DEVICE=auto or cpu, "
+            "or RAG_EMBED_RUNTIME=torch to embed on the GPU."
+        )
+    path = Path(resolve_model_path(name))
+    if not path.is_dir():
+        raise SettingsError(
+            f"RAG_EMBED_RUNTIME={runtime} runs a model from a local folder, and RAG_EMBED_MODEL={name!r} is not one. "
+            f"Use {DEFAULT_EMBED_MODEL!r}, a local folder, or RAG_EMBED_RUNTIME=torch."
+        )
+    from rag.search.onnx_embedder import OnnxEmbedder
+
+    return OnnxEmbedder(name, path, runtime == "onnx-int8", cache)
+
+
 @functools.lru_cache(maxsize=4)
-def load_embedder(name: str, device: str = "auto") -> Embedder:
-    """Load an embedder once per process."""
-    return Embedder(name, device)
+def load_embedder(name: str, device: str = "auto", runtime: str = "torch", cache: Path | None = None):
+    """Load an embedder once per process: Embedder (torch) or OnnxEmbedder, which offer the same methods."""
+    if runtime == "torch":
+        return Embedder(name, device)
+    return onnx_embedder(name, device, runtime, cache)
 
 
-def load_embedder_in_background(name: str, device: str = "auto") -> Future:
+def variant_of(runtime: str) -> str:
+    """The vectors a runtime makes, as recorded with the store: int8 ones are not mixed with float32 ones."""
+    return "int8" if runtime == "onnx-int8" else "float32"
+
+
+def embedder_options(settings: Settings) -> dict:
+    """The settings that choose how the embedder runs, as load_embedder's keyword arguments."""
+    return {"device": settings.embed_device, "runtime": settings.embed_runtime, "cache": settings.embed_cache}
+
+
+def load_embedder_in_background(name: str, device: str = "auto", runtime: str = "torch", cache: Path | None = None) -> Future:
     """Start loading an embedder in a thread (not a daemon: the interpreter must not exit while torch loads)."""
     future: Future = Future()
 
     def run():
         try:
-            future.set_result(load_embedder(name, device))
+            future.set_result(load_embedder(name, device, runtime, cache))
         except BaseException as exc:  # handed to whoever asks for the result
             future.set_exception(exc)
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import threading
 
-from rag.search.embeddings import load_embedder_in_background
+from rag.search.embeddings import embedder_options, load_embedder_in_background, variant_of
 from rag.core.errors import StoreError
 from rag.search.index_cache import ChunkIndexCache, read_ahead
 from rag.search.index_file import index_path
@@ -17,7 +17,8 @@ def open_index(settings: Settings) -> tuple[object, LiveCollection, ChunkIndexCa
     path = index_path(index_folder(settings), store_location(settings), settings.collection)
     preread = read_ahead(path)
     client = open_client(settings, create=False)
-    collection = open_collection(settings, settings.embed_model, None, create=False, client=client)
+    collection = open_collection(settings, settings.embed_model, None, create=False, client=client,
+                                 variant=variant_of(settings.embed_runtime))
     live = LiveCollection(collection, settings, client)
     try:  # Chroma's first read of a large store is slow (0.3 s at 100,000 chunks): paid here, while the file loads
         with chroma_call():
@@ -32,7 +33,7 @@ class RetrieverLoader:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.embedder = load_embedder_in_background(settings.embed_model, settings.embed_device)
+        self.embedder = load_embedder_in_background(settings.embed_model, **embedder_options(settings))
         self.collection, self.live, self.index = open_index(settings)
 
     @property
@@ -55,7 +56,7 @@ class RetrieverLoader:
         embedder = self.embedder.result()
         try:
             with chroma_call():  # it reads a vector: a damaged database may make Chroma's core panic here
-                check_embedder(self.collection, embedder.name, embedder.dimension)
+                check_embedder(self.collection, embedder.name, embedder.dimension, embedder.variant)
         finally:
             indexing.join()
         if failure:

@@ -275,20 +275,26 @@ def is_index_folder(name: str) -> bool:
     return [len(p) for p in parts] == [8, 4, 4, 4, 12] and all(c in "0123456789abcdef" for c in name.replace("-", ""))
 
 
+VARIANT_KEY, FLOAT32, INT8 = "embedder_variant", "float32", "int8"  # a store without the key was embedded in float32
+
+
 def store_location(settings: Settings) -> str:
     """Where the store lives, for messages."""
     return settings.chroma_url or str(settings.store_dir)
 
 
-def open_collection(settings: Settings, embedder_name: str, dimension: int | None, *, create: bool, client=None):
-    """The collection, created if asked, refusing one built with another embedder (its dimension checked when given)."""
+def open_collection(settings: Settings, embedder_name: str, dimension: int | None, *, create: bool, client=None,
+                    variant: str | None = None):
+    """The collection, created if asked, refusing one built with another embedder (its dimension and variant checked
+    when given)."""
     client = client or open_client(settings)
     try:
         if create:
             collection = client.get_or_create_collection(
                 settings.collection,
                 embedding_function=None,
-                metadata={"embedder": embedder_name, "dimension": dimension, "hnsw:space": "cosine"},
+                metadata={"embedder": embedder_name, "dimension": dimension, "hnsw:space": "cosine"}
+                | ({VARIANT_KEY: variant} if variant else {}),
             )
         else:
             collection = client.get_collection(settings.collection, embedding_function=None)
@@ -301,7 +307,7 @@ def open_collection(settings: Settings, embedder_name: str, dimension: int | Non
             ) from None
         raise store_error(exc, settings) from None
     try:
-        check_embedder(collection, embedder_name, dimension)
+        check_embedder(collection, embedder_name, dimension, variant)
     except StoreError:
         raise
     except Exception as exc:
@@ -309,8 +315,8 @@ def open_collection(settings: Settings, embedder_name: str, dimension: int | Non
     return collection
 
 
-def check_embedder(collection, embedder_name: str, dimension: int | None) -> None:
-    """Raise if the collection was built with a different embedder, or dimension when given."""
+def check_embedder(collection, embedder_name: str, dimension: int | None, variant: str | None = None) -> None:
+    """Raise if the collection was built with a different embedder, or dimension or variant when given."""
     meta = collection.metadata or {}
     stored_name, stored_dim = meta.get("embedder"), meta.get("dimension")
     if stored_name is None:
@@ -322,6 +328,13 @@ def check_embedder(collection, embedder_name: str, dimension: int | None) -> Non
             f"The store was built with embedder {stored_name!r} ({stored_dim} dims) but RAG_EMBED_MODEL is "
             f"{embedder_name!r}{'' if dimension is None else f' ({dimension} dims)'}. Rebuild it: `python -m ingest --reset PATH ...`, "
             f"or set RAG_EMBED_MODEL={stored_name}."
+        )
+    stored_variant = meta.get(VARIANT_KEY, FLOAT32)
+    if variant is not None and stored_variant != variant:
+        raise EmbedderMismatch(
+            f"The store was embedded by the {stored_variant} variant of {stored_name!r} but RAG_EMBED_RUNTIME makes "
+            f"{variant} vectors, and the two are not mixed in one store. Set RAG_EMBED_RUNTIME="
+            f"{'onnx-int8' if stored_variant == INT8 else 'torch or onnx'}, or rebuild it: `python -m ingest --reset PATH ...`."
         )
 
 

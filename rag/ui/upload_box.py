@@ -7,7 +7,7 @@ import streamlit as st
 
 from ingest.loaders import KINDS
 from ingest.pipeline import IngestOptions, IngestReport, ingest
-from rag.search.embeddings import load_embedder
+from rag.search.embeddings import embedder_options, load_embedder
 from rag.core.errors import RagError
 from rag.core.settings import Settings
 from rag.ui.text import text
@@ -89,7 +89,7 @@ def run_ingest(settings: Settings, uploads, replace: bool, taken: frozenset[str]
         progress.progress(fraction, text=f"{running['done']}/{running['files']} files, {running['chunks']} chunks written")
 
     try:
-        report = ingest(saved.paths, settings, load_embedder(settings.embed_model, settings.embed_device), IngestOptions(), on_progress)
+        report = ingest(saved.paths, settings, load_embedder(settings.embed_model, **embedder_options(settings)), IngestOptions(), on_progress)
     except RagError as exc:
         st.session_state.pop("ingest_running", None)
         st.session_state.ingest_outcome = ("error", str(exc), [f"{i.original}: {i.note}" for i in saved.files if i.note])
