@@ -177,7 +177,7 @@ def test_a_question_too_long_for_the_context_raises_prompt_too_long():
         build_prompt(words(2000), [doc("d0", "text")], [], 1000)
 
     assert raised.value.exit_code == 11
-    assert "more than the 1000 the model's context leaves for the prompt" in str(raised.value)
+    assert "more than the 1,000 the model's context leaves for the prompt" in str(raised.value)
 
 
 FORGERIES = (
