@@ -93,6 +93,7 @@ class WholeReader:
         self.room = answer_room(num_ctx, settings)
         self.budget = num_ctx - self.room
         self.notes_tokens = self.room // NOTES_SHARE
+        self.reading: Reading | None = None  # the reading in progress, for a progress callback to show
 
     def prepare(self, question: str, index, scope: list[str], compare: bool = False, force_parts: bool = False) -> WholeTurn:
         """Read the scoped documents as they are now; the turn's prompt is the one request that answers."""
@@ -105,7 +106,7 @@ class WholeReader:
         if estimate <= self.budget and not force_parts:
             prompt = Prompt(messages, sections, estimate, 0, 0, self.budget, key)
             return self.turn(question, prompt, Reading("whole", scope, tokens))
-        reading = Reading("parts", scope, tokens)
+        reading = self.reading = Reading("parts", scope, tokens)
         self.read_parts(documents, reading)
         if reading.stopped:
             answer = "\n\n".join(notes.block() for notes in reading.notes)
