@@ -227,3 +227,13 @@ def test_the_terminal_shows_the_parts_on_stderr_and_how_the_answer_was_read(hand
     assert code == 0
     assert err == "".join(f"reading part {n} of {total}\n" for n in range(1, total + 1))
     assert out.startswith(f"The handbook covers its chapters [1].\n\n(read in {total} parts)\nSources:\n  [1] rival.md: Beta handbook (Chapter 1: the harbour)\n")
+
+
+def test_an_empty_file_named_with_doc_says_it_is_empty(handbook, standin, capsys, tmp_path, monkeypatch):
+    (tmp_path / "blank.md").write_text("\n  \n")
+    monkeypatch.chdir(tmp_path)
+    code = main(["--doc", "blank.md", "summarise it"])
+    assert code == 1 and asked(standin) == []
+    assert capsys.readouterr().err == (
+        "error: --doc 'blank.md' is empty: it has no text to read (ingest skips empty files). Add text to it and ingest it.\n"
+    )

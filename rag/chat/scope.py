@@ -5,13 +5,14 @@ from __future__ import annotations
 import difflib
 import re
 from dataclasses import dataclass
-from pathlib import PurePath
+from pathlib import Path, PurePath
 
 from rag.core.errors import RagError
 
 CLOSE_SHOWN = 5
 CLOSE_LIKENESS = 0.7
 CANDIDATES_SHOWN = 8
+EMPTY_CHECK_BYTES = 4096  # a file this small or smaller is read to see whether it holds only blanks
 FILE_NAME = re.compile(r"[\w.-]*\w\.[A-Za-z0-9]{1,5}\b")  # install.md, report-2024.pdf
 MIN_TITLE_WORDS = 2  # a one-word title ("Routing", "Install") is too common a word to be taken as a document's name
 QUOTED = re.compile(r"[\"“']([^\"”']{3,})[\"”']")
@@ -60,8 +61,9 @@ def close_matches(name: str, documents: list[DocumentName]) -> list[str]:
     return [d.doc_id for d in ranked if likeness(d) >= CLOSE_LIKENESS][:CLOSE_SHOWN]
 
 
-def resolve_ids(given: list[str], index) -> list[str]:
-    """The documents given by id (or unambiguous file name or title), in the order given, each once."""
+def resolve_ids(given: list[str], index, what: str = "--doc") -> list[str]:
+    """The documents given by id (or unambiguous file name or title), in the order given, each once; what names
+    where they were given, for the error."""
     documents = document_names(index)
     by_id = {d.doc_id: d for d in documents}
     scope: list[str] = []
@@ -71,14 +73,29 @@ def resolve_ids(given: list[str], index) -> list[str]:
         else:
             found = [d.doc_id for d in documents if name.lower() in (d.file_name.lower(), d.title.lower())]
         if len(found) > 1:
-            raise AmbiguousDocument(f"--doc {name!r} matches {len(found)} documents: {candidate_list(found)}; give its id.", found)
+            raise AmbiguousDocument(f"{what} {name!r} matches {len(found)} documents: {candidate_list(found)}; give its id.", found)
         if not found:
+            on_disk(name, what)
             close = close_matches(name, documents)
             hint = f"the closest: {', '.join(close)}" if close else "none is close; `python -m ingest PATH` adds it"
-            raise UnknownDocument(f"--doc {name!r}: no document in the store has this id; {hint}.")
+            raise UnknownDocument(f"{what} {name!r}: no document in the store has this id; {hint}.")
         if found[0] not in scope:
             scope.append(found[0])
     return scope
+
+
+def on_disk(name: str, what: str) -> None:
+    """For a name that is a file here but not in the store: say it is empty, or that ingest has not taken it."""
+    path = Path(name)
+    try:
+        if not path.is_file():
+            return
+        empty = path.stat().st_size <= EMPTY_CHECK_BYTES and not path.read_bytes().strip()
+    except OSError:
+        return
+    if empty:
+        raise UnknownDocument(f"{what} {name!r} is empty: it has no text to read (ingest skips empty files). Add text to it and ingest it.")
+    raise UnknownDocument(f"{what} {name!r} is a file here but not in the store: `python -m ingest {name}` adds it, or says why it is skipped.")
 
 
 def candidate_list(ids: list[str]) -> str:
