@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import json
 import re
+import signal
+import subprocess
+import sys
 import threading
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +21,7 @@ from rag.llm.boxes import open_backend
 from rag.search.loader import open_retriever
 from tests.ollama_standin import estimate_prompt_tokens
 
+ROOT = Path(__file__).resolve().parent.parent
 TOPICS = ["harbour", "lantern", "orchard", "glacier", "meadow", "quarry", "vineyard", "canyon", "marsh", "summit",
           "bakery", "foundry"]
 BLOCK = re.compile(r"^\[(\d+)\][^\n]*\n", re.MULTILINE)
@@ -237,3 +242,25 @@ def test_an_empty_file_named_with_doc_says_it_is_empty(handbook, standin, capsys
     assert capsys.readouterr().err == (
         "error: --doc 'blank.md' is empty: it has no text to read (ingest skips empty files). Add text to it and ingest it.\n"
     )
+
+
+def test_ctrl_c_while_reading_in_parts_prints_the_notes_so_far_and_says_which_parts_they_cover(handbook, standin, monkeypatch):
+    monkeypatch.setenv("RAG_NUM_CTX", "1024")
+    standin.token_delay = 0.05  # each part's notes take a few seconds to stream
+    process = subprocess.Popen([sys.executable, "-m", "rag.ask", "--doc", "handbook.md", "summarise"], cwd=ROOT,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    for line in process.stderr:
+        seen.append(line)
+        if line.startswith("reading part 3 of"):
+            break
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    total = int(seen[-1].split()[-1])
+    assert process.returncode == 130
+    assert "Notes on 'Alpha handbook', part 1 of" in out and "part 2 of" in out and "part 3 of" not in out
+    assert f"(read in {total} parts; stopped: the answer covers parts 1-2 of {total})" in out
+    assert err == "interrupted: the notes so far are kept; ask again to read only the rest\n"
+    notes = [b for b in asked(standin) if b["messages"][0]["content"].startswith("You take notes")]
+    # part 3's request may or may not have left before Ctrl-C; no answer was asked for
+    assert len(notes) in (2, 3) and not any(b["messages"][0]["content"].startswith("You answer") for b in asked(standin))

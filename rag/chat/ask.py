@@ -180,6 +180,7 @@ def turn_json(turn: Turn, scope: list[str] | None = None) -> dict:
         "scope": list(scope or (reading.scope if reading else [])),
         "mode": reading.mode if reading else "search",
         "parts": reading.parts if reading else 0,
+        "parts_covered": reading.covered if reading else 0,
     }
 
 
@@ -281,6 +282,8 @@ def answer_whole(args: argparse.Namespace, settings: Settings, llm: Backend, mod
     if not scope:
         raise RagError(f"--mode {mode} reads whole documents: name one with --doc ID (or in the question, as install.md).")
     turn = read_whole(args.question, settings, llm, model, index, scope, mode, args.json)
+    if turn.reading.stopped:
+        print("interrupted: the notes so far are kept; ask again to read only the rest", file=sys.stderr)
     if args.json:
         print(safe_json({**turn_json(turn), "sources": sections_json(turn)}))
     else:
@@ -290,7 +293,7 @@ def answer_whole(args: argparse.Namespace, settings: Settings, llm: Backend, mod
     if turn.error:
         print_error(turn.error)
         return turn.error.exit_code
-    return 0
+    return INTERRUPTED if turn.reading.stopped else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -15,7 +15,6 @@ BLOCK_SEPARATOR_TOKENS = 2  # the blank line between two numbered blocks
 class Piece:
     """One chunk of a section: its full text, and the text that follows the chunk before it (its overlap dropped)."""
 
-    chunk_id: str
     text: str
     tail: str
 
@@ -115,7 +114,7 @@ def snapshot(index, doc_ids: list[str], first_number: int = 1) -> list[ScopedDoc
             if not same:
                 sections.append(Section(number, doc_id, document.title, metadata))
                 number += 1
-            sections[-1].pieces.append(Piece(index.ids[position], text, tail))
+            sections[-1].pieces.append(Piece(text, tail))
             previous = location_key(metadata)
         if not any(piece.text.strip() for section in document.sections for piece in section.pieces):
             raise RagError(f"{doc_id} is empty: it holds no text to read. Ingest a version with text, or ask about another document.")
