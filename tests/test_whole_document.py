@@ -264,3 +264,15 @@ def test_ctrl_c_while_reading_in_parts_prints_the_notes_so_far_and_says_which_pa
     notes = [b for b in asked(standin) if b["messages"][0]["content"].startswith("You take notes")]
     # part 3's request may or may not have left before Ctrl-C; no answer was asked for
     assert len(notes) in (2, 3) and not any(b["messages"][0]["content"].startswith("You answer") for b in asked(standin))
+
+
+def test_a_misspelt_file_name_in_a_whole_document_question_names_the_closest(handbook, standin, capsys):
+    code = main(["summarise handbok.md"])
+    assert code == 1 and asked(standin) == []
+    assert capsys.readouterr().err == "error: 'handbok.md' names no document in the store; the closest: handbook.md.\n"
+
+
+def test_a_title_counts_as_a_name_only_when_the_question_speaks_of_a_document(handbook, standin, capsys):
+    _, named = ask_json(capsys, "what does the Short note page say about the kettle?")
+    _, unnamed = ask_json(capsys, "where is the kettle in the short note?")
+    assert (named["scope"], unnamed["scope"]) == (["note.md"], [])
