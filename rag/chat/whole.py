@@ -20,6 +20,7 @@ from rag.llm.backend import Backend, ChatOptions, ChatUsage
 
 NOTES_SHARE = 2  # notes on a part, or combined notes, take at most half the answer's room: two always fit a request
 
+WIDEST_PART = 99_999  # part numbers are budgeted as this wide
 Progress = Callable[[int, int], None]  # (part number about to be read, parts in all)
 
 
@@ -120,12 +121,12 @@ class WholeReader:
         return WholeTurn(question, question, self.model, self.num_ctx, [], prompt, answer_tokens=self.room,
                          backend=backend_kind(self.llm, self.model), reading=reading)
 
-    def part_room(self, document: ScopedDocument, total: int) -> int:
-        """Tokens a part's sections may take in a notes request on this document."""
-        key = "k0" * 6
+    def part_room(self, document: ScopedDocument) -> int:
+        """Tokens a part's sections may take in a notes request on this document (counted with the widest part
+        numbers, and a key of the fence's shape)."""
         fixed = estimate_messages([
             {"role": "system", "content": MAP_RULES},
-            {"role": "user", "content": map_message(document.title, total, total, [], key)},
+            {"role": "user", "content": map_message(document.title, WIDEST_PART, WIDEST_PART, [], "k0" * 6)},
         ])
         return self.budget - fixed
 
@@ -134,7 +135,7 @@ class WholeReader:
         folder = notes_folder(self.settings)
         plans = []
         for document in documents:
-            room = self.part_room(document, 9999)
+            room = self.part_room(document)
             plans.append((document, room, plan_parts(document, room)))
         reading.parts = sum(len(parts) for _, _, parts in plans)
         reading.covered = 0
