@@ -19,6 +19,7 @@ from rag.chat.whole import WholeReader
 from rag.core.settings import Settings
 from rag.llm.boxes import open_backend
 from rag.search.loader import open_retriever
+from tests.fixtures.ingest_files import make_pdf
 from tests.ollama_standin import estimate_prompt_tokens
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -276,3 +277,19 @@ def test_a_title_counts_as_a_name_only_when_the_question_speaks_of_a_document(ha
     _, named = ask_json(capsys, "what does the Short note page say about the kettle?")
     _, unnamed = ask_json(capsys, "where is the kettle in the short note?")
     assert (named["scope"], unnamed["scope"]) == (["note.md"], [])
+
+
+def test_whole_document_citations_point_at_pages_and_rows(settings, embedder, tmp_path, standin, capsys):
+    folder = tmp_path / "docs"
+    folder.mkdir()
+    (folder / "otters.pdf").write_bytes(make_pdf(["Otters live in rivers.", "Otters eat fish and crabs."], title="Otter facts"))
+    (folder / "sightings.csv").write_text("place,count\n" + "".join(f"river {n},{n}\n" for n in range(1, 4)))
+    ingest([folder], settings, embedder, IngestOptions())
+    standin.reply = "Otters eat fish [2] and live in rivers [1]; three rivers are listed [3]."
+    code, result = ask_json(capsys, "--doc", "otters.pdf", "--doc", "sightings.csv", "summarise them")
+    sent = asked(standin)[0]["messages"][-1]["content"]
+    assert (code, result["mode"]) == (0, "whole")
+    assert "[1] Otter facts (page 1)\nOtters live in rivers." in sent and "[2] Otter facts (page 2)\n" in sent
+    assert [(s["number"], s["doc_id"], s["location"]) for s in result["sources"]] == [
+        (1, "otters.pdf", "page 1"), (2, "otters.pdf", "page 2"), (3, "sightings.csv", "rows 2-4"),
+    ]

@@ -89,9 +89,11 @@ class Citation:
 
     @property
     def location(self) -> str:
-        """The heading path or page the chunk comes from."""
+        """The heading path, page or CSV rows the chunk comes from."""
         if self.metadata.get("page"):
             return f"page {self.metadata['page']}"
+        if self.metadata.get("rows"):
+            return f"rows {self.metadata['rows']}"
         return self.metadata.get("headings", "")
 
 
