@@ -11,6 +11,7 @@ from rag.core.errors import RagError
 from rag.ui.history import History, HistoryError, history_path
 from rag.core.settings import Settings, load_settings
 from rag.ui.browser import browser_id, page_scripts, page_style
+from rag.ui.navigation import page_links
 
 NO_FILTER = "(no filter)"
 MODELS_WAIT_S = 2.0  # how long a page run waits for the model list before it goes on without it
@@ -67,7 +68,11 @@ def ask_example(question: str) -> None:
     st.session_state.example_question = question
 
 
-ACTIONS = SimpleNamespace(ask_anyway=ask_anyway, request_pull=request_pull)
+def clear_filter() -> None:
+    st.session_state.filter_field = NO_FILTER
+
+
+ACTIONS = SimpleNamespace(ask_anyway=ask_anyway, request_pull=request_pull, clear_filter=clear_filter)
 
 
 # ---------- sidebar ----------
@@ -127,7 +132,7 @@ def model_section(llm: Backend, settings: Settings) -> str:
         run_pull(llm, pending, pull_area)
     models = st.session_state.get("models", [])
     if st.session_state.get("models_error"):
-        sidebar.error(text(st.session_state.models_error))
+        sidebar.error(notice(st.session_state.models_error))
     for note in st.session_state.get("models_notes", []):
         sidebar.caption(text(note))
     options = models or [catalogue.default_model([], settings.model, llm)]
@@ -143,7 +148,7 @@ def model_section(llm: Backend, settings: Settings) -> str:
         st.session_state.warmed_model = chosen
         warm_in_background(llm, chosen, settings)
     if not models and not st.session_state.get("models_error") and "models_future" not in st.session_state:
-        sidebar.warning(text(f"No chat model is installed in {llm.label} at {llm.url}."))
+        sidebar.warning(notice(f"No chat model is installed in {llm.label} at {llm.url}."))
         if llm.can_pull():
             sidebar.button(text(f"Pull {chosen}"), key="pull_configured", on_click=request_pull, args=(chosen,))
     if llm.can_pull():
@@ -161,7 +166,7 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
     floor = sidebar.slider("Relevance floor", 0.0, 1.0, step=0.01, key="floor",
                            help="Similarity a passage needs above what everyday questions reach in your documents "
                                 "(less for questions in their own words); with nothing above it, the app says so.")
-    where = None
+    where = label = None
     if summary is not None:
         choices = ([ui_store.FOLDER] if summary.folders else []) + list(summary.fields)
         if st.session_state.get("filter_field") not in [NO_FILTER, *choices]:
@@ -173,11 +178,13 @@ def retrieval_section(summary: ui_store.StoreSummary | None) -> dict:
                 st.session_state.filter_value = values[0]
             value = sidebar.selectbox("Value", values, key="filter_value", format_func=one_line)
             where = ui_store.filter_where(summary, field_name, value)
+            label = f"{field_name} = {value}"
     condense = sidebar.checkbox("Rewrite follow-up questions", key="condense",
                                 help="Turn 'and on Windows?' into a standalone query with the chat model before searching.")
     sidebar.header("Generation")
     temperature = sidebar.slider("Temperature", 0.0, 2.0, step=0.05, key="temperature")
-    return {"top_k": top_k, "floor": floor, "where": where, "condense": condense, "temperature": temperature}
+    return {"top_k": top_k, "floor": floor, "where": where, "filter": label, "condense": condense,
+            "temperature": temperature}
 
 
 def store_state(settings: Settings) -> tuple[object | None, ui_store.StoreSummary | None, str | None]:
@@ -221,7 +228,7 @@ def show_store_state(settings: Settings, summary: ui_store.StoreSummary | None, 
     st.sidebar.header("Store")
     if summary is None:
         if problem:
-            st.sidebar.warning(text(problem))
+            st.sidebar.warning(notice(problem))
         else:
             st.sidebar.caption(text(f"Loading the store at {store_location(settings)}…"))
         return
@@ -245,12 +252,13 @@ def welcome(settings: Settings, summary: ui_store.StoreSummary | None) -> None:
     """The empty page: what is in the store and three questions drawn from it."""
     if summary is None or not summary.documents:
         return
-    st.markdown(text(f"Ask about your {summary.documents} documents: {store_line(settings, summary)}."))
-    if summary.examples:
-        st.caption("For example:")
-        for index, example in enumerate(summary.examples):
-            st.button(text(example), key=f"example_{index}", on_click=ask_example, args=(example,),
-                      icon=":material/help:", type="tertiary")
+    with st.container(key="welcome"):  # one block: the first question's message replaces it whole, at once
+        st.markdown(text(f"Ask about your documents: {store_line(settings, summary)}."))
+        if summary.examples:
+            st.caption("For example:")
+            for index, example in enumerate(summary.examples):
+                st.button(text(example), key=f"example_{index}", on_click=ask_example, args=(example,),
+                          icon=":material/help:", type="tertiary")
 
 
 def first_paint() -> tuple[Settings, History]:
@@ -261,12 +269,13 @@ def first_paint() -> tuple[Settings, History]:
         history = History(history_path(settings), browser_id())
         history.claim_unowned()
     except RagError as exc:
-        from rag.ui.text import text
+        from rag.ui.text import notice
 
-        st.error(text(exc))
+        st.error(notice(exc))
         st.stop()
     ui_prefs.restore(st.session_state, history, settings)
     st.session_state.conversation_id = opening(history)
+    page_links()
     st.sidebar.header("Model")
     page_style()
     page_scripts(close_sidebar=st.session_state.pop("close_sidebar", False))
@@ -309,7 +318,7 @@ def main(settings: Settings, history: History) -> None:
         st.info("That conversation is not in this browser's history (it was deleted, or it belongs to another "
                 "browser). This is a new chat.")
     if store_problem:
-        st.info(text(store_problem + " You can also add files with the upload box in the sidebar."))
+        st.info(notice(store_problem + " You can also add files with the upload box in the sidebar."))
     elif retriever is None and not (question or pending is not None):  # a turn shows its own wait
         show_loading(get_retriever(store_key(settings), settings))
 
@@ -325,14 +334,25 @@ def main(settings: Settings, history: History) -> None:
                 render_assistant(message, latest=index == len(messages) - 1 and not busy, actions=ACTIONS)
 
     ctx = TurnContext(settings, history, llm, model, retriever, store_problem, choices, ACTIONS,
-                      loading=get_retriever(store_key(settings), settings) if retriever is None else None)
+                      loading=get_retriever(store_key(settings), settings) if retriever is None and not store_problem else None)
     if pending is not None and messages and messages[-1].id == pending:
         meta = messages[-1].meta
         run_turn(meta["question"], ctx, query=meta["query"], force=True)
     elif question:
         run_turn(question, ctx)
+    active_filter(choices["filter"])
     show_scope(choices["scope"], choices["mode"])
     chat_box()
+
+
+def active_filter(label: str | None) -> None:
+    """Above the chat box, the sidebar filter that narrows every search (it is kept across chats and reloads), with a
+    one-click clear."""
+    if label is None:
+        return
+    with st.container(horizontal=True, vertical_alignment="center", key="active_filter"):
+        st.caption(text(f"Searching only {label}"))
+        st.button("Clear filter", key="clear_filter", icon=":material/filter_alt_off:", on_click=clear_filter)
 
 
 def chat_box() -> None:
@@ -345,7 +365,7 @@ def page(settings: Settings, history: History) -> None:
     try:
         main(settings, history)
     except HistoryError as exc:
-        st.error(text(exc), icon=":material/error:")
+        st.error(notice(exc), icon=":material/error:")
         chat_box()
 
 
@@ -363,7 +383,7 @@ from rag.ui.documents import documents_section, show_scope  # noqa: E402
 from rag.ui.upload_box import upload_section  # noqa: E402
 from rag.ui.loading import BackgroundRetriever, show_loading  # noqa: E402
 from rag.ui.messages import render_assistant, render_user  # noqa: E402
-from rag.ui.text import one_line, text  # noqa: E402
+from rag.ui.text import notice, one_line, text  # noqa: E402
 from rag.ui.turn import TurnContext, note_interruption, run_turn, start_conversation  # noqa: E402
 
 page(*FIRST)

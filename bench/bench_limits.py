@@ -1,6 +1,7 @@
 """Peak memory and time of hostile inputs, each in its own process: what the RAG_MAX_* limits and num_predict bound.
 
-Each case runs in a child process that imports what it needs, notes its peak RSS, does the work and reports the growth
+The ZIP bomb is also measured under the names of the other ZIP formats (PPTX, XLSX, ODS, ODT, EPUB), with a sheet of
+a million empty rows and an mbox of 1 GB. Each case runs in a child process that imports what it needs, notes its peak RSS, does the work and reports the growth
 of its peak RSS (ru_maxrss) and the seconds taken. The stand-in Ollama runs in this parent process, so its memory is
 not counted. Two inputs are measured before and after in the same run: the Markdown file of 20,000 tiny headings
 ingested whole (RAG_MAX_CHUNKS_PER_FILE raised past it, as before the limit) and with the default limit, and the
@@ -24,12 +25,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-LOADS = ("docx_bomb", "docx_500k_paragraphs", "docx_3_8m_runs", "pdf_5000_pages", "text_100mb")
+BOMBS = ("pptx_bomb", "xlsx_bomb", "ods_bomb", "odt_bomb", "epub_bomb")  # the DOCX bomb under the new formats' names
+LOADS = ("docx_bomb", *BOMBS, "docx_500k_paragraphs", "docx_3_8m_runs", "pdf_5000_pages", "text_100mb",
+         "xlsx_1m_empty_rows", "mbox_1gb")
 INGESTS = ("markdown_20k_headings_unlimited", "markdown_20k_headings")
 CASES = (*LOADS, "docx_3_8m_runs_python_docx", *INGESTS, "reply_1m_tokens", "reply_200k_tokens_unbounded", "models_10k")
 # tracemalloc slows Python's own work several times (the embedder's, a parser's calls for 3.8 million runs): these are
 # timed untraced, so their seconds compare with the probe's, and their Python peak is not given
-UNTRACED = (*INGESTS, "docx_3_8m_runs", "docx_3_8m_runs_python_docx")
+UNTRACED = (*INGESTS, "docx_3_8m_runs", "docx_3_8m_runs_python_docx", "xlsx_1m_empty_rows", "mbox_1gb")
 
 
 def peak_mb() -> float:
@@ -91,12 +94,26 @@ def run_case(name: str, host: str, folder: Path) -> dict:
         outcome, growth, seconds = ingest_case(name, path, folder)
         return {"case": name, "input": note, "outcome": outcome, "peak_growth_mb": round(growth, 1),
                 "python_peak_mb": None, "seconds": round(seconds, 2)}
-    if name == "docx_bomb":
+    if name == "docx_bomb" or name in BOMBS:
         from tests.fixtures.hostile import zip_bomb
 
-        path = folder / "bomb.docx"
+        path = folder / f"bomb.{name.split('_')[0]}"
         path.write_bytes(zip_bomb(2**30))
         note = f"{path.stat().st_size / 2**20:.1f} MB file declaring 1 GB"
+    elif name == "xlsx_1m_empty_rows":
+        from tests.fixtures.office_files import xlsx_of_empty_rows
+
+        path = folder / "empty.xlsx"
+        path.write_bytes(xlsx_of_empty_rows(1_000_000, last="the end"))
+        note = f"{path.stat().st_size / 2**20:.1f} MB file"
+    elif name == "mbox_1gb":
+        from tests.fixtures.office_files import make_email, make_mbox
+
+        path = folder / "big.mbox"
+        with path.open("wb") as handle:
+            for n in range(100_000):
+                handle.write(make_mbox([make_email(f"Note {n}", "A line of a long letter.\n" * 400, message_id=f"<{n}@x>")]))
+        note = f"{path.stat().st_size / 2**30:.2f} GB file of 100,000 messages"
     elif name == "docx_500k_paragraphs":
         from tests.fixtures.hostile import docx_with_paragraphs
 

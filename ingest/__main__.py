@@ -7,7 +7,7 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ingest.loaders import RecordFields
+from ingest.loaders import FORMATS, RecordFields
 from ingest.pipeline import IngestOptions, IngestReport, ingest
 from rag.core.errors import INTERRUPTED, OK, OTHER, OUTPUT_CLOSED, SETTING, STORE, RagError, exit_codes_help
 from rag.core.settings import load_settings
@@ -22,8 +22,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The command line."""
     parser = argparse.ArgumentParser(
         prog="python -m ingest",
-        description="Ingest files and folders (Markdown, text, PDF, HTML, DOCX, CSV, JSON/JSONL records) into the document store. "
-        "A re-run only embeds what changed and removes what disappeared.",
+        description=f"Ingest files and folders ({', '.join(fmt.name for fmt in FORMATS)}) into the document store. "
+        "A re-run only embeds what changed and removes what disappeared; --dry-run lists each file with its format.",
         epilog=exit_codes_help([OK, OTHER, SETTING, STORE, INTERRUPTED, OUTPUT_CLOSED]),
     )
     parser.add_argument("paths", nargs="*", type=Path, help="files or folders (default: the bundled user guide)")
@@ -68,15 +68,13 @@ def summary(report: IngestReport, location: str) -> str:
         f"removed {len(report.removed)}, skipped {len(report.skipped)}",
     ]
     if report.dry_run:
+        lines.append(f"Files ({len(report.formats)}):")
+        lines.extend(f"  {safe_line(name)}: {fmt}" for name, fmt in report.formats)
         for label, ids in (("add", report.added), ("update", report.updated), ("remove", report.removed)):
             lines.extend(f"  {label} {safe_line(doc_id)}" for doc_id in ids)
     else:
         plural = "" if report.chunks_written == 1 else "s"
-        written = f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s"
-        if report.chunks_written and report.seconds:
-            rate = report.chunks_written / report.seconds
-            written += f" ({rate:.0f} chunks/s)" if rate >= 10 else f" ({rate:.1f} chunks/s)"
-        lines.append(written)
+        lines.append(f"  {report.chunks_written} chunk{plural} written in {report.seconds:.1f} s{time_spent(report)}")
     if report.warnings:
         lines.append(f"Warnings ({len(report.warnings)}):")
         lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.warnings)
@@ -84,6 +82,16 @@ def summary(report: IngestReport, location: str) -> str:
         lines.append(f"Skipped inputs ({len(report.skipped)}) {verb} not ingested:")
         lines.extend(f"  {safe_line(where)}: {safe_line(reason)}" for where, reason in report.skipped)
     return "\n".join(lines)
+
+
+def time_spent(report: IngestReport) -> str:
+    """Where the run's time went: loading the model (while files were read) and embedding, with the embedding rate."""
+    parts = [f"model loaded in {report.load_seconds:.1f} s"] if report.load_seconds else []
+    if report.chunks_written and report.embed_seconds:
+        rate = report.chunks_written / report.embed_seconds
+        parts.append(f"embedding {report.embed_seconds:.1f} s, {rate:.0f} chunks/s" if rate >= 10
+                     else f"embedding {report.embed_seconds:.1f} s, {rate:.1f} chunks/s")
+    return f" ({'; '.join(parts)})" if parts else ""
 
 
 def main(argv: list[str] | None = None) -> int:

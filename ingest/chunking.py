@@ -59,9 +59,20 @@ def iter_pieces(document: Document, tokenizer, plan: ChunkPlan) -> Iterator[Piec
     for section in document.sections:
         prefix = embed_prefix(document.title, section.headings, tokenizer)
         budget = min(plan.chunk_tokens, plan.max_tokens - 2 - token_count(prefix, tokenizer))
+        header = table_header(section.header, tokenizer)
+        budget -= token_count(header, tokenizer)
         for block in split_blocks(section.text):
-            for body in split_tokens(block, tokenizer, budget, plan.overlap):
-                yield Piece(body, section.headings, section.metadata)
+            # a table's chunks end at row ends and do not overlap: each starts with a whole row under the header
+            for body in split_tokens(block, tokenizer, budget, 0 if header else plan.overlap, rows=bool(header)):
+                yield Piece(body if body.startswith(section.header) else header + body, section.headings, section.metadata)
+
+
+def table_header(header: str, tokenizer) -> str:
+    """A table's header row as repeated at the top of its chunks: cut to a bounded number of tokens, with a newline."""
+    if not header:
+        return ""
+    offsets = tokenizer(header)
+    return (header[: offsets[MAX_PREFIX_TOKENS - 1][1]] if len(offsets) > MAX_PREFIX_TOKENS else header) + "\n"
 
 
 def chunks_of(document: Document, pieces: list[Piece], doc_hash: str, tokenizer) -> list[Chunk]:
@@ -122,8 +133,8 @@ def split_blocks(text: str) -> list[str]:
     return [block.strip() for block in blocks if block.strip()]
 
 
-def split_tokens(text: str, tokenizer, budget: int, overlap: int) -> list[str]:
-    """Windows of at most budget tokens, ending at paragraph or sentence breaks where possible."""
+def split_tokens(text: str, tokenizer, budget: int, overlap: int, rows: bool = False) -> list[str]:
+    """Windows of at most budget tokens, ending at paragraph or sentence breaks (line ends, for rows) where possible."""
     offsets = tokenizer(text)
     total = len(offsets)
     if total <= budget:
@@ -133,7 +144,7 @@ def split_tokens(text: str, tokenizer, budget: int, overlap: int) -> list[str]:
     while start < total:
         end = min(start + budget, total)
         if end < total:
-            end = best_break(text, offsets, start, end, budget)
+            end = best_break(text, offsets, start, end, budget, ROW_BREAKS if rows else TEXT_BREAKS)
         bodies.append(text[offsets[start][0] : offsets[end - 1][1]].strip())
         if end >= total:
             break
@@ -141,15 +152,19 @@ def split_tokens(text: str, tokenizer, budget: int, overlap: int) -> list[str]:
     return [body for body in bodies if body]
 
 
-def best_break(text: str, offsets, start: int, end: int, budget: int) -> int:
-    """The end index of a window: after a paragraph, else a sentence, else a word, in its last 40%."""
+TEXT_BREAKS = (  # where a window of text may end, best first: after a paragraph, a sentence, a line, a word
+    lambda gap, last: "\n\n" in gap,
+    lambda gap, last: gap and last in SENTENCE_ENDS,
+    lambda gap, last: "\n" in gap,
+    lambda gap, last: bool(gap),
+)
+ROW_BREAKS = (TEXT_BREAKS[2], TEXT_BREAKS[3])  # a table's rows are lines
+
+
+def best_break(text: str, offsets, start: int, end: int, budget: int, breaks=TEXT_BREAKS) -> int:
+    """The end index of a window: at the first kind of break in breaks found in its last 40%."""
     floor = start + int(budget * 0.6)
-    for accept in (
-        lambda gap, last: "\n\n" in gap,
-        lambda gap, last: gap and last in SENTENCE_ENDS,
-        lambda gap, last: "\n" in gap,
-        lambda gap, last: bool(gap),
-    ):
+    for accept in breaks:
         for candidate in range(end, floor, -1):
             gap = text[offsets[candidate - 1][1] : offsets[candidate][0]]
             if accept(gap, text[offsets[candidate - 1][1] - 1]):

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 INTERNAL_FIELDS = frozenset({
     "doc_id", "title", "headings", "chunk_index", "n_chunks", "doc_hash",  # every chunk (ingest/chunking.py)
     "page", "rows",  # the PDF page or the CSV rows it comes from (ingest/loaders.py)
+    "slide", "sheet", "chapter",  # the slide, sheet or e-book chapter it comes from (ingest/slides.py, sheets.py, ebook.py)
     "source", "root",  # the file and the folder it was found under (ingest/pipeline.py)
     "ingest_seq",  # the write batch's change sequence number (rag/store/changelog.py)
 })
@@ -22,6 +23,7 @@ class Section:
     text: str
     headings: tuple[str, ...] = ()
     metadata: dict = field(default_factory=dict)
+    header: str = ""  # a table's header row, repeated at the top of each of its chunks
 
 
 @dataclass
@@ -36,7 +38,7 @@ class Document:
     def content_hash(self) -> str:
         """A hash of everything that ends up in the store for this document."""
         payload = json.dumps(
-            [self.title, self.metadata, [(s.text, s.headings, s.metadata) for s in self.sections]],
+            [self.title, self.metadata, [(s.text, s.headings, s.metadata, *([s.header] if s.header else [])) for s in self.sections]],
             sort_keys=True,
             ensure_ascii=False,
             default=str,
@@ -65,6 +67,7 @@ class Outline:
         self.sections: list[Section] = []
         self.path: list[tuple[int, str]] = []
         self.lines: list[str] = []
+        self.rows: list[str] = []
         self.title: str | None = None
 
     def heading(self, level: int, text: str) -> None:
@@ -79,14 +82,26 @@ class Outline:
 
     def text(self, line: str) -> None:
         """Add a line of body text to the current section."""
+        if self.rows:
+            self.flush()
         self.lines.append(line)
 
+    def table_row(self, line: str) -> None:
+        """Add a row to the table being read: a section of its own, whose first row is the header of each chunk."""
+        if not self.rows:
+            self.flush()
+        self.rows.append(line)
+
     def flush(self) -> None:
-        """Close the current section."""
+        """Close the current section (or table)."""
+        path = tuple(h for _, h in self.path)
         body = "\n".join(self.lines).strip()
         if body:
-            self.sections.append(Section(body, tuple(h for _, h in self.path)))
+            self.sections.append(Section(body, path))
+        if self.rows:
+            self.sections.append(Section("\n".join(self.rows), path, header=self.rows[0] if len(self.rows) > 1 else ""))
         self.lines.clear()
+        self.rows.clear()
 
     def document(self, doc_id: str, fallback_title: str, metadata: dict | None = None) -> Document:
         """The finished document; the title heading is not repeated in each heading path."""
@@ -96,3 +111,18 @@ class Outline:
             if section.headings and section.headings[0] == title:
                 section.headings = section.headings[1:]
         return Document(doc_id, title, self.sections, metadata or {})
+
+
+def location_of(metadata: dict) -> str:
+    """Where in its file a chunk comes from, as a citation says it: page, slide, sheet and rows, chapter, or headings."""
+    headings = metadata.get("headings", "") or ""
+    if metadata.get("page"):
+        return f"page {metadata['page']}"
+    if metadata.get("slide"):
+        return f"slide {metadata['slide']}"
+    if metadata.get("rows"):
+        rows = f"rows {metadata['rows']}"
+        return f"{metadata['sheet']}, {rows}" if metadata.get("sheet") else rows
+    if metadata.get("chapter"):
+        return f"chapter {metadata['chapter']}" + (f": {headings}" if headings else "")
+    return headings

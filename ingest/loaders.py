@@ -9,34 +9,46 @@ import math
 import re
 import sys
 import zipfile
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.documents import Document, LoadError, Outline, Problem, Section
-from rag.core.errors import raised_within
+from ingest.ebook import load_epub
+from ingest.html import load_html
+from ingest.mail import load_eml, load_mbox
+from ingest.opendocument import load_odt
+from ingest.reading import CONTROL, ROW_GROUP_CHARS, Input, Limits, RecordFields, check_archive, clean, megabytes, parsing
+from ingest.rtf import load_rtf
+from ingest.sheets import load_ods, load_xlsx
+from ingest.slides import load_pptx
+from ingest.titles import meaningful_title
 from rag.core.decoding import decode_utf8_or_legacy
 
-KINDS = {
-    ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
-    ".pdf": "pdf", ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
-    ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
-}
-CONVERT_HINTS = {
-    ".doc": "save it as .docx", ".rtf": "save it as .docx", ".odt": "save it as .docx",
-    ".xlsx": "export the sheets as CSV", ".xls": "export the sheets as CSV", ".pptx": "export it as PDF",
-}
+Loaded = tuple[list[Document], list[Problem]]
+
+
+@dataclass(frozen=True)
+class Format:
+    """A file format ingest reads: its name as lists show it, its extensions, and how a file of it becomes documents."""
+
+    name: str
+    suffixes: tuple[str, ...]
+    load: Callable[[Input], Loaded]
+    text: bool = False  # read as text: a file larger than RAG_MAX_TEXT_MB is skipped before it is read
+    streamed: bool = False  # read from its path as a stream, not held in memory: RAG_MAX_FILE_MB does not apply
+
+
 SIGNATURES = (
     (b"%PDF-", "a PDF"), (b"PK\x03\x04", "a ZIP archive (DOCX, XLSX, ...)"), (b"\x89PNG", "a PNG image"),
     (b"\xff\xd8\xff", "a JPEG image"), (b"GIF8", "a GIF image"), (b"\x7fELF", "a program"),
     (b"\x1f\x8b", "gzip-compressed data"), (b"SQLite format 3", "an SQLite database"),
 )
 MAX_LINE_CHARS = 1_000_000
-ROW_GROUP_CHARS = 700
 MAX_METADATA_CHARS = 2000
 HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
 FENCE = re.compile(r"^\s*(```|~~~)")
-CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+TABLE_RULE = re.compile(r"^\s*\|?\s*:?-+:?\s*(\|\s*:?-+:?\s*)*\|?\s*$")
 LOADER_VERSION = "2"
 PDF_LIBRARY = ("pypdf",)  # it raises its own errors, and TypeError, AssertionError, NotImplementedError... on damage
 DOCX_LIBRARY = ("lxml", "zipfile")  # the XML parser and the ZIP reader under our stream reader (ingest/word.py)
@@ -45,67 +57,113 @@ NESTED_TOO_DEEPLY = "JSON nested too deeply to read"
 logging.getLogger("pypdf").setLevel(logging.ERROR)
 
 
-@dataclass(frozen=True)
-class RecordFields:
-    """Which fields of a JSON record hold its id, text and title."""
-
-    id_field: str = "id"
-    text_field: str = "text"
-    title_field: str = "title"
-
-
-@dataclass(frozen=True)
-class Limits:
-    """How much one input may make ingest read, unpack and parse (RAG_MAX_* settings)."""
-
-    file_bytes: int = 200 * 2**20
-    text_chars: int = 20 * 2**20
-    unpacked_bytes: int = 100 * 2**20
-    archive_entries: int = 1000
-    pdf_pages: int = 2000
-    paragraphs: int = 50_000
-    runs: int = 1_000_000
-    chunks: int = 10_000
-
-    @classmethod
-    def from_settings(cls, settings) -> Limits:
-        """The limits the settings give."""
-        return cls(
-            int(settings.max_file_mb * 2**20), int(settings.max_text_mb * 2**20), int(settings.max_unpacked_mb * 2**20),
-            settings.max_archive_entries, settings.max_pdf_pages, settings.max_paragraphs, settings.max_runs,
-            settings.max_chunks_per_file,
-        )
+def read_text_file(source: Input) -> Loaded:
+    """A text format's documents: decoded, its lines checked, then parsed by its extension."""
+    text, problems = decode_text(source.raw)
+    suffix = source.path.suffix.lower()
+    if suffix in (".json", ".jsonl", ".ndjson"):
+        records = parse_records(text, "json" if suffix == ".json" else "jsonl")
+        documents, record_problems = load_records(records, source.doc_id, source.fields)
+        return documents, problems + record_problems
+    check_line_length(text)
+    if suffix in (".md", ".markdown"):
+        document = load_markdown(text, source.doc_id, source.stem)
+    elif suffix in (".html", ".htm", ".xhtml"):
+        document = load_html(text, source.doc_id, source.stem)
+    elif suffix in (".csv", ".tsv"):
+        document = load_csv(text, source.doc_id, source.stem, delimiter="\t" if suffix == ".tsv" else None)
+    else:
+        document = Document(source.doc_id, source.stem, [Section(text.strip())])
+    if not document.sections:
+        raise LoadError("no text in it")
+    return [document], problems
 
 
-def megabytes(size: int) -> str:
-    """A size for messages."""
-    if size < 2**20:
-        return f"{size / 2**10:,.0f} KB"
-    return f"{size / 2**20:,.1f} MB" if size < 10 * 2**20 else f"{size / 2**20:,.0f} MB"
+def read_pdf(source: Input) -> Loaded:
+    """A PDF's one document."""
+    document, problems = load_pdf(source.raw, source.doc_id, source.stem, source.limits)
+    return [document], problems
 
 
-def kind_of(path: Path) -> str | None:
-    """The loader kind for a path, or None when the format is not supported."""
+def read_docx(source: Input) -> Loaded:
+    """A DOCX's one document."""
+    document, problems = load_docx(source.raw, source.doc_id, source.stem, source.limits)
+    return [document], problems
+
+
+def read_eml(source: Input) -> Loaded:
+    """A saved e-mail, and its attachments in a format ingest reads."""
+    return load_eml(source, load_bytes, lambda path: format_of(path) is not None)
+
+
+def read_mbox(source: Input) -> Loaded:
+    """A mailbox's messages and their attachments in a format ingest reads, read as a stream."""
+    return load_mbox(source, load_bytes, lambda path: format_of(path) is not None)
+
+
+# The one list of formats: ingest, `--dry-run`, the upload box and the README's list all read it.
+FORMATS = [
+    Format("Markdown", (".md", ".markdown"), read_text_file, text=True),
+    Format("text", (".txt", ".text"), read_text_file, text=True),
+    Format("PDF", (".pdf",), read_pdf),
+    Format("HTML", (".html", ".htm", ".xhtml"), read_text_file, text=True),
+    Format("Word (DOCX)", (".docx",), read_docx),
+    Format("CSV/TSV", (".csv", ".tsv"), read_text_file, text=True),
+    Format("JSON records", (".json",), read_text_file, text=True),
+    Format("JSON Lines records", (".jsonl", ".ndjson"), read_text_file, text=True),
+    Format("PowerPoint (PPTX)", (".pptx",), load_pptx),
+    Format("Excel workbook (XLSX)", (".xlsx",), load_xlsx),
+    Format("OpenDocument spreadsheet (ODS)", (".ods",), load_ods),
+    Format("OpenDocument text (ODT)", (".odt",), load_odt),
+    Format("Rich Text (RTF)", (".rtf",), load_rtf, text=True),
+    Format("EPUB e-book", (".epub",), load_epub),
+    Format("e-mail (EML)", (".eml",), read_eml),
+    Format("mailbox (MBOX)", (".mbox",), read_mbox, streamed=True),
+]
+KINDS = {suffix: fmt for fmt in FORMATS for suffix in fmt.suffixes}
+CONVERT_HINTS = {".doc": "save it as .docx", ".xls": "save it as .xlsx", ".ppt": "save it as .pptx"}
+
+
+def format_of(path: Path) -> Format | None:
+    """The format a path's extension names, or None when ingest does not read it."""
     return KINDS.get(path.suffix.lower())
 
 
-def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
-    """The file's bytes, refusing unsupported types, unreadable, huge and empty files."""
-    suffix = path.suffix.lower()
-    if suffix not in KINDS:
+def format_name(path: Path) -> str:
+    """The format of a file as lists show it."""
+    fmt = format_of(path)
+    return fmt.name if fmt else f"unsupported ({path.suffix.lower() or 'no extension'})"
+
+
+def checked_format(path: Path, limits: Limits) -> Format:
+    """The file's format, refusing unsupported types, unreadable, huge and empty files before they are read."""
+    fmt = format_of(path)
+    if fmt is None:
+        suffix = path.suffix.lower()
         hint = f" ({CONVERT_HINTS[suffix]})" if suffix in CONVERT_HINTS else ""
         raise LoadError(f"unsupported file type {suffix or '(no extension)'}{hint}")
     try:
         if not path.is_file():
             raise LoadError("not a regular file")
         size = path.stat().st_size
-        if size > limits.file_bytes:
-            raise LoadError(f"too large ({megabytes(size)}; the limit is {megabytes(limits.file_bytes)}, RAG_MAX_FILE_MB)")
-        if size > limits.text_chars and kind_of(path) not in ("pdf", "docx"):
-            raise LoadError(
-                f"too much text ({megabytes(size)}; the limit is {megabytes(limits.text_chars)} a file, RAG_MAX_TEXT_MB): "
-                "split it, or raise the limit"
-            )
+    except OSError as exc:
+        raise LoadError(f"cannot read: {exc.strerror or exc}") from None
+    if size > limits.file_bytes and not fmt.streamed:
+        raise LoadError(f"too large ({megabytes(size)}; the limit is {megabytes(limits.file_bytes)}, RAG_MAX_FILE_MB)")
+    if size > limits.text_chars and fmt.text:
+        raise LoadError(
+            f"too much text ({megabytes(size)}; the limit is {megabytes(limits.text_chars)} a file, RAG_MAX_TEXT_MB): "
+            "split it, or raise the limit"
+        )
+    if size == 0:
+        raise LoadError("empty file")
+    return fmt
+
+
+def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
+    """The file's bytes, refusing unsupported types, unreadable, huge and empty files."""
+    checked_format(path, limits)
+    try:
         raw = path.read_bytes()
     except OSError as exc:
         raise LoadError(f"cannot read: {exc.strerror or exc}") from None
@@ -114,40 +172,22 @@ def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
     return raw
 
 
-def load_path(
-    path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()
-) -> tuple[list[Document], list[Problem]]:
+def load_path(path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()) -> Loaded:
     """Documents in one file and the problems found in it (skipped records, decoding warnings, limits reached)."""
+    fmt = checked_format(path, limits)
+    if fmt.streamed:
+        return fmt.load(Input(b"", path, doc_id, fields, limits))
     return load_bytes(read_bytes(path, limits), path, doc_id, fields, limits)
 
 
-def load_bytes(
-    raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()
-) -> tuple[list[Document], list[Problem]]:
-    """Documents parsed from a file's bytes, by the kind its extension names."""
-    kind = kind_of(path)
-    if kind == "pdf":
-        document, problems = load_pdf(raw, doc_id, path.stem, limits)
-        return [document], problems
-    if kind == "docx":
-        document, problems = load_docx(raw, doc_id, path.stem, limits)
-        return [document], problems
-    text, problems = decode_text(raw)
-    if kind in ("json", "jsonl"):
-        documents, record_problems = load_records(parse_records(text, kind), doc_id, fields)
-        return documents, problems + record_problems
-    check_line_length(text)
-    if kind == "markdown":
-        document = load_markdown(text, doc_id, path.stem)
-    elif kind == "html":
-        document = load_html(text, doc_id, path.stem)
-    elif kind == "csv":
-        document = load_csv(text, doc_id, path.stem, delimiter="\t" if path.suffix.lower() == ".tsv" else None)
-    else:
-        document = Document(doc_id, path.stem, [Section(text.strip())])
-    if not document.sections:
-        raise LoadError("no text in it")
-    return [document], problems
+def load_bytes(raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()) -> Loaded:
+    """Documents parsed from a file's bytes, by the format its extension names."""
+    fmt = format_of(path)
+    if fmt is None:
+        raise LoadError(f"unsupported file type {path.suffix.lower() or '(no extension)'}")
+    if fmt.streamed:
+        raise LoadError(f"a {fmt.name} is read only from a file of its own")
+    return fmt.load(Input(raw, path, doc_id, fields, limits))
 
 
 def decode_text(raw: bytes) -> tuple[str, list[Problem]]:
@@ -170,11 +210,6 @@ def decode_text(raw: bytes) -> tuple[str, list[Problem]]:
     return clean(text), problems
 
 
-def clean(text: str) -> str:
-    """Text without control characters other than tabs and line breaks."""
-    return CONTROL.sub("", text.replace("\r\n", "\n"))
-
-
 def check_line_length(text: str, where: str = "a single line") -> None:
     """Refuse text with a line too long to be prose (minified or generated data)."""
     longest = max(map(len, text.split("\n")), default=0)
@@ -189,18 +224,31 @@ def load_markdown(text: str, doc_id: str, fallback_title: str) -> Document:
     """A Markdown document split into sections that keep their heading path."""
     text, front_title = strip_front_matter(text)
     outline = Outline()
-    in_fence = False
-    for line in text.splitlines():
+    in_fence = in_table = False
+    lines = text.splitlines()
+    for number, line in enumerate(lines):
         if FENCE.match(line):
             in_fence = not in_fence
         match = None if in_fence else HEADING.match(line)
         if match:
             outline.heading(len(match.group(1)), match.group(2).strip())
+        elif in_table and "|" in line:
+            if not TABLE_RULE.match(line):
+                outline.table_row(line.strip())
+        elif not in_fence and "|" in line and number + 1 < len(lines) and is_table_rule(lines[number + 1]):
+            in_table = True
+            outline.table_row(line.strip())
         else:
+            in_table = False
             outline.text(line)
     if front_title:
         outline.title = outline.title or front_title
     return outline.document(doc_id, fallback_title)
+
+
+def is_table_rule(line: str) -> bool:
+    """True for the line under a Markdown table's header row (`|---|:--:|`)."""
+    return "|" in line and "-" in line and bool(TABLE_RULE.match(line))
 
 
 def strip_front_matter(text: str) -> tuple[str, str | None]:
@@ -216,98 +264,6 @@ def strip_front_matter(text: str) -> tuple[str, str | None]:
         if key.strip() == "title" and value.strip():
             title = value.strip().strip("\"'")
     return text[end + 4 :].lstrip("-\n"), title
-
-
-HTML_DROP = (
-    "script", "style", "noscript", "template", "svg", "canvas", "iframe", "object", "embed",
-    "form", "button", "select", "textarea", "nav", "aside", "menu", "dialog",
-)
-HTML_CHROME = ("header", "footer")
-HTML_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4, "h5": 5, "h6": 6}
-HTML_BLOCKS = {
-    "p", "div", "section", "article", "main", "li", "ul", "ol", "dl", "dt", "dd", "blockquote", "figure",
-    "figcaption", "table", "thead", "tbody", "tfoot", "tr", "caption", "address", "details", "summary", "hr",
-    "header", "footer", "body", "html",
-}
-
-
-def load_html(text: str, doc_id: str, fallback_title: str) -> Document:
-    """The main text of an HTML page, without scripts, styles and navigation, split at its headings."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(text, "lxml")
-    page_title = " ".join(soup.title.get_text().split()) if soup.title else ""
-    for tag in soup(HTML_DROP):
-        tag.decompose()
-    for tag in soup.select('[role="navigation"], [role="banner"], [role="contentinfo"], [aria-hidden="true"], [hidden]'):
-        tag.decompose()
-    main = soup.find("main") or soup.find(attrs={"role": "main"}) or soup.find("article")
-    if main is None:
-        main = soup.body or soup
-        for tag in main(HTML_CHROME):
-            tag.decompose()
-    outline = Outline()
-    try:
-        HtmlWalker(outline).walk(main)
-    except RecursionError:
-        raise LoadError("HTML nested too deeply to read") from None
-    return outline.document(doc_id, page_title or fallback_title)
-
-
-class HtmlWalker:
-    """Feeds an HTML tree to an Outline: headings start sections, blocks become paragraphs."""
-
-    def __init__(self, outline: Outline):
-        self.outline = outline
-        self.buffer: list[str] = []
-
-    def walk(self, node) -> None:
-        """Visit the children of node in document order."""
-        from bs4 import NavigableString
-        from bs4.element import PreformattedString
-
-        for child in node.children:
-            if isinstance(child, NavigableString):
-                if not isinstance(child, PreformattedString):
-                    self.buffer.append(str(child))
-            elif child.name in HTML_HEADINGS:
-                self.paragraph()
-                self.outline.heading(HTML_HEADINGS[child.name], child.get_text(" "))
-            elif child.name == "br":
-                self.buffer.append("\n")
-            elif child.name == "pre":
-                self.paragraph()
-                self.outline.text(child.get_text().strip("\n"))
-                self.outline.text("")
-            elif child.name in ("td", "th"):
-                self.walk(child)
-                self.buffer.append(" | ")
-            elif child.name in HTML_BLOCKS:
-                self.paragraph()
-                self.walk(child)
-                self.paragraph()
-            else:
-                self.walk(child)
-
-    def paragraph(self) -> None:
-        """Close the paragraph being collected."""
-        lines = [" ".join(line.split()).strip(" |") for line in "".join(self.buffer).split("\n")]
-        self.buffer.clear()
-        text = "\n".join(line for line in lines if line)
-        if text:
-            self.outline.text(text)
-            self.outline.text("")
-
-
-@contextmanager
-def parsing(kind: str, library: tuple[str, ...]):
-    """What the parsing library raises on a damaged file becomes LoadError("damaged KIND (...)"); our own errors pass."""
-    try:
-        yield
-    except Exception as exc:
-        if not raised_within(exc, library):
-            raise
-        raise LoadError(f"damaged {kind} ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
 def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
@@ -335,38 +291,13 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
         title = (reader.metadata.title if reader.metadata else None) or ""
     if not sections:
         raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
-    return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections), problems
-
-
-def check_archive(raw: bytes, limits: Limits) -> None:
-    """Refuse a ZIP container with too many entries or that would unpack to too much (a ZIP bomb).
-
-    Python's zipfile never unpacks an entry past the size its directory declares, so the declared sizes bound the work.
-    """
-    try:
-        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
-            entries = archive.infolist()
-    except (zipfile.BadZipFile, ValueError, OSError) as exc:
-        raise LoadError(f"damaged DOCX ({type(exc).__name__}: {str(exc)[:120]})") from None
-    if len(entries) > limits.archive_entries:
-        raise LoadError(
-            f"its ZIP container holds {len(entries):,} files, more than the limit of {limits.archive_entries:,} "
-            "(RAG_MAX_ARCHIVE_ENTRIES)"
-        )
-    unpacked = sum(entry.file_size for entry in entries)
-    if unpacked > limits.unpacked_bytes:
-        raise LoadError(
-            f"it would unpack to {megabytes(unpacked)} from {megabytes(len(raw))}, more than the limit of "
-            f"{megabytes(limits.unpacked_bytes)} (RAG_MAX_UNPACKED_MB)"
-        )
+    return Document(doc_id, meaningful_title(title) or fallback_title, sections), problems
 
 
 def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
     """A Word document split at its heading styles, tables as rows of cells; read as a stream that stops at the first
     limit reached (paragraphs and table rows, text runs, characters), keeping what was read before it."""
-    if not raw.startswith(b"PK\x03\x04"):
-        raise LoadError("not a DOCX (not a ZIP container): the file extension is wrong")
-    check_archive(raw, limits)
+    check_archive(raw, limits, "DOCX", "word/document.xml")
     from ingest.word import WordLimits, read_word
 
     outline = Outline(first_h1_is_title=False)
@@ -378,8 +309,8 @@ def load_docx(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Lim
     document = outline.document(doc_id, fallback_title)
     if not document.sections:
         raise LoadError("no text in it")
-    if title.strip() and outline.title is None:
-        document.title = " ".join(title.split())
+    if meaningful_title(title) and outline.title is None:
+        document.title = meaningful_title(title)
     return document, problems
 
 
@@ -402,9 +333,9 @@ def add_word_block(outline: Outline, block) -> None:
             if text and (not cells or cells[-1] != text):
                 cells.append(text)
         if cells:
-            outline.text(" | ".join(cells))
+            outline.table_row(" | ".join(cells))
     else:
-        outline.text("")
+        outline.flush()
 
 
 def docx_limit(limits: Limits, reached: str) -> str:

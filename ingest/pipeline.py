@@ -22,7 +22,7 @@ from pathlib import Path
 from ingest.chunking import Chunk, ChunkPlan, chunk_id, chunks_of, document_pieces
 from ingest.discovery import Source, discover
 from ingest.documents import LoadError
-from ingest.loaders import Limits, RecordFields, load_path
+from ingest.loaders import Limits, RecordFields, format_name, load_path
 from ingest.lock import writer_lock
 from ingest.storable import readable_path, storable_documents
 from rag.store.changelog import ChangeRecorder, log_name, writable_metadata
@@ -118,8 +118,11 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[tuple[str, str]] = field(default_factory=list)
+    formats: list[tuple[str, str]] = field(default_factory=list)  # every file found, with its format
     chunks_written: int = 0
     seconds: float = 0.0
+    load_seconds: float = 0.0  # loading the embedder (in the background, while files are read)
+    embed_seconds: float = 0.0  # embedding the chunks written
     dry_run: bool = False
 
 
@@ -170,6 +173,7 @@ class LazyEmbedder:
         self.name, self.device = name, device
         self.embedder = embedder
         self.loading: Future | None = None
+        self.load_seconds = 0.0
         self.check: Callable[[Embedder], None] = lambda embedder: None
         self.lock = threading.Lock()
 
@@ -177,7 +181,9 @@ class LazyEmbedder:
         """Start loading it in the background."""
         with self.lock:
             if self.embedder is None and self.loading is None:
+                started = time.perf_counter()
                 self.loading = load_embedder_in_background(self.name, self.device)
+                self.loading.add_done_callback(lambda _: setattr(self, "load_seconds", time.perf_counter() - started))
 
     def get(self) -> Embedder:
         """The loaded embedder, checked against the store (once it is open)."""
@@ -254,7 +260,9 @@ def ingest(
         else:
             recorder = ChangeRecorder(client, collection)
             stamp(collection, embedders, chunking)
-            report.chunks_written = WriteRun(collection, embedders, recorder, planner, on_progress, settings).run(sources)
+            run = WriteRun(collection, embedders, recorder, planner, on_progress, settings)
+            report.chunks_written = run.run(sources)
+            report.embed_seconds = run.embed_seconds
         removed = sorted(vanished(stored, planner.seen, planner.loaded, paths, {source.name for source in sources}))
         report.removed.extend(removed)
         if not options.dry_run:
@@ -263,6 +271,7 @@ def ingest(
             if finished or report.added or report.updated or report.removed:
                 stamp(collection, embedders, chunking, finished)
     report.seconds = time.perf_counter() - started
+    report.load_seconds = embedders.load_seconds
     return report
 
 
@@ -286,6 +295,7 @@ class Planner:
         self.given = {source.name for source in sources}
         for source in sources:
             owner = source.name
+            report.formats.append((owner, format_name(source.path)))
             try:
                 documents, problems = load_path(source.path, source.doc_id, self.options.fields, self.limits)
             except LoadError as exc:
@@ -298,16 +308,20 @@ class Planner:
                 continue
             self.loaded.add(owner)
             problems.extend(storable_documents(documents, source.doc_id))
+            warnings = []
             for problem in problems:
                 entry = (f"{owner} {problem.where}".strip(), problem.reason)
-                (report.skipped if problem.skipped else report.warnings).append(entry)
+                (report.skipped if problem.skipped else warnings).append(entry)
+            changes = len(report.added) + len(report.updated)
             budget = ChunkBudget(self.limits.chunks)
             for document in documents:
                 work = self.decide(document, source, owner, budget)
                 if work is not None:
                     yield work
             if budget.reached:
-                report.warnings.append((owner, budget.warning(len(documents))))
+                warnings.append((owner, budget.warning(len(documents))))
+            if len(report.added) + len(report.updated) > changes:  # said once, by the run that stores what it is about
+                report.warnings.extend(warnings)
             on_progress("file", 1)
 
     def decide(self, document, source: Source, owner: str, budget: ChunkBudget) -> Work | None:
@@ -448,6 +462,7 @@ class WriteRun:
         self.written_events: collections.deque = collections.deque()
         self.failure: list[BaseException] = []
         self.stop = threading.Event()
+        self.embed_seconds = 0.0
 
     def run(self, sources: list[Source]) -> int:
         """Plan, embed and write every source's changed documents; the number of chunks written."""
@@ -535,8 +550,17 @@ class WriteRun:
                 sent += len(part)
                 deletes = [(doc_id, ids) for end, doc_id, ids in waiting if end <= sent]
                 waiting = [entry for entry in waiting if entry[0] > sent]
-                vectors = self.embedders.get().embed([chunk.embed_text for chunk in part]) if part else []
+                vectors = self.embed_part(part) if part else []
                 self.to_write.put(Batch(part, vectors, deletes))
+
+
+    def embed_part(self, part: list[Chunk]) -> list:
+        """The vectors of one batch, its time counted apart from the model's load."""
+        embedder = self.embedders.get()
+        started = time.perf_counter()
+        vectors = embedder.embed([chunk.embed_text for chunk in part])
+        self.embed_seconds += time.perf_counter() - started
+        return vectors
 
 
 def store_failure(exc: Exception, settings: Settings) -> Exception:

@@ -14,12 +14,27 @@ from rag.llm.backend import Backend
 from rag.llm.boxes import open_backend
 from rag.ui import evaluation_form
 from rag.ui.models import pull_with_progress
-from rag.ui.text import one_line, table_row, text
+from rag.ui.navigation import page_links
+from rag.ui.text import notice, one_line, table_row, text
 
 POLL_SECONDS = 2.0
 CHART_METRICS = {"answer_similarity": "Answer similarity", "citation_hit": "Citation hit"}
+RESULT_COLUMNS = {  # the results file's keys, as the table heads them
+    "answer_similarity": ("Answer similarity", "Cosine similarity of the answer to the reference answer"),
+    "citation_hit": ("Citation hit", "Share of answers citing a passage of the right document"),
+    "grounded": ("Grounded", "Share of the answers' sentences supported by a passage they cite"),
+    "refusal_rate": ("Refusals", "Share of questions answered 'the documents do not answer'"),
+    "first_token_ms_p50": ("First token, ms", "Median wait for the first token"),
+    "tokens_per_s": ("Tokens/s", "Answer tokens per second of generation"),
+    "load_ms": ("Load, ms", "Time the server took to load the model"),
+    "size": ("Size, GB", "The model's size in memory"),
+    "size_vram": ("In GPU, GB", "How much of it was in GPU memory"),
+    "errors": ("Errors", "Questions the model failed on"),
+    "answered": ("Answered", "Questions answered"),
+}
 
 st.set_page_config(page_title="Models", page_icon="📊", layout="wide")
+page_links()
 
 
 def installed(llm: Backend) -> list[catalogue.ModelFacts]:
@@ -27,7 +42,7 @@ def installed(llm: Backend) -> list[catalogue.ModelFacts]:
     try:
         facts = catalogue.model_facts(llm)
     except LLMError as exc:
-        st.error(text(exc))
+        st.error(notice(exc))
         return []
     for note in llm.down_boxes():
         st.caption(text(note))
@@ -37,15 +52,16 @@ def installed(llm: Backend) -> list[catalogue.ModelFacts]:
                     + (f"GPU: {gpus}" if gpus else f"no GPU visible ({llm.label} runs models on the CPU)")))
     if not facts:
         pull = " Pull one below." if llm.can_pull() else ""
-        st.warning(text(f"No chat model is installed in {llm.label} at {llm.url}.{pull}"))
+        st.warning(notice(f"No chat model is installed in {llm.label} at {llm.url}.{pull}"))
         return []
     rows = []
     for f in facts:
         verdict, reason = catalogue.fit(f, machine)
         rows.append(table_row({"model": f.name, "parameters": f.parameter_size, "quantisation": f.quantization,
-                               "size GB": round(f.size / 1e9, 2) if f.size else None, "loaded": f.loaded,
+                               "size GB": round(f.size / 1e9, 1) if f.size else None, "loaded": f.loaded,
                                "trained context": f.context_length, "fits": verdict, "why": reason}))
-    st.dataframe(rows, hide_index=True, key="installed_models")
+    st.dataframe(rows, hide_index=True, key="installed_models", width="stretch",
+                 column_config={"size GB": st.column_config.NumberColumn("size GB", format="%.1f")})
     return facts
 
 
@@ -70,9 +86,11 @@ def results_section(folder: Path) -> None:
                 "`python -m rag.eval QUESTIONS.csv --answers --models A,B`.")
         return
     st.caption(text(f"{summary['questions']} questions · {files[-1]}"))
-    table = [table_row({"model": model, **{k: v for k, v in figures.items() if k not in ("error", "judge")}})
+    table = [table_row({"model": model, **{k: in_gigabytes(k, v) for k, v in figures.items() if k not in ("error", "judge")}})
              for model, figures in summary["models"].items()]
-    st.dataframe(table, hide_index=True, key="results_table")
+    st.dataframe(table, hide_index=True, key="results_table", width="stretch",
+                 column_config={key: st.column_config.Column(label, help=help_text)
+                                for key, (label, help_text) in RESULT_COLUMNS.items()})
     points = [row for row in table if row["tokens_per_s"] is not None]
     metric = st.radio("Quality measure", list(CHART_METRICS), format_func=CHART_METRICS.get, horizontal=True,
                       key="chart_metric")
@@ -83,6 +101,11 @@ def results_section(folder: Path) -> None:
                          height=320)
         st.caption("Up is better answers, right is faster: the best model for you is the one furthest up and right "
                    "that fits your machine.")
+
+
+def in_gigabytes(key: str, value):
+    """A results figure as the table shows it: sizes in GB with one decimal, as the sidebar gives them."""
+    return round(value / 1e9, 1) if key in ("size", "size_vram") and value else value
 
 
 def progress_line(job: background_eval.Job) -> str:
@@ -111,7 +134,7 @@ def job_status(settings) -> None:
     if state == "running":
         st.button("Stop the evaluation", key="stop_eval", on_click=background_eval.stop, args=(job,))
     elif state == "failed":
-        st.error(text(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}"))
+        st.error(notice(f"The evaluation stopped: {job.last_error() or 'see ' + str(job.log)}"))
     elif state == "interrupted":
         st.warning("The evaluation was stopped; starting it again goes on where it stopped.")
 
@@ -137,14 +160,14 @@ def run_section(settings, facts: list[catalogue.ModelFacts]) -> None:
         try:
             background_eval.start(settings, Path(truth.strip()).expanduser(), models, int(sample), columns)
         except RagError as exc:
-            st.error(text(exc))
+            st.error(notice(exc))
 
 
 def main() -> None:
     try:
         settings = load_settings()
     except RagError as exc:
-        st.error(text(exc))
+        st.error(notice(exc))
         st.stop()
     llm = open_backend(settings)
     st.title("Models")

@@ -28,6 +28,7 @@ from tests.ollama_standin import MID_STREAM_ERROR, OllamaStandin, estimate_promp
 
 APP = str(Path(__file__).resolve().parent.parent / "app.py")
 ANSWER = "The answer is 42 [1]."
+EXAMPLES_OF_THE_GUIDE = ["Tell me about the ingest command.", "How do I go about choosing a model?", "Tell me about Configuration."]
 STANDALONE = "How do I install the app on Windows?"
 BROWSER = "b" * 40
 OTHER_BROWSER = "o" * 40
@@ -279,10 +280,13 @@ def test_pull_of_a_name_ollama_does_not_have_says_so(store, ollama_server):
     at.sidebar.button(key="pull").click().run()
 
     assert not at.exception
-    assert plain(at.sidebar.error[0].value) == (
-        "Ollama has no model called 'no-such-model'. Check the name and tag at https://ollama.com/library "
+    shown = at.sidebar.error[0].value  # the address as inline code: no link, and copied as it reads
+    assert plain(shown) == (
+        "Ollama has no model called 'no-such-model'. Check the name and tag at `https://ollama.com/library` "
         "(e.g. llama3.2:3b)."
     )
+    assert "`https://ollama.com/library`" in shown and WORD_JOINER not in shown
+    assert [b.value for b in at.sidebar.get("progress")] == []  # no 'pulling manifest' left behind
     assert at.sidebar.selectbox(key="model").options == ["llama3.2:latest", "qwen2.5:3b"]
 
 
@@ -290,12 +294,13 @@ def test_ollama_down_page_loads_says_where_it_looked_and_still_shows_sources(sto
     port = unused_port()
     monkeypatch.setenv("OLLAMA_HOST", f"127.0.0.1:{port}")
     message = (
-        f"Cannot reach Ollama at http://127.0.0.1:{port}. Start it (`ollama serve` or the desktop app), "
+        f"Cannot reach Ollama at `http://127.0.0.1:{port}`. Start it (`ollama serve` or the desktop app), "
         "or set OLLAMA_HOST to where it runs."
-    )
+    )  # the command and the address as inline code
     at = open_app()
     assert not at.exception
     assert plain(at.sidebar.error[0].value) == message
+    assert f"`http://127.0.0.1:{port}`\\. Start it \\(`ollama serve` or" in at.sidebar.error[0].value
 
     ask(at, "How do I install the app?")
     answer = assistant(at)
@@ -311,7 +316,7 @@ def test_missing_model_offers_a_pull_and_answers_after_it(store, monkeypatch):
     with OllamaStandin(models=(), reply=ANSWER, pullable=("qwen2.5:3b",)) as server:
         monkeypatch.setenv("OLLAMA_HOST", server.host)
         at = open_app()
-        assert plain(at.sidebar.warning[0].value) == f"No chat model is installed in Ollama at {server.url}."
+        assert plain(at.sidebar.warning[0].value) == f"No chat model is installed in Ollama at `{server.url}`."
         ask(at, "How do I install the app?")
         answer = assistant(at)
         assert plain(answer.error[0].value) == (
@@ -482,7 +487,16 @@ def test_conversations_are_saved_restored_listed_and_deleted_with_undo(store, ol
         plain(c.value) == "Deleted “How do I install the app?”." for c in reloaded.sidebar.caption)
     reloaded.sidebar.button(key="undo_delete").click().run()
     assert len(conversations()) == 2
-    assert len(reloaded.chat_message) == 4
+    assert len(reloaded.chat_message) == 4  # the conversation on screen was deleted: the undo brings it back on screen
+
+    [other] = [c for c in conversations() if c.id != first.id]
+    reloaded.sidebar.button(key=f"open_{other.id}").click().run()
+    reloaded.sidebar.button(key=f"delete_{first.id}").click().run()  # another conversation than the one read
+    assert len(reloaded.chat_message) == 2
+    reloaded.sidebar.button(key="undo_delete").click().run()
+    assert len(conversations()) == 2
+    assert len(reloaded.chat_message) == 2 and reloaded.query_params["c"] == other.id  # still reading it
+    assert reloaded.sidebar.button(key=f"open_current_{other.id}")
 
 
 def test_conversations_belong_to_the_browser_that_made_them(store, ollama_server):
@@ -547,7 +561,7 @@ def test_hostile_strings_are_shown_as_text_everywhere_on_the_page(store, tmp_pat
     for value in hostile:
         assert "\\[" in value and inert(value), value
     assert plain(answer.error[0].value) == (
-        f"Ollama at {server.url} could not answer. Try again; the details say what it reported.")
+        f"Ollama at `{server.url}` could not answer. Try again; the details say what it reported.")
     assert answer.expander[0].text[0].value == f"Ollama at {server.url} answered 500: {error_text}"
     source = plain([m.value for m in answer.expander[1].markdown if "198" in m.value][0])
     assert f"faq-1 ![i]({OUTSIDE}/id.png)" in source and f"course: [c]({OUTSIDE}/c)" in source
@@ -571,11 +585,10 @@ def test_an_answer_keeps_its_markdown_but_nothing_in_it_can_fetch_or_link(store,
 def test_empty_page_shows_the_store_and_example_questions_from_its_headings(store, ollama_server):
     at = loaded(open_app())
     intro = plain(at.markdown[0].value)
-    assert re.fullmatch(r"Ask about your 5 documents: 5 documents \(5 md\) · \d+ chunks · last ingest "
+    assert re.fullmatch(r"Ask about your documents: 5 documents \(5 md\) · \d+ chunks · last ingest "
                         r"(just now|\d+ minutes? ago) \(\d\d:\d\d\)\.", intro), intro
     examples = [b for b in at.button if b.key.startswith("example_")]
-    assert len(examples) == 3
-    assert all(plain(b.label).startswith("What do my documents say about ") for b in examples)
+    assert [plain(b.label) for b in examples] == EXAMPLES_OF_THE_GUIDE
 
     question = plain(examples[0].label)
     examples[0].click().run()
@@ -603,11 +616,16 @@ def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_
 
     at.sidebar.selectbox(key="filter_field").set_value("site").run()
     at.sidebar.selectbox(key="filter_value").set_value("south").run()
+    assert [plain(c.value) for c in at.main.caption if c.value.startswith("Searching only")] == ["Searching only site = south"]
     ask(at, "Where are bicycles parked?")
     sources = assistant(at).expander[0]
-    assert [plain(c.value) for c in sources.caption[1:]] == ["Bicycles are parked in the basement garage."]
+    assert [plain(c.value) for c in sources.caption] == [
+        "Searched for: Where are bicycles parked? (searched only site = south)", "Bicycles are parked in the basement garage.",
+    ]
 
-    at.sidebar.selectbox(key="filter_field").set_value("(no filter)")
+    at.button(key="clear_filter").click().run()  # the one-click clear above the chat box
+    assert at.sidebar.selectbox(key="filter_field").value == "(no filter)"
+    assert [c.value for c in at.main.caption if c.value.startswith("Searching only")] == []
     at.sidebar.slider(key="top_k").set_value(20).run()
     ask(at, "Which tag is shown as text in the lab notes?")
     snippets = [plain(c.value) for c in assistant(at).expander[0].caption]
@@ -777,9 +795,15 @@ def test_example_questions_come_from_titles_that_are_questions_or_from_headings(
     from rag.ui.store_state import example_question, pick_examples
 
     assert example_question({"title": "How do I run the homework?"}) == "How do I run the homework?"
-    assert example_question({"title": "Guide", "headings": "Install > Linux"}) == "What do my documents say about Linux?"
-    assert example_question({"title": "Setup", "headings": "Setup > Choosing a model"}) == (
-        "What do my documents say about Choosing a model?")
+    assert example_question({"title": "Guide", "headings": "Install > Linux"}) == "Tell me about Linux."
+    assert example_question({"title": "Setup", "headings": "Setup > Choosing a model"}) == "How do I go about choosing a model?"
+    assert example_question({"title": "Guide", "headings": "Use > The ingest command"}) == "Tell me about the ingest command."
+    assert example_question({"title": "Help", "headings": "Help > The first answer is slow"}) == "What if the first answer is slow?"
+    assert example_question({"title": "Help", "headings": "Help > Model not found"}) == "What to do about “Model not found”?"
+    assert example_question({"title": "Ask", "headings": "Ask > When the documents do not know"}) == (
+        "What happens when the documents do not know?")
+    assert example_question({"title": "Ask", "headings": "Ask > In the browser"}) is None  # names no topic by itself
+    assert example_question({"title": "JSON records"}) == "Tell me about JSON records."
     assert example_question({"title": "12", "headings": ""}) is None
     assert pick_examples({"a": ["qa"], "b": ["qb"], "c": ["qc"], "d": ["qd"]}) == ["qa", "qb", "qc"]
 
@@ -791,3 +815,51 @@ def test_the_page_style_holds_nothing_the_html_sanitiser_would_drop_it_for():
 
     inner = PAGE_CSS.strip().removeprefix("<style>").removesuffix("</style>")
     assert "<style>" in PAGE_CSS and re.search(r"<[/\w!]", inner) is None
+
+
+def test_an_answer_cut_off_before_its_first_word_says_it_was_cancelled_not_incomplete(store, ollama_server):
+    history = History(history_path(Settings()), BROWSER)
+    conversation = history.create("Two cut-off answers")
+    ends = [("", "stopped"), ("", "new_question"), ("", "interrupted"), ("Partly", "stopped"), ("Partly", "interrupted")]
+    for content, state in ends:
+        history.add(conversation.id, "user", "How do I install the app?")
+        history.add(conversation.id, "assistant", content, {"kind": "answer", "state": state})
+    at = loaded(open_app(c=conversation.id))
+    notes = [plain(c.value) for m in at.chat_message if m.name == "assistant" for c in m.caption]
+    assert notes == [
+        "Cancelled before the answer started: you pressed Stop.",
+        "Cancelled before the answer started: you asked the next question.",
+        "Cancelled before the answer started (a new question, a changed setting, a reload or the app stopping). Ask "
+        "again for an answer.",
+        "Stopped: you pressed Stop. The answer above is incomplete.",
+        "Interrupted before it finished (a new question, a changed setting, a reload or the app stopping). The answer "
+        "above is incomplete; ask again for the whole answer.",
+    ]
+
+
+def test_a_skipped_upload_is_named_without_the_servers_folder_and_not_kept(store, ollama_server):
+    at = open_app()
+    at.sidebar.file_uploader(key="upload").set_value(
+        [("scan.pdf", b"%PDF-1.4 not really a PDF", "application/pdf"),
+         ("notes.md", b"# Notes\n\nHerons fish at dawn.\n", "text/markdown")]
+    ).run()
+    at.sidebar.button(key="ingest_uploads").click().run()
+
+    folder = Settings().store_dir / "uploads"
+    assert plain(at.sidebar.success[0].value) == "1 added, 0 updated, 0 unchanged, 1 skipped; 1 chunks written."
+    [line] = [plain(c.value) for c in at.sidebar.caption if c.value.startswith("scan")]
+    assert line.startswith("scan.pdf: skipped, ") and line.endswith(" (the file was not kept)")
+    assert str(folder) not in line and str(Path.cwd()) not in line
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.md"]
+
+
+def test_a_first_start_before_any_ingest_says_what_to_run_and_keeps_the_page(tmp_path, ollama_server, monkeypatch):
+    monkeypatch.setenv("RAG_STORE_DIR", str(tmp_path / "no-store-yet"))
+    at = open_app()
+
+    assert not at.exception
+    [info] = [plain(i.value) for i in at.info]
+    assert info.startswith(f"The store at {tmp_path / 'no-store-yet'} has no collection 'docs'.")
+    assert "run `python -m ingest` first" in info and info.endswith("You can also add files with the upload box in the sidebar.")
+    assert at.chat_input(key="question") and at.sidebar.file_uploader(key="upload")
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")][:2] == [("", "Chat"), ("Models", "Models")]

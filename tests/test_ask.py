@@ -14,6 +14,7 @@ import pytest
 from ingest.loaders import RecordFields
 from ingest.pipeline import IngestOptions, ingest
 from rag.chat.ask import main
+from rag.core.settings import Settings
 from tests.ollama_standin import OllamaStandin, unused_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -334,3 +335,27 @@ def test_a_where_value_matches_a_number_the_store_holds(records_store, standin, 
 
     assert (code, err) == (0, "")
     assert {line.split(":")[0] for line in source_lines(out)} == {"  [1] r1", "  [2] r2"}
+
+
+FAQ = ROOT.parent / "shared" / "data" / "faq"
+README_WHERE_EXAMPLE = re.compile(r'^python -m rag\.ask --where (\S+)=(\S+) "([^"]+)"$', re.MULTILINE)
+
+
+@pytest.mark.skipif(not FAQ.exists(), reason="shared/data/faq is not beside the repository")
+def test_the_readmes_filtered_example_is_answered_over_the_faq(tmp_path, embedder, standin):
+    """The README's `--where` example, run as written over the FAQ it names (its course whole, and part of the others)."""
+    [(field, value, question)] = README_WHERE_EXAMPLE.findall((ROOT / "README.md").read_text())
+    records = json.loads((FAQ / "documents-with-ids.json").read_text())
+    kept = [r for r in records if r[field] == value]
+    kept += [r for course in sorted({r[field] for r in records} - {value}) for r in records if r[field] == course][::8]
+    corpus = tmp_path / "faq.json"
+    corpus.write_text(json.dumps(kept))
+    settings = Settings(store_dir=tmp_path / "store", ollama_host=standin.host)
+    ingest([corpus], settings, embedder, IngestOptions(fields=RecordFields(title_field="question")))
+    standin.reply = "Yes: the certificate needs the projects, not every homework [1]."
+
+    result = subprocess.run([sys.executable, "-m", "rag.ask", "--json", "--where", f"{field}={value}", question],
+                            env=ask_env(settings), capture_output=True, text=True, timeout=180)
+    answer = json.loads(result.stdout)
+    assert (result.returncode, answer["relevant"], answer["answer"]) == (0, True, standin.reply), result.stderr
+    assert {source["metadata"][field] for source in answer["sources"]} == {value}

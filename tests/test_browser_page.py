@@ -2,6 +2,7 @@
 stand-in Ollama: the conversation list at sidebar and phone width, a slowly streaming answer, the filter, undo."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -181,3 +182,60 @@ def test_a_finished_evaluation_shows_its_results_at_once_and_a_reload_keeps_the_
     expect(page.get_by_label("Questions file (CSV)")).to_have_value(str(truth))
     expect(page.get_by_label("Filter column (optional)")).to_have_value("doc_id")
     expect(page.get_by_label("Questions (a fixed random sample)")).to_have_value("2")
+
+
+@pytest.fixture
+def filtered_app_url(tmp_path, embedder, standin):
+    """The page over the guide and a few cooking records whose `course` field the sidebar can filter by."""
+    store, docs = tmp_path / "filtered-store", tmp_path / "records"
+    docs.mkdir()
+    records = [{"id": f"k{i}", "course": "baking" if i else "kitchen", "text": f"Simmer the {food} for {i + 5} minutes."}
+               for i, food in enumerate(["lentils", "onions", "carrots"])]  # a field needs two values to be offered
+    (docs / "kitchen.json").write_text(json.dumps(records))
+    ingest([SAMPLE_DIR, docs], Settings(store_dir=store), embedder, IngestOptions())
+    with streamlit_app(tmp_path, {"RAG_STORE_DIR": str(store), "OLLAMA_HOST": standin.host}) as url:
+        yield url
+
+
+def test_an_active_filter_is_shown_above_the_chat_box_and_in_the_refusal_and_clears_in_one_click(filtered_app_url, browser):
+    page = open_page(browser, filtered_app_url)
+    sidebar = page.get_by_test_id("stSidebar")
+    indicator = page.locator(".st-key-active_filter")
+    expect(indicator).to_have_count(0)
+    sidebar.locator(".st-key-filter_field").click(timeout=180_000)  # drawn once the store is loaded
+    page.get_by_role("option", name="course").click()
+    expect(indicator).to_have_text("Searching only course = bakingClear filter", use_inner_text=True, timeout=30_000)
+
+    ask(page, "How do I start Ollama?")  # the guide answers it, but the filter leaves only the cooking records
+    wait_for_messages(page, 2)
+    refusal = messages(page).nth(1)
+    expect(refusal.get_by_text("Searched for: How do I start Ollama? (searched only course = baking)")).to_be_visible()
+    refusal.get_by_role("button", name="Clear filter").click()
+    expect(indicator).to_have_count(0, timeout=30_000)
+    expect(sidebar.locator(".st-key-filter_field")).to_contain_text("(no filter)")
+
+    page.reload()  # the cleared filter is what the browser remembers
+    page.get_by_test_id("stChatInputTextArea").wait_for()
+    wait_until(lambda: idle(page), 60, "the page to finish its run")
+    expect(indicator).to_have_count(0)
+    ask(page, "How do I start Ollama?")
+    wait_for_messages(page, 4)
+    wait_until(lambda: answer_text(page, 3) == ANSWER.replace("`", ""), 90, "the answer from the guide")
+    sources = messages(page).nth(3).get_by_test_id("stExpander")
+    expect(sources.get_by_text("Searched for: How do I start Ollama?", exact=True)).to_be_visible()
+
+
+def test_the_example_questions_leave_the_page_as_soon_as_one_is_asked(app_url, browser, standin):
+    standin.token_delay = 0.3
+    page = open_page(browser, app_url)
+    welcome = page.locator(".st-key-welcome")
+    expect(welcome.get_by_role("button")).to_have_count(3, timeout=180_000)  # drawn once the store is loaded
+    welcome.get_by_role("button").first.click()
+    wait_for_messages(page, 2)
+    seen = []
+    def finished() -> bool:
+        seen.append((answer_text(page, 1), welcome.count()))
+        return seen[-1][0] == ANSWER.replace("`", "")
+    wait_until(finished, 90, "the answer to the example")
+    assert [count for text, count in seen] == [0] * len(seen)  # not even faded under the streaming answer
+    assert len({text for text, _ in seen if text}) >= 3  # it was watched while it streamed

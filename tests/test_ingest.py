@@ -4,6 +4,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -347,12 +348,30 @@ def test_cli_exit_codes_summary_and_no_progress_bar_off_a_terminal(tmp_path):
     assert "python -m ingest --reset" in mismatch.stderr and "Traceback" not in mismatch.stderr
 
 
-def test_summary_gives_a_write_rate_only_when_chunks_were_written():
+def test_summary_tells_the_model_load_from_embedding_and_rates_only_the_embedding():
     lines = lambda report: summary(report, "store").splitlines()[2:]
-    assert lines(IngestReport(added=["a"], chunks_written=250, seconds=0.5)) == ["  250 chunks written in 0.5 s (500 chunks/s)"]
+    assert lines(IngestReport(added=["a"], chunks_written=19, seconds=20.1, load_seconds=17.5, embed_seconds=1.9)) == [
+        "  19 chunks written in 20.1 s (model loaded in 17.5 s; embedding 1.9 s, 10 chunks/s)"
+    ]
+    assert lines(IngestReport(added=["a"], chunks_written=250, seconds=0.6, embed_seconds=0.5)) == [
+        "  250 chunks written in 0.6 s (embedding 0.5 s, 500 chunks/s)"
+    ]
     assert lines(IngestReport(unchanged=["a"], seconds=0.2)) == ["  0 chunks written in 0.2 s"]
     assert lines(IngestReport(added=["a"], chunks_written=1)) == ["  1 chunk written in 0.0 s"]
-    assert lines(IngestReport(added=["a"], chunks_written=2, seconds=6.3)) == ["  2 chunks written in 6.3 s (0.3 chunks/s)"]
+    assert lines(IngestReport(added=["a"], chunks_written=2, seconds=6.3, embed_seconds=6.0)) == [
+        "  2 chunks written in 6.3 s (embedding 6.0 s, 0.3 chunks/s)"
+    ]
+
+
+def test_cli_summary_counts_the_model_load_apart_from_the_embedding(tmp_path):
+    write(tmp_path / "docs" / "a.md", "# A\n\nAlpha.\n")
+    result = run_cli([str(tmp_path / "docs")], {"RAG_STORE_DIR": str(tmp_path / "store")})
+    assert result.returncode == 0, result.stderr
+    written = result.stdout.splitlines()[2]
+    match = re.fullmatch(r"  1 chunk written in ([\d.]+) s \(model loaded in ([\d.]+) s; embedding ([\d.]+) s, ([\d.]+) chunks/s\)", written)
+    assert match, written
+    total, load, embedding, _ = map(float, match.groups())
+    assert 0 < load <= total and embedding < load  # one chunk embeds in far less time than the model takes to load
 
 
 def test_cli_ingests_faq_records_with_title_field(tmp_path, embedder):
@@ -362,3 +381,20 @@ def test_cli_ingests_faq_records_with_title_field(tmp_path, embedder):
     chunks = contents(Settings(store_dir=tmp_path / "store"))
     assert sorted(meta["title"] for _, meta in chunks.values()) == [f"Question {i}?" for i in range(5)]
     assert {(meta["course"], meta["section"]) for _, meta in chunks.values()} == {("c", "s")}
+
+
+def test_a_files_warnings_are_given_by_the_run_that_stores_it_not_by_every_unchanged_rerun(tmp_path, embedder):
+    settings, path = Settings(store_dir=tmp_path / "store"), tmp_path / "faq.json"
+    records = [{"id": "a", "text": "Kettles boil water."}, {"id": "b", "text": "Toasters brown bread."},
+               {"id": "a", "text": "Kettles also whistle."}]
+    path.write_text(json.dumps(records))
+    duplicate = (f"{path} record 3", "duplicate id 'a' (first at record 1): its text was added to that document")
+
+    assert ingest([path], settings, embedder, IngestOptions()).warnings == [duplicate]
+    assert ingest([path], settings, embedder, IngestOptions()).warnings == []
+    assert ingest([path], settings, embedder, IngestOptions(dry_run=True)).warnings == []
+    records[1]["text"] = "Toasters brown bread on both sides."  # another record of the file changes
+    path.write_text(json.dumps(records))
+    assert ingest([path], settings, embedder, IngestOptions(dry_run=True)).warnings == [duplicate]
+    changed = ingest([path], settings, embedder, IngestOptions())
+    assert (changed.updated, changed.warnings) == (["b"], [duplicate])

@@ -57,8 +57,10 @@ def test_html_keeps_main_text_without_scripts_styles_or_navigation(tmp_path):
     assert doc.title == "Herons"
     assert sections(doc) == [
         ((), "Herons eat fish and frogs."),
-        (("Nests",), "High in trees\n\nNear water\n\nBird | Size\n\nHeron | 1 m"),
+        (("Nests",), "High in trees\n\nNear water"),
+        (("Nests",), "Bird | Size\nHeron | 1 m"),
     ]
+    assert doc.sections[2].header == "Bird | Size"
 
 
 def test_html_without_main_drops_page_header_and_footer_and_uses_the_title_tag(tmp_path):
@@ -86,9 +88,11 @@ def test_docx_splits_at_heading_styles_and_reads_tables(tmp_path):
     assert doc.title == "Annual report"
     assert sections(doc) == [
         ((), "Summary first."),
-        (("Budget",), "Kayaks cost most.\n\nitem | cost\nkayak | 300"),
+        (("Budget",), "Kayaks cost most."),
+        (("Budget",), "item | cost\nkayak | 300"),
         (("Budget", "Travel"), "By train."),
     ]
+    assert [s.header for s in doc.sections] == ["", "", "item | cost", ""]
 
 
 def test_csv_rows_carry_the_header_and_their_line_numbers(tmp_path):
@@ -253,3 +257,21 @@ def test_unreadable_paths_are_refused(tmp_path):
     (tmp_path / "dangling.md").symlink_to(tmp_path / "gone.md")
     with pytest.raises(LoadError, match="not a regular file"):
         load_path(tmp_path / "dangling.md", "dangling.md", RecordFields())
+
+
+@pytest.mark.parametrize("embedded", ["about:blank", "Untitled", "Document1", "Microsoft Word - report.docx", "  ",
+                                      "https://intranet.example/page", "report.pdf", "---"])
+def test_a_pdf_whose_embedded_title_is_a_placeholder_is_titled_by_its_file_name(tmp_path, embedded):
+    path = tmp_path / "river-animals.pdf"
+    path.write_bytes(make_pdf(["Otters live in rivers."], title=embedded))
+    [document], _ = load_path(path, "river-animals.pdf", RecordFields())
+    assert document.title == "river-animals"
+
+
+@pytest.mark.parametrize("embedded, title", [("River animals", "River animals"), ("Microsoft Word - Otter survey 2024",
+                                                                                     "Otter survey 2024")])
+def test_a_pdf_whose_embedded_title_names_it_keeps_that_title(tmp_path, embedded, title):
+    path = tmp_path / "scan0001.pdf"
+    path.write_bytes(make_pdf(["Otters live in rivers."], title=embedded))
+    [document], _ = load_path(path, "scan0001.pdf", RecordFields())
+    assert document.title == title

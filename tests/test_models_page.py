@@ -71,7 +71,7 @@ def test_installed_models_show_their_facts_and_fit(server, tmp_path, monkeypatch
     assert [r["model"] for r in rows] == ["grounded:latest", "unrelated:latest"]  # the embedding model is left out
     grounded = rows[0]
     assert (grounded["parameters"], grounded["quantisation"], grounded["trained context"]) == ("3.2B", "Q4_K_M", 32768)
-    assert grounded["size GB"] == round(_size("grounded:latest", embedding=False) / GB, 2)
+    assert grounded["size GB"] == round(_size("grounded:latest", embedding=False) / GB, 1)  # as the sidebar rounds it
     assert (grounded["loaded"], rows[1]["loaded"]) == (True, False)
     assert grounded["fits"] == "GPU" and "100% of it in GPU memory" in grounded["why"]
     assert rows[1]["fits"] in ("GPU", "CPU", "tight", "no") and "needs about" in rows[1]["why"]
@@ -102,6 +102,10 @@ def test_latest_results_show_as_a_table_and_a_chart(server, store, tmp_path, mon
     assert [r["model"] for r in results] == ["grounded", "unrelated"]
     assert results[0]["citation_hit"] > results[1]["citation_hit"] == 0.0
     assert results[0]["tokens_per_s"] == 50.0
+    [shown] = [d for d in at.dataframe if "citation_hit" in d.value.columns]
+    heads = {key: column.get("label") for key, column in json.loads(shown.proto.columns).items()}
+    assert (heads["citation_hit"], heads["first_token_ms_p50"], heads["size"]) == ("Citation hit", "First token, ms", "Size, GB")
+    assert results[0]["size"] is None or results[0]["size"] == round(results[0]["size"], 1)  # GB, as the sidebar
     charts = at.get("vega_lite_chart")
     assert len(charts) == 1
     assert "tokens per second" in charts[0].proto.spec and "Answer similarity" in charts[0].proto.spec
@@ -150,10 +154,11 @@ def test_a_hostile_pull_name_and_ollama_error_text_are_shown_as_text(tmp_path, m
         at.button[0].click().run()
 
     assert not at.exception
-    shown = [e.value for e in at.error] + [p.proto.text for p in at.get("progress")]
-    assert plain(at.error[0].value) == f"Pulling {name!r} from Ollama at {standin.url} failed: {error_text}"
-    assert plain(at.get("progress")[0].proto.text) == f"Pulling {name}…"
-    assert all(inert(value) for value in shown), shown
+    shown = at.error[0].value  # addresses as inline code: shown as written, never a link or an image
+    assert plain(shown) == (f"Pulling '![p](`{OUTSIDE}/p.png`)' from Ollama at `{standin.url}` failed: "
+                            f"![e](`{OUTSIDE}/e.png`) <b>boom</b>")
+    assert inert(re.sub(r"`[^`]*`", "", shown)), shown
+    assert at.get("progress") == []  # the failed pull's bar is gone with it
 
 
 def test_a_hostile_model_name_is_listed_with_its_controls_visible(tmp_path, monkeypatch):
@@ -235,7 +240,8 @@ def test_a_background_evaluation_runs_apart_and_its_progress_survives_a_reload(s
 def test_the_chat_page_links_to_the_models_page_and_shows_the_chosen_models_facts(server, store):
     at = AppTest.from_file(APP, default_timeout=60).run()
 
-    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [("Models", "Compare models")]
+    assert [(link.proto.page, link.proto.label) for link in at.get("page_link")] == [
+        ("", "Chat"), ("Models", "Models"), ("Models", "Compare models")]
     caption = re.sub(r"\\(.)", r"\1", at.sidebar.caption[0].value)  # model names are shown escaped, as text
     assert caption.startswith("grounded:latest · 3.2B · Q4_K_M · ") and caption.endswith("trained context 32,768 tokens")
 

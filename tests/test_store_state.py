@@ -14,6 +14,7 @@ from rag.ui.answer import details_of, location_of
 from rag.ui.store_state import summarise_store
 from rag.ui.upload_box import UPLOAD_TYPES
 from tests.fixtures.ingest_files import GOOD_MARKDOWN, make_docx, make_pdf
+from tests.fixtures.office_files import make_epub, make_pptx, make_xlsx
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,9 @@ def write_one_of_each_format(docs: Path) -> None:
     (docs / "rivers.pdf").write_bytes(make_pdf(["Otters hunt fish.", "Beavers build dams."]))
     (docs / "budget.docx").write_bytes(make_docx([("Heading 1", "Budget"), ("Normal", "Three red kayaks.")]))
     (docs / "install.md").write_text(GOOD_MARKDOWN)
+    (docs / "talk.pptx").write_bytes(make_pptx([{"title": "Otters", "body": ["Otters hold hands."]}]))
+    (docs / "birds.xlsx").write_bytes(make_xlsx({"Birds": [["bird", "colour"], ["flamingo", "pink"]]}))
+    (docs / "night.epub").write_bytes(make_epub([("Owls", "<p>Owls hunt at night.</p>")]))
 
 
 def test_the_filter_offers_the_fields_documents_bring_and_internal_fields_are_all_ingest_writes(

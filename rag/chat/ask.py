@@ -146,7 +146,7 @@ def warnings(turn: Turn) -> list[str]:
     if turn.truncated:
         notes.append(turn.truncation_note())
     if turn.cut_short:
-        notes.append(f"The answer stopped at its length limit ({turn.answer_tokens} tokens); raise RAG_ANSWER_TOKENS.")
+        notes.append(f"The answer stopped at its length limit ({turn.answer_tokens:,} tokens); raise RAG_ANSWER_TOKENS.")
     return notes
 
 

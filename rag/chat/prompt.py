@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 import regex
 
+from ingest.documents import location_of
 from rag.core.errors import PromptTooLong
 from rag.search.retrieval import RetrievedChunk, RetrievedDoc
 
@@ -89,12 +90,8 @@ class Citation:
 
     @property
     def location(self) -> str:
-        """The heading path, page or CSV rows the chunk comes from."""
-        if self.metadata.get("page"):
-            return f"page {self.metadata['page']}"
-        if self.metadata.get("rows"):
-            return f"rows {self.metadata['rows']}"
-        return self.metadata.get("headings", "")
+        """Where in its file the chunk comes from: page, slide, sheet and rows, chapter, or heading path."""
+        return location_of(self.metadata)
 
 
 @dataclass
@@ -205,7 +202,7 @@ def build_prompt(
     fixed = estimate_messages([{"role": "system", "content": system}, {"role": "user", "content": user_message(question, [], key)}])
     if fixed > budget_tokens:
         raise PromptTooLong(
-            f"The question needs about {fixed} tokens with the answer rules, more than the {budget_tokens} the model's "
+            f"The question needs about {fixed:,} tokens with the answer rules, more than the {budget_tokens:,} the model's "
             "context leaves for the prompt. Shorten the question, or raise RAG_NUM_CTX (within what the model supports)."
         )
     room = budget_tokens - fixed

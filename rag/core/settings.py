@@ -54,11 +54,13 @@ class Settings(BaseSettings):
     # Limits on what an input can make the machine do; what is over a limit is skipped or cut, with a message.
     max_file_mb: float = Field(200, gt=0)  # any input file, before it is read
     max_text_mb: float = Field(20, gt=0)  # text in one file: a bigger text file is skipped, PDF/DOCX text is cut
-    max_unpacked_mb: float = Field(100, gt=0)  # what a DOCX (a ZIP) would unpack to
-    max_archive_entries: int = Field(1000, ge=1)  # files inside a DOCX
+    max_unpacked_mb: float = Field(100, gt=0)  # what a ZIP container (DOCX, PPTX, XLSX, ODF, EPUB) would unpack to
+    max_archive_entries: int = Field(1000, ge=1)  # files inside a ZIP container
     max_pdf_pages: int = Field(2000, ge=1)  # pages read from one PDF
     max_paragraphs: int = Field(50_000, ge=1)  # paragraphs and table rows read from one DOCX
     max_runs: int = Field(1_000_000, ge=1)  # text runs (pieces of a paragraph in one format) read from one DOCX
+    max_sheet_rows: int = Field(100_000, ge=1)  # rows read from one sheet of a workbook, empty rows included
+    max_messages: int = Field(10_000, ge=1)  # messages read from one mbox, which is read as a stream
     # chunks stored from one file, all its documents (a JSON file's records) together: about a 2,000-page book
     max_chunks_per_file: int = Field(10_000, ge=1)
     max_whole_tokens: int = Field(200_000, ge=1000)  # the most a whole-document question reads (estimated tokens)

@@ -1,7 +1,7 @@
 """What the page shows under an answer, as plain data saved with the message: sources, figures, warnings."""
 from __future__ import annotations
 
-from ingest.documents import INTERNAL_FIELDS
+from ingest.documents import INTERNAL_FIELDS, location_of
 from rag.chat.citations import cited_numbers
 from rag.chat.turn import Turn
 from rag.search.retrieval import best_scores, no_match_text
@@ -33,15 +33,6 @@ def details_of(metadata: dict) -> dict:
         if key not in INTERNAL_FIELDS and isinstance(value, (str, int, float, bool)) and str(value).strip()
     }
     return dict(list(fields.items())[:DETAIL_FIELDS])
-
-
-def location_of(metadata: dict) -> str:
-    """The heading path, page or CSV rows a chunk comes from."""
-    if metadata.get("page"):
-        return f"page {metadata['page']}"
-    if metadata.get("rows"):
-        return f"rows {metadata['rows']}"
-    return metadata.get("headings", "") or ""
 
 
 def source_entries(turn: Turn, answer: str) -> list[dict]:

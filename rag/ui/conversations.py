@@ -26,16 +26,19 @@ def open_conversation(conversation_id: str) -> None:
 def delete_conversation(history: History, conversation: Conversation) -> None:
     """Delete, keeping what an undo needs."""
     history.delete(conversation.id)
-    st.session_state.deleted = {"id": conversation.id, "title": conversation.title}
-    if st.session_state.get("conversation_id") == conversation.id:
+    was_current = st.session_state.get("conversation_id") == conversation.id
+    st.session_state.deleted = {"id": conversation.id, "title": conversation.title, "was_current": was_current}
+    if was_current:
         st.session_state.conversation_id = None
 
 
 def undo_delete(history: History) -> None:
+    """Bring the last deleted conversation back; the page returns to it only if it was the one on screen."""
     deleted = st.session_state.pop("deleted", None)
     if deleted:
         history.restore(deleted["id"])
-        st.session_state.conversation_id = deleted["id"]
+        if deleted.get("was_current"):
+            st.session_state.conversation_id = deleted["id"]
 
 
 def labels(conversations: list[Conversation]) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 
 from rag.ui.history import DAMAGED_DETAILS, Message
 from rag.ui.answer import ALSO_SNIPPET_CHARS, shorten, sources_label
-from rag.ui.text import answer_html, text
+from rag.ui.text import answer_html, notice, text
 
 STALE_AFTER_S = 20  # an answer 'being written' whose last save is older than this was cut off (the app stopped)
 STATE_NOTES = {
@@ -19,6 +19,12 @@ STATE_NOTES = {
                    "The answer above is incomplete; ask again for the whole answer.",
     "new_question": "Stopped when you asked the next question. The answer above is incomplete.",
     "writing": "Still being written in another tab or before a reload; reload to see the rest.",
+}
+UNSTARTED_NOTES = {  # the same ends when not a word of the answer was written yet
+    "stopped": "Cancelled before the answer started: you pressed Stop.",
+    "interrupted": "Cancelled before the answer started (a new question, a changed setting, a reload or the app "
+                   "stopping). Ask again for an answer.",
+    "new_question": "Cancelled before the answer started: you asked the next question.",
 }
 
 
@@ -61,6 +67,7 @@ class SavedMeta(BaseModel):
     sources: list[SavedSource] = []
     figures: str | None = None
     figures_compared: str | None = None
+    searched_only: str | None = None
     reasoning: str | None = None
 
 
@@ -97,7 +104,7 @@ def show_answer(area, content: str) -> None:
 
 def show_error(meta: dict) -> None:
     """The error in the user's words, with the technical text in a collapsed details line."""
-    st.error(text(meta["error"]), icon=":material/error:")
+    st.error(notice(meta["error"]), icon=":material/error:")
     if meta.get("error_details"):
         with st.expander("Details", icon=":material/info:"):
             st.text(meta["error_details"])
@@ -120,9 +127,14 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
         if meta.get("figures_compared"):
             with st.expander("How close the documents came", icon=":material/info:"):
                 st.caption(text(meta["figures_compared"]))
-        st.caption("Searched for: " + text(meta.get("query", "")))
+        st.caption(searched_line(meta))
         if latest:
-            st.button("Ask the model anyway", key=f"ask_anyway_{message.id}", on_click=actions.ask_anyway, args=(message.id,))
+            with st.container(horizontal=True):
+                st.button("Ask the model anyway", key=f"ask_anyway_{message.id}", on_click=actions.ask_anyway,
+                          args=(message.id,))
+                if meta.get("searched_only"):
+                    st.button("Clear filter", key=f"clear_filter_{message.id}", icon=":material/filter_alt_off:",
+                              on_click=actions.clear_filter)
         return
     if kind == "error":
         show_error({"error": message.content, "error_details": meta.get("error_details")})
@@ -130,8 +142,9 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
     if message.content:
         show_answer(st, message.content)
     state = answer_state(meta)
-    if state in STATE_NOTES:
-        st.caption(STATE_NOTES[state])
+    notes = STATE_NOTES if message.content or state == "writing" else UNSTARTED_NOTES
+    if state in notes:
+        st.caption(notes[state])
     render_answer_extras(message, latest, actions)
 
 
@@ -165,7 +178,7 @@ def render_sources(meta: dict, expanded: bool) -> None:
     cited = [s for s in sources if s["cited"]]
     others = [s for s in sources if not s["cited"]]
     with st.expander(sources_label(sources), expanded=expanded, icon=":material/description:"):
-        st.caption("Searched for: " + text(meta.get("query", "")))
+        st.caption(searched_line(meta))
         if meta.get("query_note"):
             st.caption(text(meta["query_note"]))
         for heading, group in (("Cited in the answer", cited), ("Also retrieved", others)):
@@ -174,6 +187,12 @@ def render_sources(meta: dict, expanded: bool) -> None:
             st.markdown(f"**{heading}**")
             for source in group:
                 render_source(source)
+
+
+def searched_line(meta: dict) -> str:
+    """What was searched for, and the filter it was searched within, as text."""
+    within = f" (searched only {meta['searched_only']})" if meta.get("searched_only") else ""
+    return "Searched for: " + text(f"{meta.get('query', '')}{within}")
 
 
 def render_source(source: dict) -> None:

@@ -7,7 +7,7 @@ from concurrent.futures import Future
 from rag.core.errors import LLMError
 from rag.llm import catalogue
 from rag.llm.backend import Backend, PullProgress
-from rag.ui.text import text
+from rag.ui.text import notice, text
 
 
 def list_in_background(llm: Backend) -> Future:
@@ -54,6 +54,7 @@ def pull_with_progress(llm: Backend, name: str, area) -> bool:
         for step in llm.pull(name):
             bar.progress(pull_fraction(step), text=text(f"{name}: {step.status}"))
     except LLMError as exc:
-        area.error(text(exc))
+        bar.empty()  # the last status ('pulling manifest') and its bar would read as still going
+        area.error(notice(exc))
         return False
     return True

@@ -8,11 +8,15 @@ from pathlib import PurePosixPath
 
 from ingest.documents import INTERNAL_FIELDS
 from rag.core.errors import StoreError
+from rag.core.question_words import PREPOSITIONS, words
 
 MAX_FILTER_VALUES = 50
 FOLDER = "folder"
 EXAMPLES = 3
 EXAMPLE_CHARS = (4, 80)
+QUESTION_WORDS = frozenset("how what why where which who when".split())
+DETERMINERS = frozenset("the a an my your our its their this these those".split())
+STATEMENT_WORDS = frozenset("is are was were not cannot doesn isn won don fails failed".split())  # "doesn't" is "doesn t"
 
 
 @dataclass
@@ -51,7 +55,8 @@ def format_of(metadata: dict) -> str:
 
 
 def example_question(metadata: dict) -> str | None:
-    """A question a chunk's heading or title suggests: a title that is a question, or 'What about HEADING?'."""
+    """A question a chunk's heading or title suggests, as a person would ask it: a title that is a question as it is,
+    else one made from the heading (see ask_about)."""
     title = " ".join(str(metadata.get("title", "")).split())
     if title.endswith("?") and EXAMPLE_CHARS[0] <= len(title) <= EXAMPLE_CHARS[1]:
         return title
@@ -59,7 +64,36 @@ def example_question(metadata: dict) -> str | None:
     topic = heading if heading and heading != title else title
     if not EXAMPLE_CHARS[0] <= len(topic) <= EXAMPLE_CHARS[1] or not any(c.isalpha() for c in topic):
         return None
-    return f"What do my documents say about {topic}?"
+    return ask_about(topic)
+
+
+def ask_about(topic: str) -> str | None:
+    """A natural question on a heading: 'Adding documents' -> 'How do I go about adding documents?', 'The first answer
+    is slow' -> 'What if the first answer is slow?', 'Model not found' -> 'What to do about “Model not found”?', 'The
+    ingest command' -> 'Tell me about the ingest command.'; None for a heading that opens with a preposition ('In the
+    browser'), which names no topic on its own; a heading that opens with a question word is asked as it is."""
+    found = words(topic)
+    if not found or found[0] in PREPOSITIONS:
+        return None
+    if found[0] == "when":
+        return f"What happens {lowercase_first(topic)}?"
+    if found[0] in QUESTION_WORDS:
+        return f"{topic}?"
+    if found[0] in DETERMINERS and STATEMENT_WORDS & set(found):
+        return f"What if {lowercase_first(topic)}?"
+    if STATEMENT_WORDS & set(found):
+        return f"What to do about “{topic}”?"
+    if found[0].endswith("ing") and len(found[0]) > 4:
+        return f"How do I go about {lowercase_first(topic)}?"
+    return f"Tell me about {lowercase_first(topic)}."
+
+
+def lowercase_first(topic: str) -> str:
+    """The heading with its first word in lower case when it is a common word in a title's capital ('The', 'Adding',
+    'Supported'); any other first word may be a name ('Ollama', 'JSON') and keeps its capitals."""
+    first, space, rest = topic.partition(" ")
+    common = first.lower() in DETERMINERS | QUESTION_WORDS or first.lower().endswith(("ing", "ed"))
+    return (first.lower() if common and first[1:].islower() else first) + space + rest
 
 
 def pick_examples(candidates: dict[str, list[str]]) -> list[str]:

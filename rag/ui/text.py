@@ -19,6 +19,7 @@ MARKDOWN_SPECIAL = re.compile(r"([!-/:-@\[-`{-~])")
 AUTOLINK_START = re.compile(r"(?i)(?:https?|ftp)(?=://(\[[^\]]*\]|[^/\s:?#\\]*))|mailto(?=:)|xmpp(?=:)|\bwww(?=\.)|(?=@)")
 WORD_JOINER = "\u2060"  # invisible; splits `http://` and `www.` so GFM's autolinker does not make them links
 PRE_BLOCK = re.compile(r"<pre>.*?</pre>", re.S)
+CODE_OR_ADDRESS = re.compile(r"`([^`]+)`|((?:https?|ftp)://[^\s`]+)")
 
 
 def visible(text: str) -> str:
@@ -58,6 +59,18 @@ def escape_markdown(text: str) -> str:
 def text(value) -> str:
     """An untrusted string as Markdown that shows it literally, on one line: for labels, captions and alerts."""
     return escape_markdown(one_line(str(value)))
+
+
+def notice(value) -> str:
+    """One of our messages (an error, a warning, a status) that may hold untrusted parts, as Markdown on one line: its
+    `commands` and its addresses as inline code (shown as written, copyable, never a link, no invisible character),
+    the rest as text() shows it."""
+    line, shown_parts, last = one_line(str(value)), [], 0
+    for match in CODE_OR_ADDRESS.finditer(line):
+        code = match.group(1) or match.group(2).rstrip(".,;:)]'\"")
+        shown_parts.append(escape_markdown(line[last:match.start()]) + f"`{code}`")
+        last = match.start() + (len(match.group()) if match.group(1) else len(code))
+    return "".join(shown_parts) + escape_markdown(line[last:])
 
 
 def _answer_markdown() -> MarkdownIt:

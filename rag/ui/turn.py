@@ -218,10 +218,12 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
         return
     if mode == "search" and not force and not is_relevant(turn.docs, choices["floor"]):
         sentence, figures = refusal(turn, choices["floor"])
-        recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note})
+        recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note,
+                                   "searched_only": choices.get("filter")})
         render_assistant(recorder.message, latest=True, actions=ctx.actions)
         return
-    recorder.save(**whole_meta(turn, answer_meta(turn, "", floor=choices["floor"]), scope), query_note=note, state="streaming")
+    recorder.save(**whole_meta(turn, answer_meta(turn, "", floor=choices["floor"]), scope), query_note=note,
+                  searched_only=choices.get("filter"), state="streaming")
     controls = st.empty()
     with controls.container(horizontal=True, vertical_alignment="center", key="stop_row"):
         st.button("Stop", key="stop_answer", icon=":material/stop_circle:", on_click=stop_answer,
@@ -240,7 +242,8 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
     show_answer(area, recorder.text)
     controls.empty()
     answer = recorder.text
-    meta = {**whole_meta(turn, answer_meta(turn, answer, floor=choices["floor"]), scope), "query_note": note, "state": "done"}
+    meta = {**whole_meta(turn, answer_meta(turn, answer, floor=choices["floor"]), scope), "query_note": note,
+            "searched_only": choices.get("filter"), "state": "done"}
     if turn.error is not None:
         meta.update(error_meta(turn.error, ctx))
     recorder.finish(answer, meta)

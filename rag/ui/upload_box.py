@@ -25,17 +25,32 @@ def upload_limit_mb() -> int:
     return int(st.get_option("server.maxUploadSize"))
 
 
-def outcome_lines(saved: SaveReport, report: IngestReport, folder: Path) -> tuple[str, list[str]]:
-    """The headline and one line per file that needs a word: renamed, unchanged, replaced, skipped and why."""
+def outcome_lines(saved: SaveReport, report: IngestReport, folder: Path, dropped: set[Path]) -> tuple[str, list[str]]:
+    """The headline and one line per file that needs a word: renamed, unchanged, replaced, skipped and why (and whether
+    it was kept); paths inside the uploads folder are shown as file names."""
     headline = (
         f"{len(report.added)} added, {len(report.updated)} updated, {len(report.unchanged)} unchanged, "
         f"{len(report.skipped)} skipped; {report.chunks_written} chunks written."
     )
     inside = f"{folder}/"
-    lines = [f"{item.original}: {item.note}" for item in saved.files if item.note]
-    lines.extend(f"{where.removeprefix(inside)}: skipped, {reason}" for where, reason in report.skipped)
-    lines.extend(f"{where.removeprefix(inside)}: {reason}" for where, reason in report.warnings)
+    lines = [f"{item.original}: {item.note}" for item in saved.files if item.note and item.path not in dropped]
+    for where, reason in report.skipped:
+        not_kept = " (the file was not kept)" if Path(where) in dropped else ""
+        lines.append(f"{where.removeprefix(inside)}: skipped, {reason.replace(inside, '')}{not_kept}")
+    lines.extend(f"{where.removeprefix(inside)}: {reason.replace(inside, '')}" for where, reason in report.warnings)
     return headline, lines
+
+
+def drop_skipped(saved: SaveReport, report: IngestReport) -> set[Path]:
+    """Remove from the uploads folder the files this batch added there that ingest skipped whole: a later ingest of the
+    folder would only skip them again. The paths removed."""
+    skipped = {where for where, _ in report.skipped}
+    dropped = set()
+    for item in saved.files:
+        if item.created and item.path is not None and str(item.path) in skipped:
+            item.path.unlink(missing_ok=True)
+            dropped.add(item.path)
+    return dropped
 
 
 def interrupted_notice() -> None:
@@ -80,7 +95,7 @@ def run_ingest(settings: Settings, uploads, replace: bool, taken: frozenset[str]
         st.session_state.ingest_outcome = ("error", str(exc), [f"{i.original}: {i.note}" for i in saved.files if i.note])
         return
     st.session_state.pop("ingest_running", None)
-    headline, lines = outcome_lines(saved, report, folder)
+    headline, lines = outcome_lines(saved, report, folder, drop_skipped(saved, report))
     kind = "success" if report.added or report.updated else "info"
     st.session_state.ingest_outcome = (kind, headline, lines)
 

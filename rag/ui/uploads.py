@@ -21,6 +21,7 @@ class Saved:
     original: str
     path: Path | None
     note: str = ""
+    created: bool = False  # a new file in the uploads folder (not a replacement, not one already there)
 
 
 @dataclass
@@ -94,7 +95,7 @@ def save_one(original: str, data: bytes, folder: Path, replace: bool, taken: fro
             with open(target, "xb") as out:
                 out.write(data)
             note = renamed if n == 1 else f"saved as {candidate}: a different document named {name} is already in the store"
-            return Saved(original, target, note)
+            return Saved(original, target, note, created=True)
         except FileExistsError:
             existing = target.read_bytes() if target.is_file() else None
             if existing == data:
