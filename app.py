@@ -297,6 +297,8 @@ def main(settings: Settings, history: History) -> None:
     conversations_section(history)
     retriever, summary, store_problem = store_state(settings)
     choices = retrieval_section(summary)
+    choices["scope"], choices["mode"] = documents_section(
+        history, st.session_state.conversation_id, retriever.index.get() if retriever else None)
     show_store_state(settings, summary, store_problem)
     upload_section(settings, summary.doc_ids if summary else frozenset(), on_change=get_store_summary.clear)
     ui_prefs.remember(st.session_state, history)
@@ -339,6 +341,7 @@ def main(settings: Settings, history: History) -> None:
     elif question:
         run_turn(question, ctx)
     active_filter(choices["filter"])
+    show_scope(choices["scope"], choices["mode"])
     chat_box()
 
 
@@ -376,6 +379,7 @@ from rag.llm.boxes import open_backend  # noqa: E402
 from rag.ui.models import list_in_background, model_help, pull_with_progress  # noqa: E402
 from rag.store.chroma import store_location  # noqa: E402
 from rag.ui.conversations import conversations_section  # noqa: E402
+from rag.ui.documents import documents_section, show_scope  # noqa: E402
 from rag.ui.upload_box import upload_section  # noqa: E402
 from rag.ui.loading import BackgroundRetriever, show_loading  # noqa: E402
 from rag.ui.messages import render_assistant, render_user  # noqa: E402

@@ -13,6 +13,10 @@ import time
 from typing import TYPE_CHECKING
 
 from ingest.documents import INTERNAL_FIELDS
+from rag.chat.ask_whole import print_sections, read_whole, sections_json
+from rag.chat.mode import MODES, choose_mode
+from rag.chat.scope import named_in, resolve_ids
+from rag.chat.scoped_search import search_within
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
 from rag.core.command_line import OneLineParser, document_count
 from rag.core.errors import EXIT_CODES, INTERRUPTED, RagError, exit_codes_help
@@ -50,6 +54,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--k", type=document_count, help=f"documents to retrieve, 1 to {TOP_K_MAX} (default: RAG_TOP_K)")
     parser.add_argument("--where", metavar="FIELD=VALUE", action="append", default=[], help="metadata filter, repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of streaming text")
+    parser.add_argument(
+        "--doc", metavar="ID", action="append", default=[],
+        help="ask about this document (its id, file name or title), repeatable; default: a document the question names",
+    )
+    parser.add_argument(
+        "--mode", choices=MODES,
+        help="search: retrieve passages; whole: read the scoped documents whole (in parts when they do not fit); "
+        "parts: read them in parts (default: whole for summaries, outlines, comparisons, else search)",
+    )
     parser.add_argument(
         "--anyway", action="store_true", help="ask the model even when no document reaches RAG_RELEVANCE_FLOOR"
     )
@@ -137,9 +150,10 @@ def warnings(turn: Turn) -> list[str]:
     return notes
 
 
-def turn_json(turn: Turn) -> dict:
+def turn_json(turn: Turn, scope: list[str] | None = None) -> dict:
     """The --json object."""
     ms = turn.timings
+    reading = getattr(turn, "reading", None)
     return {
         "answer": turn.answer,
         "sources": sources_json(turn),
@@ -163,6 +177,10 @@ def turn_json(turn: Turn) -> dict:
         "warnings": warnings(turn),
         "reasoning": turn.usage.reasoning or None,
         "relevant": True,
+        "scope": list(scope or (reading.scope if reading else [])),
+        "mode": reading.mode if reading else "search",
+        "parts": reading.parts if reading else 0,
+        "parts_covered": reading.covered if reading else 0,
     }
 
 
@@ -218,17 +236,23 @@ def run(args: argparse.Namespace) -> int:
     model = args.model or settings.model
     warm_in_background(llm, model, settings)
     retriever = open_retriever(settings)
-    where = store_filter(conditions, retriever.index.get())
-    turn = prepare_turn(args.question, settings, retriever, model=model, where=where, k=args.k, llm=llm)
+    index = retriever.index.get()
+    where = store_filter(conditions, index)
+    scope = resolve_ids(args.doc, index) if args.doc else named_in(args.question, index)
+    mode = choose_mode(args.question, scope, args.mode)
+    if mode != "search":
+        return answer_whole(args, settings, llm, model, index, scope, mode)
+    docs = search_within(retriever, args.question, scope, args.k or settings.top_k, where) if scope else None
+    turn = prepare_turn(args.question, settings, retriever, model=model, where=where, k=args.k, llm=llm, docs=docs)
     if not args.anyway and not is_relevant(turn.docs, settings.relevance_floor):
-        return refuse(turn, settings, args.json)
+        return refuse(turn, settings, args.json, scope)
     with WaitNotice(turn, llm) as notice:
         for piece in safe_stream(stream_answer(turn, llm, settings)):
             notice.stop()
             if not args.json:
                 print(piece, end="", flush=True)
     if args.json:
-        print(safe_json(turn_json(turn)))
+        print(safe_json(turn_json(turn, scope)))
     else:
         if turn.answer:
             print()
@@ -241,16 +265,35 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def refuse(turn: Turn, settings: Settings, as_json: bool) -> int:
+def refuse(turn: Turn, settings: Settings, as_json: bool, scope: list[str]) -> int:
     """Say the documents do not answer, with the best scores, instead of letting the model improvise."""
     turn.answer = no_match_text(turn.docs, settings.relevance_floor)
     if as_json:
-        print(safe_json({**turn_json(turn), "relevant": False}))
+        print(safe_json({**turn_json(turn, scope), "relevant": False}))
     else:
         print(safe_text(turn.answer))
         print("(Run again with --anyway to ask the model regardless.)")
         print_sources(turn)
     return 0
+
+
+def answer_whole(args: argparse.Namespace, settings: Settings, llm: Backend, model: str, index, scope: list[str], mode: str) -> int:
+    """Answer a whole-document question over the scope, then say how it was read and which sections it cites."""
+    if not scope:
+        raise RagError(f"--mode {mode} reads whole documents: name one with --doc ID (or in the question, as install.md).")
+    turn = read_whole(args.question, settings, llm, model, index, scope, mode, args.json)
+    if turn.reading.stopped:
+        print("interrupted: the notes so far are kept; ask again to read only the rest", file=sys.stderr)
+    if args.json:
+        print(safe_json({**turn_json(turn), "sources": sections_json(turn)}))
+    else:
+        print_sections(turn)
+        for note in warnings(turn):
+            print(f"warning: {safe_line(note)}", file=sys.stderr)
+    if turn.error:
+        print_error(turn.error)
+        return turn.error.exit_code
+    return INTERRUPTED if turn.reading.stopped else 0
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -112,12 +112,13 @@ def prepare_turn(
     k: int | None = None,
     query: str | None = None,
     llm: Backend | None = None,
+    docs: list[RetrievedDoc] | None = None,
 ) -> Turn:
-    """Retrieve the documents for a question (or for query, a condensed form of it) and build the prompt to send."""
+    """Retrieve the documents for a question (or for query, a condensed form of it), unless given, and build the prompt."""
     model = model or settings.model
     query = query or question
     started = time.perf_counter()
-    docs = retriever.search(query, k or settings.top_k, where)
+    docs = retriever.search(query, k or settings.top_k, where) if docs is None else docs
     retrieved = time.perf_counter()
     llm = llm or open_backend(settings)
     num_ctx, lookup_error = choose_num_ctx(llm, model, settings)

@@ -65,6 +65,7 @@ class Settings(BaseSettings):
     max_messages: int = Field(10_000, ge=1)  # messages read from one mbox, which is read as a stream
     # chunks stored from one file, all its documents (a JSON file's records) together: about a 2,000-page book
     max_chunks_per_file: int = Field(10_000, ge=1)
+    max_whole_tokens: int = Field(200_000, ge=1000)  # the most a whole-document question reads (estimated tokens)
     max_models: int = Field(500, ge=1)  # models listed from the model server, on every page and CLI
 
     @field_validator("store_dir", mode="before")

@@ -21,7 +21,11 @@ import numpy as np
 from tqdm import tqdm
 
 from rag.evaluation import results as answer_results
+from rag.chat.mode import choose_mode, is_comparison
+from rag.chat.scope import UnknownDocument, resolve_ids
+from rag.chat.scoped_search import search_within
 from rag.chat.turn import prepare_turn, stream_answer
+from rag.chat.whole import DocumentTooLong, WholeReader
 from rag.search.embeddings import Embedder
 from rag.chat.citations import cited_numbers
 from rag.core.errors import MODEL_NOT_INSTALLED, SERVER_OTHER, LLMError, LLMUnavailable, PromptTooLong, RagError
@@ -51,6 +55,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--models", help="comma-separated chat models to compare (default: RAG_MODEL)")
     group.add_argument("--reference-column", help="column with a reference answer (default: the expected document's text)")
     group.add_argument("--out", type=Path, help="results file, JSON Lines (default: <store>/evaluations/<csv>-answers.jsonl)")
+    group.add_argument(
+        "--scope-column", metavar="COLUMN",
+        help="column naming the documents a question is asked of (a;b; may be the id column): a whole-document question "
+        "(summarise, outline, compare, list every...) reads them whole or in parts, another searches within them",
+    )
     group.add_argument("--judge", metavar="MODEL", help="also classify each answer's relevance with this local model")
     group.add_argument("--progress", type=Path, help="also write the progress as JSON to this file")
 
@@ -69,7 +78,8 @@ def fingerprint(args: argparse.Namespace, settings: Settings) -> str:
     """A short hash of everything that changes the answers besides the model; rows of another setup are not reused."""
     setup = [str(args.ground_truth.resolve()), args.question_column, args.id_column, args.filter_column,
              args.reference_column, args.k, settings.relevance_floor, settings.retrieval_mode, settings.dense_weight,
-             settings.num_ctx, settings.temperature, settings.answer_tokens, settings.collection, args.judge]
+             settings.num_ctx, settings.temperature, settings.answer_tokens, settings.collection, args.judge,
+             args.scope_column]
     return hashlib.sha256(json.dumps(setup, default=str).encode()).hexdigest()[:12]
 
 
@@ -174,13 +184,15 @@ class Evaluation:
         question, expected = row[args.question_column], row[args.id_column]
         record = {"model": model, "index": index, "fingerprint": self.setup, "question": question,
                   "expected": expected, "error": None}
+        scope = sorted(expected_documents(row.get(args.scope_column))) if args.scope_column else []
         try:
-            turn = prepare_turn(question, settings, self.retriever, model=model, where=self.where(row), k=args.k,
-                                llm=self.llm)
-        except PromptTooLong as exc:
+            turn = self.prepare(question, row, model, scope)
+        except (PromptTooLong, UnknownDocument, DocumentTooLong) as exc:
             return {**record, "error": str(exc), "exit_code": exc.exit_code}
-        record["retrieved"] = [doc.doc_id for doc in turn.docs]
-        if not is_relevant(turn.docs, settings.relevance_floor):
+        reading = getattr(turn, "reading", None)
+        record.update({"retrieved": [doc.doc_id for doc in turn.docs], "mode": reading.mode if reading else "search",
+                       "parts": reading.parts if reading else 0})
+        if reading is None and not is_relevant(turn.docs, settings.relevance_floor):
             answer, refused = no_match_text(turn.docs, settings.relevance_floor), "floor"
         else:
             started = time.perf_counter()
@@ -211,6 +223,21 @@ class Evaluation:
                 "citation_hit": bool(cited & expected_numbers),
                 "supported": counted.supported, "sentences": counted.sentences}
 
+    def prepare(self, question: str, row: dict, model: str, scope: list[str]):
+        """The turn for a row: over its scope (whole, in parts, or searched within) when it has one, else the usual."""
+        args, settings = self.args, self.settings
+        if not scope:
+            return prepare_turn(question, settings, self.retriever, model=model, where=self.where(row), k=args.k, llm=self.llm)
+        index = self.retriever.index.get()
+        scope = resolve_ids(scope, index, f"--scope-column {args.scope_column}")
+        if choose_mode(question, scope) == "search":
+            docs = search_within(self.retriever, question, scope, args.k, self.where(row))
+            return prepare_turn(question, settings, self.retriever, model=model, k=args.k, llm=self.llm, docs=docs)
+        turn = WholeReader(settings, self.llm, model).prepare(question, index, scope, compare=is_comparison(question, scope))
+        if turn.reading.stopped:  # Ctrl-C while reading in parts: the notes are kept, the run stops as it does elsewhere
+            raise KeyboardInterrupt
+        return turn
+
     def memory(self, model: str) -> dict:
         """The model's size and the part of it in GPU memory while it is loaded, when its box says."""
         try:
@@ -226,7 +253,8 @@ class Evaluation:
 
 def load_truth(args: argparse.Namespace, read_rows) -> list[tuple[int, dict]]:
     """The rows to evaluate, checked for the needed columns and a non-empty reference column."""
-    columns = [args.question_column, args.id_column] + [c for c in (args.filter_column, args.reference_column) if c]
+    columns = [args.question_column, args.id_column] + [
+        c for c in (args.filter_column, args.reference_column, args.scope_column) if c]
     rows = pick_rows(read_rows(args.ground_truth, columns), args.limit, args.sample)
     check_references(rows, args.reference_column, args.ground_truth)
     return rows

@@ -52,7 +52,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-ANSWER_ONLY = ("models", "reference_column", "out", "judge", "progress")
+ANSWER_ONLY = ("models", "reference_column", "scope_column", "out", "judge", "progress")
 RETRIEVAL_ONLY = ("by_section",)
 
 

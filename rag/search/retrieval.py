@@ -117,8 +117,8 @@ class Retriever:
         """The collection as last opened."""
         return self.live.collection
 
-    def search(self, query: str, k: int, where: dict | None = None) -> list[RetrievedDoc]:
-        """The top k distinct documents for query, optionally restricted by a metadata filter."""
+    def search(self, query: str, k: int, where: dict | None = None, chunks_per_doc: int = CHUNKS_PER_DOC) -> list[RetrievedDoc]:
+        """The top k distinct documents for query (each with its best chunks), optionally restricted by a metadata filter."""
         try:
             index = self.index.get()
         except StoreError as exc:  # the store could not be read; an error in scoring below is a bug, raised as it is
@@ -127,7 +127,7 @@ class Retriever:
         reference = general_knowledge.vectors(self.embedder) if vector is not None else None
         scores = score_chunks(index, vector, query, where, reference)
         weight = {"dense": 1.0, "keyword": 0.0, "hybrid": self.dense_weight}[self.mode]
-        return rank_documents(index, scores, weight, k)
+        return rank_documents(index, scores, weight, k, chunks_per_doc)
 
 
 @dataclass
@@ -171,7 +171,9 @@ def score_chunks(
     return ChunkScores(similarity, dense, scaled, coverage, background, allowed, general, known, unrelated, is_vague(query))
 
 
-def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int) -> list[RetrievedDoc]:
+def rank_documents(
+    index: ChunkIndex, scores: ChunkScores, dense_weight: float, k: int, chunks_per_doc: int = CHUNKS_PER_DOC
+) -> list[RetrievedDoc]:
     """Documents ranked by their best chunk's fused score, each with its best few chunks."""
     if scores.dense is None:
         fused, candidates = scores.keyword, scores.allowed & (scores.keyword > 0)
@@ -185,7 +187,7 @@ def rank_documents(index: ChunkIndex, scores: ChunkScores, dense_weight: float, 
     for d in top_documents(best, k):
         chunks = derived.chunks_of(d)
         matched = chunks[candidates[chunks]]
-        picked = matched[np.argsort(-fused[matched], kind="stable")][:CHUNKS_PER_DOC]
+        picked = matched[np.argsort(-fused[matched], kind="stable")][:chunks_per_doc]
         found = [chunk_at(index, scores, fused, i) for i in picked]
         metadata = found[0].metadata
         doc = RetrievedDoc(metadata["doc_id"], metadata.get("title", metadata["doc_id"]), float(best[d]), None, found)

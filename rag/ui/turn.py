@@ -24,6 +24,8 @@ from rag.ui.errors import explain
 from rag.ui.messages import render_answer_extras, render_assistant, render_user, show_answer, show_error
 from rag.ui.stream import Waiting, relay
 from rag.ui.text import text
+from rag.ui.whole_turn import read_on_page, scope_and_mode, whole_meta
+from rag.chat.scoped_search import search_within
 
 SAVE_EVERY_S = 0.5
 RENDER_EVERY_S = 0.1  # at least; a long answer is redrawn less often, so drawing never dominates
@@ -202,19 +204,26 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
     choices = ctx.choices
     turn_settings = ctx.settings.model_copy(update={"temperature": choices["temperature"]})
     try:
-        turn = prepare_turn(question, turn_settings, ctx.retriever, model=ctx.model, history=turns,
-                            where=choices["where"], k=choices["top_k"], query=condensed.query, llm=ctx.llm)
+        index = ctx.retriever.index.get()
+        scope, mode = scope_and_mode(question, index, choices)
+        if mode != "search":
+            turn = read_on_page(question, scope, mode, index, turn_settings, ctx.llm, ctx.model, recorder, lambda: st.button(
+                "Stop", key="stop_reading", icon=":material/stop_circle:", on_click=stop_answer, args=(ctx.history, recorder.message.id)))
+        else:
+            docs = search_within(ctx.retriever, condensed.query, scope, choices["top_k"], choices["where"]) if scope else None
+            turn = prepare_turn(question, turn_settings, ctx.retriever, model=ctx.model, history=turns,
+                                where=choices["where"], k=choices["top_k"], query=condensed.query, llm=ctx.llm, docs=docs)
     except RagError as exc:
         fail(recorder, exc, ctx)
         return
-    if not force and not is_relevant(turn.docs, choices["floor"]):
+    if mode == "search" and not force and not is_relevant(turn.docs, choices["floor"]):
         sentence, figures = refusal(turn, choices["floor"])
         recorder.finish(sentence, {**no_match_meta(turn, choices["floor"]), "figures_compared": figures, "query_note": note,
                                    "searched_only": choices.get("filter")})
         render_assistant(recorder.message, latest=True, actions=ctx.actions)
         return
-    recorder.save(**answer_meta(turn, "", floor=choices["floor"]), query_note=note, searched_only=choices.get("filter"),
-                  state="streaming")
+    recorder.save(**whole_meta(turn, answer_meta(turn, "", floor=choices["floor"]), scope), query_note=note,
+                  searched_only=choices.get("filter"), state="streaming")
     controls = st.empty()
     with controls.container(horizontal=True, vertical_alignment="center", key="stop_row"):
         st.button("Stop", key="stop_answer", icon=":material/stop_circle:", on_click=stop_answer,
@@ -233,8 +242,8 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
     show_answer(area, recorder.text)
     controls.empty()
     answer = recorder.text
-    meta = {**answer_meta(turn, answer, floor=choices["floor"]), "query_note": note, "searched_only": choices.get("filter"),
-            "state": "done"}
+    meta = {**whole_meta(turn, answer_meta(turn, answer, floor=choices["floor"]), scope), "query_note": note,
+            "searched_only": choices.get("filter"), "state": "done"}
     if turn.error is not None:
         meta.update(error_meta(turn.error, ctx))
     recorder.finish(answer, meta)
