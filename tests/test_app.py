@@ -158,8 +158,9 @@ def test_question_streams_an_answer_with_numbered_sources_and_figures(store, oll
     assert plain(lines[1]).startswith(f"[1] **{title}** · {location} · score ")
     snippet = plain(expander.caption[1].value)
     assert snippet.startswith(" ".join(body.split())[:80].rstrip("`*_").split("`")[0][:40])
-    scores = [float(re.search(r"score (\d\.\d+)", plain(line)).group(1)) for line in lines if "score" in line]
-    assert scores[1:] == sorted(scores[1:], reverse=True)  # also-retrieved sources: best score first
+    numbers = [int(n) for line in lines for n in re.findall(r"^\[(\d+)\]", plain(line))]
+    assert numbers == sorted(numbers) and numbers[0] == 1  # in the order of their numbers, cited first
+    assert not any("score -" in plain(line) for line in lines)
     figures = plain(message.caption[-1].value)
     tokens = estimate_prompt_tokens(request["messages"])
     assert re.fullmatch(

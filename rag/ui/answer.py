@@ -36,7 +36,8 @@ def details_of(metadata: dict) -> dict:
 
 
 def source_entries(turn: Turn, answer: str) -> list[dict]:
-    """Every source of a turn, best score first: the numbered chunks sent (cited or not), then documents not sent."""
+    """Every source of a turn: the numbered chunks sent (cited or not) in the order of their numbers, then the
+    documents not sent, best score first."""
     cited = cited_numbers(answer)
     entries = [
         {
@@ -66,7 +67,7 @@ def source_entries(turn: Turn, answer: str) -> list[dict]:
                     "details": details_of(doc.chunks[0].metadata),
                 }
             )
-    return sorted(entries, key=lambda entry: entry["score"], reverse=True)
+    return sorted(entries, key=lambda entry: (entry["number"] is None, entry["number"] or 0, -entry["score"]))
 
 
 def sources_label(sources: list[dict]) -> str:

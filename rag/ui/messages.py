@@ -201,7 +201,7 @@ def render_source(source: dict) -> None:
     if source.get("location"):
         parts.append(text(source["location"]))
     parts.extend(text(f"{key}: {value}") for key, value in (source.get("details") or {}).items())
-    parts.append(f"score {source['score']:.3f}")
+    parts.append(f"score {max(source['score'], 0.0):.3f}")  # a fused score below 0 means no likeness, as 0 does
     parts.append(text(source["doc_id"]))
     number = f"\\[{source['number']}\\] " if source.get("number") is not None else ""
     st.markdown(number + " · ".join(parts))
