@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 
 from ingest.documents import INTERNAL_FIELDS
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
+from rag.chat.verify import SentenceCheck, check_turn, summary_line
 from rag.core.command_line import OneLineParser, document_count
 from rag.core.errors import EXIT_CODES, INTERRUPTED, RagError, exit_codes_help
 from rag.llm.backend import Backend
@@ -127,6 +128,19 @@ def print_sources(turn: Turn) -> None:
         print(f"  [{c.number}] {safe_line(c.doc_id)}: {safe_line(c.title)}{where}  score {c.score:.3f}")
 
 
+def print_checks(checks: list[SentenceCheck]) -> None:
+    """After the sources: how many sentences their sources hold, then each found nowhere or cited wrongly."""
+    if not checks:
+        return
+    print(f"\nChecked: {summary_line(checks)}.")
+    for check in checks:
+        if check.wrong_citation:
+            cites = "".join(f"[{n}]" for n in check.cites) or "nothing"
+            print(f"  cites {cites}; found in [{check.found_in}]: {safe_line(check.text)}")
+        elif not check.supported:
+            print(f"  not found in the sources: {safe_line(check.text)}")
+
+
 def warnings(turn: Turn) -> list[str]:
     """What the user should know about an answer that arrived: a cut prompt, an answer stopped at its limit."""
     notes = []
@@ -137,7 +151,7 @@ def warnings(turn: Turn) -> list[str]:
     return notes
 
 
-def turn_json(turn: Turn) -> dict:
+def turn_json(turn: Turn, checks: list[SentenceCheck] = ()) -> dict:
     """The --json object."""
     ms = turn.timings
     return {
@@ -162,6 +176,7 @@ def turn_json(turn: Turn) -> dict:
         },
         "warnings": warnings(turn),
         "reasoning": turn.usage.reasoning or None,
+        "sentences": [check.as_json() for check in checks],
         "relevant": True,
     }
 
@@ -227,12 +242,14 @@ def run(args: argparse.Namespace) -> int:
             notice.stop()
             if not args.json:
                 print(piece, end="", flush=True)
+    checks = check_turn(turn.answer, turn.citations, retriever.embedder)
     if args.json:
-        print(safe_json(turn_json(turn)))
+        print(safe_json(turn_json(turn, checks)))
     else:
         if turn.answer:
             print()
         print_sources(turn)
+        print_checks(checks)
         for note in warnings(turn):
             print(f"warning: {safe_line(note)}", file=sys.stderr)
     if turn.error:

@@ -24,6 +24,7 @@ from rag.ui.errors import explain
 from rag.ui.messages import render_answer_extras, render_assistant, render_user, show_answer, show_error
 from rag.ui.stream import Waiting, relay
 from rag.ui.text import text
+from rag.ui.verified import check_meta, prepare_in_background
 
 SAVE_EVERY_S = 0.5
 RENDER_EVERY_S = 0.1  # at least; a long answer is redrawn less often, so drawing never dominates
@@ -219,10 +220,11 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
                   args=(ctx.history, recorder.message.id))
         st.caption(STOP_NOTE)
     status, area = st.empty(), st.empty()
-    drawn, every = 0.0, RENDER_EVERY_S
+    drawn, every, preparing = 0.0, RENDER_EVERY_S, None
     with closing(answer_pieces(turn, ctx.llm, turn_settings, status)) as pieces:
         for piece in pieces:
             recorder.add(piece)
+            preparing = preparing or prepare_in_background(turn.citations, ctx.retriever.embedder)
             if time.monotonic() - drawn >= every:
                 started = time.monotonic()
                 show_answer(area, recorder.text)
@@ -234,6 +236,9 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
     meta = {**answer_meta(turn, answer, floor=choices["floor"]), "query_note": note, "state": "done"}
     if turn.error is not None:
         meta.update(error_meta(turn.error, ctx))
+    if preparing is not None and (check := check_meta(answer, turn.citations, preparing, ctx.retriever.embedder)):
+        meta["check"] = check
+        show_answer(area, answer, check)
     recorder.finish(answer, meta)
     render_answer_extras(recorder.message, latest=True, actions=ctx.actions)
 
