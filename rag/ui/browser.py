@@ -32,7 +32,7 @@ PAGE_CSS = """
 .rag-answer pre { white-space: pre-wrap; }
 /* a checked answer: [n] opens its passage below the line, the matching sentence highlighted; marks stay quiet */
 .rag-cite { cursor: pointer; }
-.rag-cite input { position: absolute; opacity: 0; width: 1px; height: 1px; }
+.rag-cite input { appearance: none; width: 0; height: 0; margin: 0; padding: 0; border: 0; opacity: 0; }
 .rag-cite-number { text-decoration: underline dotted; }
 .rag-cite input:focus-visible + .rag-cite-number { outline: 2px solid currentColor; }
 .rag-passage { display: none; }
