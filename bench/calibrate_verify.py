@@ -188,8 +188,7 @@ def measured(rows: list[dict], chunks: list[tuple[str, str, str]], embedder) -> 
     sources = prepare_sources([Citation(i + 1, doc, "", text, 0.0, {}) for i, (_, doc, text) in enumerate(chunks)],
                               embedder)
     similarities = np.asarray(embedder.embed([r["text"] for r in rows]), dtype=np.float32) @ sources.vectors.T
-    by_passage = np.full((len(rows), len(chunks)), -1.0, dtype=np.float32)
-    np.maximum.at(by_passage.T, sources.owners, similarities.T)
+    by_passage = np.stack([similarities[:, mine].max(axis=1) for mine in sources.owners], axis=1)
     for row, sims, best in zip(rows, similarities, by_passage):
         if row["cites"] is None:
             other = [j for j, (_, doc, _) in enumerate(chunks) if doc != row["doc_id"]]

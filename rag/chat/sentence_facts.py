@@ -54,7 +54,7 @@ def names_in(words: list[str]) -> frozenset[str]:
     names = set()
     for i, word in enumerate(words):
         first = i == 0 or words[i - 1].endswith((".", ":"))
-        if not first and any(c.isupper() for c in word) and word.lower() not in STOPWORDS and not word.isdigit():
+        if not first and word != word.lower() and word.lower() not in STOPWORDS:
             names.add(word.lower())
     return frozenset(names)
 

@@ -77,7 +77,7 @@ class SourceSentences:
 
     numbers: tuple[int, ...]
     sentences: tuple[str, ...]
-    owners: np.ndarray  # the passage (index into numbers) of each sentence
+    owners: tuple[np.ndarray, ...]  # the indices of each passage's sentences
     vectors: np.ndarray
     negated: tuple[bool, ...]
     facts: tuple[Facts, ...]
@@ -91,21 +91,21 @@ def passage_sentences(text: str) -> list[str]:
 
 def prepare_sources(citations: list[Citation], embedder: Embedder) -> SourceSentences:
     """Split and embed the passages' sentences (done while the answer is written)."""
-    numbers, sentences, owners = [], [], []
-    for index, citation in enumerate(citations):
-        numbers.append(citation.number)
+    sentences: list[str] = []
+    owners = []
+    for citation in citations:
         parts = passage_sentences(citation.text)
+        owners.append(np.arange(len(sentences), len(sentences) + len(parts)))
         sentences += parts
-        owners += [index] * len(parts)
     vectors = np.asarray(embedder.embed_on_one_thread(sentences), dtype=np.float32).reshape(len(sentences), -1)
-    return SourceSentences(tuple(numbers), tuple(sentences), np.asarray(owners, dtype=np.int64), vectors,
+    return SourceSentences(tuple(c.number for c in citations), tuple(sentences), tuple(owners), vectors,
                            tuple(facts_of(s).negated for s in sentences),
                            tuple(facts_of(c.text) for c in citations), tuple(word_set(c.text) for c in citations))
 
 
 def evidence(facts: Facts, similarities: np.ndarray, sources: SourceSentences, passage: int) -> Evidence:
     """How one passage bears on a sentence, given the sentence's similarities to every passage sentence."""
-    mine = np.flatnonzero(sources.owners == passage)
+    mine = sources.owners[passage]
     best = int(mine[np.argmax(similarities[mine])])
     held = sources.facts[passage]
     overlap = len(facts.stems & held.stems) / len(facts.stems) if facts.stems else 0.0
