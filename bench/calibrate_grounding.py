@@ -26,7 +26,8 @@ from ingest.loaders import RecordFields  # noqa: E402
 from ingest.pipeline import IngestOptions, ingest  # noqa: E402
 from rag.search.chunk_index import ChunkIndex  # noqa: E402
 from rag.search.embeddings import load_embedder  # noqa: E402
-from rag.evaluation.grounding import SUPPORT_THRESHOLD, split_sentences, support_scores  # noqa: E402
+from rag.chat.sentences import split_sentences  # noqa: E402
+from rag.evaluation.grounding import SUPPORT_THRESHOLD, support_scores  # noqa: E402
 from rag.core.settings import Settings  # noqa: E402
 from rag.store.chroma import open_collection  # noqa: E402
 

@@ -67,6 +67,9 @@ def test_metrics_separate_a_grounded_model_from_an_unrelated_one(models, tmp_pat
     assert summary["questions"] == 5
     assert grounded["citation_hit"] >= 0.8 and unrelated["citation_hit"] == 0.0
     assert grounded["grounded"] == 1.0 and unrelated["grounded"] == 0.0
+    # the grounded model copies a context sentence with its [n]; the unrelated one writes two sentences found nowhere
+    assert (grounded["wrong_citations"], grounded["found_nowhere"]) == (0.0, 0.0)
+    assert (unrelated["wrong_citations"], unrelated["found_nowhere"]) == (0.0, 1.0)
     assert grounded["answer_similarity"] - unrelated["answer_similarity"] >= 0.3
     assert unrelated["answer_similarity"] < 0.2
     assert grounded["refusal_rate"] == unrelated["refusal_rate"] == 0.0
@@ -76,7 +79,7 @@ def test_metrics_separate_a_grounded_model_from_an_unrelated_one(models, tmp_pat
     assert grounded["load_ms"] == 1.0
     assert grounded["first_token_ms_p50"] > 100
     assert grounded["size"] == grounded["size_vram"] == _size("grounded:latest", embedding=False)
-    assert stdout.splitlines()[0].split()[:4] == ["model", "similarity", "cit.hit", "grounded"]
+    assert stdout.splitlines()[0].split()[:6] == ["model", "similarity", "cit.hit", "grounded", "wrong", "cit."]
     assert len(read_rows(out)) == 10
 
 

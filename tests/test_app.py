@@ -23,6 +23,7 @@ from rag.llm.ollama import Ollama
 from rag.core.settings import Settings
 from rag.chat.citations import cited_numbers
 from rag.ui.text import WORD_JOINER, answer_html
+from tests.answer_marks import without_check
 from tests.conftest import SAMPLE_DIR
 from tests.ollama_standin import MID_STREAM_ERROR, OllamaStandin, estimate_prompt_tokens, unused_port
 
@@ -138,8 +139,14 @@ def test_question_streams_an_answer_with_numbered_sources_and_figures(store, oll
     assert not at.exception
     assert [m.name for m in at.chat_message] == ["user", "assistant"]
     message = assistant(at)
-    assert message.markdown[0].value == answer_html(ANSWER)
+    assert without_check(message.markdown[0].value) == answer_html(ANSWER)
     assert message.markdown[0].allow_html
+    # "The answer is 42 [1]." is in no passage of the guide: the check says so, under the answer and after the sentence
+    assert message.caption[0].value == "0 of 1 sentence found in their sources"
+    assert message.markdown[0].value.endswith('.<span class="rag-unfound" title="Checked against every passage sent to '
+                                              'the model: wording (embedding similarity to each passage sentence), shared '
+                                              'content words, and the numbers, dates, names and negations it states.">'
+                                              'not found in the sources</span></p></div>')
     [request] = chat_answers(ollama_server)
     assert request["model"] == "qwen2.5:3b"
     assert request["options"]["num_ctx"] == 8192
@@ -205,7 +212,7 @@ def test_a_model_server_slow_to_list_its_models_never_holds_back_the_chat_box(st
     assert at.sidebar.selectbox(key="model").options == ["qwen2.5:3b"]  # the configured model, until the list comes
     assert f"Asking Ollama at {ollama_server.url} for its models…" in [plain(c.value) for c in at.sidebar.caption]
     ask(at, "How do I install the app?")
-    assert assistant(at).markdown[0].value == answer_html(ANSWER)
+    assert without_check(assistant(at).markdown[0].value) == answer_html(ANSWER)
 
     deadline = time.monotonic() + 30
     while at.sidebar.selectbox(key="model").options != ["llama3.2:latest", "qwen2.5:3b"] and time.monotonic() < deadline:
@@ -333,7 +340,7 @@ def test_missing_model_offers_a_pull_and_answers_after_it(store, monkeypatch):
         [bar] = at.sidebar.get("progress")
         assert (bar.value, plain(bar.text)) == (100, "qwen2.5:3b: success")
         ask(at, "How do I install the app?")
-        assert assistant(at).markdown[0].value == answer_html(ANSWER)
+        assert without_check(assistant(at).markdown[0].value) == answer_html(ANSWER)
         assert not [b for b in assistant(at, 0).button if b.key.startswith("pull_missing_")]  # only the latest acts
 
 
@@ -342,7 +349,7 @@ def test_error_mid_stream_keeps_the_partial_answer_and_says_so_in_plain_words(st
     at = ask(open_app(), "How do I install the app?")
 
     answer = assistant(at)
-    assert answer.markdown[0].value == answer_html("The answer is")
+    assert without_check(answer.markdown[0].value) == answer_html("The answer is")
     headline = "Ollama stopped in the middle of the answer; the text above is incomplete. Ask again."
     assert plain(answer.error[0].value) == headline
     [details, sources] = answer.expander
@@ -351,7 +358,7 @@ def test_error_mid_stream_keeps_the_partial_answer_and_says_so_in_plain_words(st
     assert sources.label.startswith("Sources: ")
 
     restored = assistant(open_app(c=at.query_params["c"]))
-    assert restored.markdown[0].value == answer_html("The answer is")
+    assert without_check(restored.markdown[0].value) == answer_html("The answer is")
     assert plain(restored.error[0].value) == headline
 
 
@@ -362,7 +369,7 @@ def test_slow_first_token_shows_that_the_model_is_loading(store, ollama_server):
     answer = assistant(at)
     assert re.fullmatch(r"qwen2\.5:3b started answering after 1\.[6-9] s \(the model was loading\)\.",
                         plain(answer.caption[0].value))
-    assert answer.markdown[0].value == answer_html(ANSWER)
+    assert without_check(answer.markdown[0].value) == answer_html(ANSWER)
 
 
 def test_an_answer_streaming_slowly_from_its_first_token_shows_no_loading_notice(store, ollama_server):
@@ -371,7 +378,7 @@ def test_an_answer_streaming_slowly_from_its_first_token_shows_no_loading_notice
     at = ask(open_app(), "How do I install the app?")
 
     answer = assistant(at)
-    assert answer.markdown[0].value == answer_html(ANSWER)
+    assert without_check(answer.markdown[0].value) == answer_html(ANSWER)
     assert [c.value for c in answer.caption if "started answering" in c.value or "Loading model" in c.value] == []
     assert [i.value for i in answer.info] == []
 
@@ -398,7 +405,7 @@ def test_nothing_relevant_says_so_and_can_ask_anyway_from_the_latest_turn_only(s
     assert [b.key for b in assistant(at, 0).button] == []  # the earlier notice lost its button
 
     assistant(at).button[0].click().run()
-    assert assistant(at).markdown[0].value == answer_html(ANSWER)
+    assert without_check(assistant(at).markdown[0].value) == answer_html(ANSWER)
     assert len(chat_answers(ollama_server)) == 1
     assert [m.name for m in at.chat_message] == ["user", "assistant", "user", "assistant", "assistant"]
 
@@ -466,7 +473,7 @@ def test_conversations_are_saved_restored_listed_and_deleted_with_undo(store, ol
     reloaded = open_app(c=first.id)
     assert [m.name for m in reloaded.chat_message] == ["user", "assistant", "user", "assistant"]
     assert reloaded.chat_message[0].markdown[0].value == "How do I install the app\\?"
-    assert reloaded.chat_message[3].markdown[0].value == answer_html(ANSWER)
+    assert without_check(reloaded.chat_message[3].markdown[0].value) == answer_html(ANSWER)
 
     reloaded.sidebar.button(key="new_chat").click().run()
     assert list(reloaded.chat_message) == []
@@ -574,7 +581,9 @@ def test_an_answer_keeps_its_markdown_but_nothing_in_it_can_fetch_or_link(store,
     ollama_server.reply = hostile
     at = ask(open_app(), "How do I install the app?")
 
-    html = assistant(at).markdown[0].value
+    checked = assistant(at).markdown[0].value
+    assert "<img" not in checked and "<a " not in checked and "\n" not in checked  # the check's marks included
+    html = without_check(checked)
     assert html == answer_html(hostile)
     assert html.startswith('<div class="rag-answer"><p><strong>Bold</strong> and <code>code</code> [1].</p>')
     assert "\n" not in html and "<img" not in html and "<a " not in html
@@ -594,7 +603,7 @@ def test_empty_page_shows_the_store_and_example_questions_from_its_headings(stor
     question = plain(examples[0].label)
     examples[0].click().run()
     assert plain(at.chat_message[0].markdown[0].value) == question
-    assert assistant(at).markdown[0].value == answer_html(ANSWER)
+    assert without_check(assistant(at).markdown[0].value) == answer_html(ANSWER)
 
 
 def test_upload_ingests_through_the_pipeline_and_filters_by_field(store, ollama_server):

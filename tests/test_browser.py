@@ -209,8 +209,14 @@ def wait_for_messages(page, count: int) -> None:
 
 
 def answer_text(page, index: int) -> str:
+    """The answer's words as shown, without the sentence check's marks ("not found in the sources")."""
     answer = messages(page).nth(index).locator(".rag-answer")
-    return answer.first.inner_text() if answer.count() else ""
+    if not answer.count():
+        return ""
+    shown = answer.first.inner_text()
+    for mark in answer.first.locator(".rag-unfound, .rag-wrong").all_inner_texts():
+        shown = shown.replace(mark, "", 1)
+    return shown
 
 
 def outside_links_and_images(page) -> list[str]:

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 from rag.evaluation.answers import looks_like_refusal
-from rag.evaluation.grounding import Sentence, grounding, split_sentences, strip_citations
+from rag.chat.sentences import Sentence, split_sentences, strip_citations
+from rag.evaluation.grounding import grounding
 from rag.evaluation.judge import JUDGE_RULES, judge_messages, parse_verdict
 from rag.chat.prompt import Citation
 

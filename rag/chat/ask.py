@@ -18,6 +18,7 @@ from rag.chat.mode import MODES, choose_mode
 from rag.chat.scope import named_in, resolve_ids
 from rag.chat.scoped_search import search_within
 from rag.chat.turn import Turn, prepare_turn, stream_answer, warm_in_background
+from rag.chat.verify import SentenceCheck, check_turn, summary_line
 from rag.core.command_line import OneLineParser, document_count
 from rag.core.errors import EXIT_CODES, INTERRUPTED, RagError, exit_codes_help
 from rag.llm.backend import Backend
@@ -140,6 +141,19 @@ def print_sources(turn: Turn) -> None:
         print(f"  [{c.number}] {safe_line(c.doc_id)}: {safe_line(c.title)}{where}  score {c.score:.3f}")
 
 
+def print_checks(checks: list[SentenceCheck]) -> None:
+    """After the sources: how many sentences their sources hold, then each found nowhere or cited wrongly."""
+    if not checks:
+        return
+    print(f"\nChecked: {summary_line(checks)}.")
+    for check in checks:
+        if check.wrong_citation:
+            cites = "".join(f"[{n}]" for n in check.cites) or "nothing"
+            print(f"  cites {cites}; found in [{check.found_in}]: {safe_line(check.text)}")
+        elif not check.supported:
+            print(f"  not found in the sources: {safe_line(check.text)}")
+
+
 def warnings(turn: Turn) -> list[str]:
     """What the user should know about an answer that arrived: a cut prompt, an answer stopped at its limit."""
     notes = []
@@ -150,7 +164,7 @@ def warnings(turn: Turn) -> list[str]:
     return notes
 
 
-def turn_json(turn: Turn, scope: list[str] | None = None) -> dict:
+def turn_json(turn: Turn, scope: list[str] | None = None, checks: list[SentenceCheck] = ()) -> dict:
     """The --json object."""
     ms = turn.timings
     reading = getattr(turn, "reading", None)
@@ -176,6 +190,7 @@ def turn_json(turn: Turn, scope: list[str] | None = None) -> dict:
         },
         "warnings": warnings(turn),
         "reasoning": turn.usage.reasoning or None,
+        "sentences": [check.as_json() for check in checks],
         "relevant": True,
         "scope": list(scope or (reading.scope if reading else [])),
         "mode": reading.mode if reading else "search",
@@ -251,12 +266,14 @@ def run(args: argparse.Namespace) -> int:
             notice.stop()
             if not args.json:
                 print(piece, end="", flush=True)
+    checks = check_turn(turn.answer, turn.citations, retriever.embedder)
     if args.json:
-        print(safe_json(turn_json(turn, scope)))
+        print(safe_json(turn_json(turn, scope, checks)))
     else:
         if turn.answer:
             print()
         print_sources(turn)
+        print_checks(checks)
         for note in warnings(turn):
             print(f"warning: {safe_line(note)}", file=sys.stderr)
     if turn.error:

@@ -11,7 +11,6 @@ import hashlib
 import json
 import os
 import random
-import re
 import sys
 import time
 from dataclasses import dataclass, field
@@ -26,10 +25,13 @@ from rag.chat.scope import UnknownDocument, resolve_ids
 from rag.chat.scoped_search import search_within
 from rag.chat.turn import prepare_turn, stream_answer
 from rag.chat.whole import DocumentTooLong, WholeReader
+from rag.chat.verify import check_turn
 from rag.search.embeddings import Embedder
 from rag.chat.citations import cited_numbers
 from rag.core.errors import MODEL_NOT_INSTALLED, SERVER_OTHER, LLMError, LLMUnavailable, PromptTooLong, RagError
-from rag.evaluation.grounding import grounding, strip_citations
+from rag.chat.refusals import says_not_answered
+from rag.chat.sentences import strip_citations
+from rag.evaluation.grounding import grounding
 from rag.evaluation.judge import judge_answer
 from rag.evaluation.retrieval_metrics import parse_labels
 from rag.llm.backend import Backend
@@ -40,12 +42,6 @@ from rag.core.terminal import print_error, safe_text
 
 FAILURES_BEFORE_SKIP = 3  # a model that failed this many questions in a row is not asked the rest
 SAMPLE_SEED = 0
-REFUSAL = re.compile(
-    r"\b(?:documents?|sources?|context|passages?|provided (?:text|information))\b[^.\n]{0,60}?"
-    r"\b(?:do(?:es)?\s*(?:not|n't)|cannot|can't|fail to)\s+(?:answer|contain|mention|say|provide|include|cover|address)"
-    r"|\bno (?:information|answer|mention)\b[^.\n]{0,60}\b(?:documents?|sources?|context|passages?)\b",
-    re.IGNORECASE,
-)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -66,7 +62,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def looks_like_refusal(answer: str) -> bool:
     """True when the answer says the documents do not answer and cites nothing."""
-    return bool(REFUSAL.search(answer)) and not cited_numbers(answer)
+    return says_not_answered(answer) and not cited_numbers(answer)
 
 
 def expected_documents(cell: str | None) -> set[str]:
@@ -217,11 +213,14 @@ class Evaluation:
         acceptable = expected_documents(expected)
         expected_numbers = {c.number for c in turn.citations if c.doc_id in acceptable}
         counted = grounding(answer, turn.citations, self.scorer.embedder)
+        checks = [] if refused else check_turn(answer, turn.citations, self.scorer.embedder)
         reference = self.scorer.reference_vectors(index, row, acceptable)
         return {**record, "answer": answer, "refused": refused, "cited": sorted(cited),
                 "similarity": self.scorer.similarity(answer, reference),
                 "citation_hit": bool(cited & expected_numbers),
-                "supported": counted.supported, "sentences": counted.sentences}
+                "supported": counted.supported, "sentences": counted.sentences, "checked": len(checks),
+                "wrong_citations": sum(c.wrong_citation for c in checks),
+                "found_nowhere": sum(not c.supported and c.found_in is None for c in checks)}
 
     def prepare(self, question: str, row: dict, model: str, scope: list[str]):
         """The turn for a row: over its scope (whole, in parts, or searched within) when it has one, else the usual."""

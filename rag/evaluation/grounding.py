@@ -8,54 +8,18 @@ and the FAQ corpus (see README, "Choosing a model").
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
 from rag.search.embeddings import Embedder
-from rag.chat.citations import CITATION, LEADING_CITATIONS, cited_numbers
+from rag.chat.sentences import split_sentences
 from rag.chat.prompt import Citation
 
 # Document sentences with a third of their words left out, scored against their own passage (supported) and against
 # the best-matching passage of another document (a plausible wrong citation): 0.72 separates them best over the
 # guide and 300 FAQ records (bench/calibrate_grounding.py; accepted 87%/78% of supported, 6%/14% of wrong ones).
 SUPPORT_THRESHOLD = 0.72
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
-LIST_BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
-LETTER = re.compile(r"[^\W\d_]")
-
-
-@dataclass(frozen=True)
-class Sentence:
-    """One sentence of an answer: its text without markers and the source numbers it cites."""
-
-    text: str
-    cited: frozenset[int]
-
-
-def strip_citations(text: str) -> str:
-    """The text without its [n] markers, spaces tidied."""
-    text = CITATION.sub("", text)
-    return re.sub(r"\s+([.,;:!?])", r"\1", re.sub(r"[ \t]{2,}", " ", text)).strip()
-
-
-def split_sentences(answer: str) -> list[Sentence]:
-    """The answer's sentences; markers written after a full stop ("... done. [2]") belong to the sentence before."""
-    pieces: list[str] = []
-    for raw in SENTENCE_END.split(answer):
-        lead = LEADING_CITATIONS.match(raw)
-        if lead and pieces:
-            pieces[-1] += lead.group(0)
-            raw = raw[lead.end():]
-        if raw.strip():
-            pieces.append(LIST_BULLET.sub("", raw))
-    sentences = []
-    for piece in pieces:
-        text = strip_citations(piece)
-        if LETTER.search(text):
-            sentences.append(Sentence(text, frozenset(cited_numbers(piece))))
-    return sentences
 
 
 @dataclass(frozen=True)

@@ -8,8 +8,8 @@ from pathlib import Path
 from rag.core.settings import Settings
 from rag.evaluation.judge import LABELS
 
-METRICS = ("answer_similarity", "citation_hit", "grounded", "refusal_rate", "first_token_ms_p50", "tokens_per_s",
-           "load_ms", "size", "size_vram", "errors")
+METRICS = ("answer_similarity", "citation_hit", "grounded", "wrong_citations", "found_nowhere", "refusal_rate",
+           "first_token_ms_p50", "tokens_per_s", "load_ms", "size", "size_vram", "errors")
 
 
 def evaluations_dir(settings: Settings) -> Path:
@@ -51,6 +51,12 @@ def mean(values: list[float]) -> float | None:
     return round(statistics.fmean(values), 4) if values else None
 
 
+def share(rows: list[dict], field: str) -> float | None:
+    """The share of checked sentences counted in field (rows written before the check have none)."""
+    checked = sum(r.get("checked", 0) for r in rows)
+    return round(sum(r.get(field, 0) for r in rows) / checked, 4) if checked else None
+
+
 def summarise_model(rows: list[dict]) -> dict:
     """One model's figures from its rows (one per question)."""
     answered = sorted((r for r in rows if not r.get("error")), key=lambda r: r["index"])
@@ -63,6 +69,8 @@ def summarise_model(rows: list[dict]) -> dict:
         "citation_hit": mean([float(r["citation_hit"]) for r in answered]),
         "grounded": round(sum(r["supported"] for r in stated) / sentences, 4)
         if (sentences := sum(r["sentences"] for r in stated)) else None,
+        "wrong_citations": share(stated, "wrong_citations"),
+        "found_nowhere": share(stated, "found_nowhere"),
         "refusal_rate": mean([float(bool(r.get("refused"))) for r in answered]),
         "first_token_ms_p50": round(statistics.median(t), 1)
         if (t := [r["first_token_ms"] for r in asked if r.get("first_token_ms") is not None]) else None,
@@ -102,13 +110,14 @@ def summary_of_file(path: Path) -> dict | None:
 
 def format_table(summary: dict) -> str:
     """The figures as a plain-text table, one line per model."""
-    header = ["model", "similarity", "cit.hit", "grounded", "refusals", "1st tok ms", "tok/s", "load ms",
-              "size GB", "vram GB", "errors"]
+    header = ["model", "similarity", "cit.hit", "grounded", "wrong cit.", "nowhere", "refusals", "1st tok ms", "tok/s",
+              "load ms", "size GB", "vram GB", "errors"]
     lines = [header]
     for model, f in summary["models"].items():
         lines.append([
             model, fmt(f["answer_similarity"], ".3f"), fmt(f["citation_hit"], ".3f"), fmt(f["grounded"], ".3f"),
-            fmt(f["refusal_rate"], ".3f"), fmt(f["first_token_ms_p50"], ".0f"), fmt(f["tokens_per_s"], ".1f"),
+            fmt(f["wrong_citations"], ".3f"), fmt(f["found_nowhere"], ".3f"), fmt(f["refusal_rate"], ".3f"),
+            fmt(f["first_token_ms_p50"], ".0f"), fmt(f["tokens_per_s"], ".1f"),
             fmt(f["load_ms"], ".0f"), fmt(gigabytes(f["size"]), ".2f"), fmt(gigabytes(f["size_vram"]), ".2f"),
             str(f["errors"]),
         ])

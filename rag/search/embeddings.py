@@ -86,15 +86,20 @@ class Embedder:
         return vectors.astype("float32", copy=False).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        """Embed one question on one thread: for a single short text, more threads only contend for the cores."""
+        """Embed one question on one thread."""
+        return self.embed_on_one_thread([text])[0]
+
+    def embed_on_one_thread(self, texts: list[str]) -> list[list[float]]:
+        """Embed short texts on one CPU thread: for a question or an answer's sentences, more threads only contend
+        for the cores (on a busy 2-core machine, 10 sentences took 4.6 s on 2 threads and 0.8 s on one)."""
         import torch
 
         if self.device != "cpu":
-            return self.embed([text])[0]
+            return self.embed(texts)
         threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return self.embed([text])[0]
+            return self.embed(texts)
         finally:
             torch.set_num_threads(threads)
 

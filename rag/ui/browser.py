@@ -30,6 +30,19 @@ PAGE_CSS = """
   position: absolute; width: 1px; height: 1px; margin: -1px; overflow: hidden; clip-path: inset(50%); white-space: nowrap;
 }
 .rag-answer pre { white-space: pre-wrap; }
+/* a checked answer: [n] opens its passage below the line, the matching sentence highlighted; marks stay quiet */
+.rag-cite { cursor: pointer; }
+.rag-cite input { appearance: none; width: 0; height: 0; margin: 0; padding: 0; border: 0; opacity: 0; }
+.rag-cite-number { text-decoration: underline dotted; }
+.rag-cite input:focus-visible + .rag-cite-number { outline: 2px solid currentColor; }
+.rag-passage { display: none; }
+.rag-cite input:checked ~ .rag-passage {
+  display: block; margin: 0.3rem 0; padding: 0.3rem 0.6rem; border-left: 3px solid rgba(128, 128, 128, 0.5);
+  font-size: 0.9em; cursor: auto;
+}
+.rag-passage mark { background: rgba(255, 200, 0, 0.45); color: inherit; }
+.rag-unfound, .rag-wrong { margin-left: 0.3em; font-size: 0.8em; opacity: 0.7; }
+.rag-unfound { border-bottom: 1px dotted; cursor: help; }
 </style>
 """
 

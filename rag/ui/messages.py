@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, ValidationError
 from rag.ui.history import DAMAGED_DETAILS, Message
 from rag.ui.answer import ALSO_SNIPPET_CHARS, shorten, sources_label
 from rag.ui.text import answer_html, notice, text
+from rag.ui.verified import WHAT_WAS_CHECKED, checked_answer_html
 
 STALE_AFTER_S = 20  # an answer 'being written' whose last save is older than this was cut off (the app stopped)
 STATE_NOTES = {
@@ -41,6 +42,40 @@ class SavedSource(BaseModel):
     details: dict[str, str | int | float | bool] = {}
 
 
+class SavedQuote(BaseModel):
+    """A passage that holds a checked sentence, and its matching sentence."""
+
+    number: int
+    quote: str
+
+
+class SavedSentence(BaseModel):
+    """A checked sentence of a saved answer."""
+
+    text: str
+    cites: list[int]
+    supported: bool
+    found_in: int | None
+    quote: str | None
+    end: int
+    quotes: list[SavedQuote] = []
+
+
+class SavedPassage(BaseModel):
+    """A passage a checked sentence opens, as plain sentences."""
+
+    number: int
+    text: str
+
+
+class SavedCheck(BaseModel):
+    """The sentence check saved with an answer."""
+
+    summary: str
+    sentences: list[SavedSentence]
+    passages: list[SavedPassage] = []
+
+
 def iso_time(value: str) -> str:
     """A time written in ISO 8601, checked."""
     datetime.fromisoformat(value)
@@ -69,6 +104,7 @@ class SavedMeta(BaseModel):
     figures_compared: str | None = None
     searched_only: str | None = None
     reasoning: str | None = None
+    check: SavedCheck | None = None
 
 
 def redrawable(message: Message) -> tuple[Message, tuple[str, ...]]:
@@ -97,9 +133,10 @@ def answer_state(meta: dict, now: datetime | None = None) -> str:
     return "writing" if fresh else "interrupted"
 
 
-def show_answer(area, content: str) -> None:
-    """An answer's Markdown, with nothing in it that can fetch, link out or run (see ui_text.answer_html)."""
-    area.markdown(answer_html(content), unsafe_allow_html=True)
+def show_answer(area, content: str, check: dict | None = None) -> None:
+    """An answer's Markdown, with nothing in it that can fetch, link out or run (see ui_text.answer_html); once
+    checked, with its citations opening their passages and its sentences marked (rag/ui/verified.py)."""
+    area.markdown(checked_answer_html(content, check) if check else answer_html(content), unsafe_allow_html=True)
 
 
 def show_error(meta: dict) -> None:
@@ -140,7 +177,7 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
         show_error({"error": message.content, "error_details": meta.get("error_details")})
         return
     if message.content:
-        show_answer(st, message.content)
+        show_answer(st, message.content, meta.get("check"))
     state = answer_state(meta)
     notes = STATE_NOTES if message.content or state == "writing" else UNSTARTED_NOTES
     if state in notes:
@@ -151,6 +188,8 @@ def render_assistant(message: Message, latest: bool, actions) -> None:
 def render_answer_extras(message: Message, latest: bool, actions) -> None:
     """Everything under an answer's text: error, warnings, sources, figures."""
     meta = message.meta
+    if meta.get("check"):
+        st.caption(text(meta["check"]["summary"]), help=WHAT_WAS_CHECKED)
     if meta.get("error"):
         show_error(meta)
         if meta.get("missing_model") and latest:

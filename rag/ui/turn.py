@@ -26,6 +26,7 @@ from rag.ui.stream import Waiting, relay
 from rag.ui.text import text
 from rag.ui.whole_turn import read_on_page, scope_and_mode, whole_meta
 from rag.chat.scoped_search import search_within
+from rag.ui.verified import check_meta, prepare_in_background
 
 SAVE_EVERY_S = 0.5
 RENDER_EVERY_S = 0.1  # at least; a long answer is redrawn less often, so drawing never dominates
@@ -230,10 +231,11 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
                   args=(ctx.history, recorder.message.id))
         st.caption(STOP_NOTE)
     status, area = st.empty(), st.empty()
-    drawn, every = 0.0, RENDER_EVERY_S
+    drawn, every, preparing = 0.0, RENDER_EVERY_S, None
     with closing(answer_pieces(turn, ctx.llm, turn_settings, status)) as pieces:
         for piece in pieces:
             recorder.add(piece)
+            preparing = preparing or prepare_in_background(turn.citations, ctx.retriever.embedder)
             if time.monotonic() - drawn >= every:
                 started = time.monotonic()
                 show_answer(area, recorder.text)
@@ -246,6 +248,9 @@ def answer_turn(question: str, ctx: TurnContext, recorder: AnswerRecorder, turns
             "searched_only": choices.get("filter"), "state": "done"}
     if turn.error is not None:
         meta.update(error_meta(turn.error, ctx))
+    if preparing is not None and (check := check_meta(answer, turn.citations, preparing, ctx.retriever.embedder)):
+        meta["check"] = check
+        show_answer(area, answer, check)
     recorder.finish(answer, meta)
     render_answer_extras(recorder.message, latest=True, actions=ctx.actions)
 
