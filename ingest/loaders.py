@@ -13,7 +13,9 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.code import LANGUAGES, load_code
 from ingest.documents import Document, LoadError, Outline, Problem, Section
+from ingest.ocr import IMAGE_FORMATS, PageReader
 from rag.core.errors import raised_within
 from rag.core.decoding import decode_utf8_or_legacy
 
@@ -21,6 +23,7 @@ KINDS = {
     ".md": "markdown", ".markdown": "markdown", ".txt": "text", ".text": "text",
     ".pdf": "pdf", ".html": "html", ".htm": "html", ".xhtml": "html", ".docx": "docx",
     ".csv": "csv", ".tsv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl",
+    **dict.fromkeys(LANGUAGES, "code"), **dict.fromkeys(IMAGE_FORMATS, "image"),
 }
 CONVERT_HINTS = {
     ".doc": "save it as .docx", ".rtf": "save it as .docx", ".odt": "save it as .docx",
@@ -66,6 +69,7 @@ class Limits:
     paragraphs: int = 50_000
     runs: int = 1_000_000
     chunks: int = 10_000
+    pixels: int = 50_000_000
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
@@ -73,7 +77,7 @@ class Limits:
         return cls(
             int(settings.max_file_mb * 2**20), int(settings.max_text_mb * 2**20), int(settings.max_unpacked_mb * 2**20),
             settings.max_archive_entries, settings.max_pdf_pages, settings.max_paragraphs, settings.max_runs,
-            settings.max_chunks_per_file,
+            settings.max_chunks_per_file, settings.max_pixels,
         )
 
 
@@ -101,7 +105,7 @@ def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
         size = path.stat().st_size
         if size > limits.file_bytes:
             raise LoadError(f"too large ({megabytes(size)}; the limit is {megabytes(limits.file_bytes)}, RAG_MAX_FILE_MB)")
-        if size > limits.text_chars and kind_of(path) not in ("pdf", "docx"):
+        if size > limits.text_chars and kind_of(path) not in ("pdf", "docx", "image"):
             raise LoadError(
                 f"too much text ({megabytes(size)}; the limit is {megabytes(limits.text_chars)} a file, RAG_MAX_TEXT_MB): "
                 "split it, or raise the limit"
@@ -115,19 +119,25 @@ def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
 
 
 def load_path(
-    path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()
+    path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits(), ocr: PageReader | None = None
 ) -> tuple[list[Document], list[Problem]]:
-    """Documents in one file and the problems found in it (skipped records, decoding warnings, limits reached)."""
-    return load_bytes(read_bytes(path, limits), path, doc_id, fields, limits)
+    """Documents in one file and the problems found in it (skipped records, decoding warnings, limits reached);
+    scanned pages and images are read by ocr, or refused without it (RAG_OCR=off)."""
+    return load_bytes(read_bytes(path, limits), path, doc_id, fields, limits, ocr)
 
 
 def load_bytes(
-    raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()
+    raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits(), ocr: PageReader | None = None
 ) -> tuple[list[Document], list[Problem]]:
     """Documents parsed from a file's bytes, by the kind its extension names."""
     kind = kind_of(path)
     if kind == "pdf":
-        document, problems = load_pdf(raw, doc_id, path.stem, limits)
+        document, problems = load_pdf(raw, doc_id, path.stem, limits, ocr)
+        return [document], problems
+    if kind == "image":
+        from ingest.ocr import load_image
+
+        document, problems = load_image(raw, doc_id, path.stem, path.suffix.lower(), limits.pixels, limits.pdf_pages, ocr)
         return [document], problems
     if kind == "docx":
         document, problems = load_docx(raw, doc_id, path.stem, limits)
@@ -137,7 +147,10 @@ def load_bytes(
         documents, record_problems = load_records(parse_records(text, kind), doc_id, fields)
         return documents, problems + record_problems
     check_line_length(text)
-    if kind == "markdown":
+    if kind == "code":
+        document, code_problems = load_code(text, doc_id, path.name, LANGUAGES[path.suffix.lower()])
+        problems += code_problems
+    elif kind == "markdown":
         document = load_markdown(text, doc_id, path.stem)
     elif kind == "html":
         document = load_html(text, doc_id, path.stem)
@@ -310,13 +323,16 @@ def parsing(kind: str, library: tuple[str, ...]):
         raise LoadError(f"damaged {kind} ({type(exc).__name__}: {str(exc)[:120]})") from None
 
 
-def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
-    """One section per PDF page that has text, with its page number; pages and text beyond the limits are left out."""
+def load_pdf(
+    raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits(), ocr: PageReader | None = None
+) -> tuple[Document, list[Problem]]:
+    """One section per PDF page that has text, with its page number, a page without a text layer read by ocr when
+    given; pages and text beyond the limits are left out."""
     if b"%PDF-" not in raw[:1024]:
         raise LoadError("not a PDF (no %PDF- header): the file extension is wrong")
     from pypdf import PdfReader
 
-    sections, problems, chars = [], [], 0
+    sections, problems, chars, scanned = [], [], 0, []
     with parsing("PDF", PDF_LIBRARY):
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -332,9 +348,19 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
                     problems.append(Problem("", f"text cut after page {number - 1:,}: over {megabytes(limits.text_chars)} (RAG_MAX_TEXT_MB)", False))
                     break
                 sections.append(Section(text, (), {"page": number}))
+            else:
+                scanned.append(number)
         title = (reader.metadata.title if reader.metadata else None) or ""
+    if scanned and ocr is not None:
+        from ingest.ocr import read_pdf_pages
+
+        read, ocr_problems = read_pdf_pages(raw, scanned, ocr, limits.pixels)
+        sections = sorted(sections + read, key=lambda section: section.metadata["page"])
+        problems += ocr_problems
+    if not sections and ocr is None:
+        raise LoadError("no text layer in the PDF (scanned pages?); set RAG_OCR=auto to read it with OCR")
     if not sections:
-        raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
+        raise LoadError("no text in the PDF, neither in a text layer nor found by OCR")
     return Document(doc_id, " ".join(str(title).split()) or fallback_title, sections), problems
 
 
