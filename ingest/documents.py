@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 # opposed to the fields a document brings (a record's course, ...): only those are shown and offered as filters.
 INTERNAL_FIELDS = frozenset({
     "doc_id", "title", "headings", "chunk_index", "n_chunks", "doc_hash",  # every chunk (ingest/chunking.py)
-    "page", "rows",  # the PDF page or the CSV rows it comes from (ingest/loaders.py)
+    "page", "rows", "lines",  # the PDF page, the CSV rows or the source lines it comes from (ingest/loaders.py, code.py)
     "source", "root",  # the file and the folder it was found under (ingest/pipeline.py)
     "ingest_seq",  # the write batch's change sequence number (rag/store/changelog.py)
 })

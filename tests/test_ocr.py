@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import io
-import struct
 import textwrap
-import zlib
 from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
@@ -14,6 +12,7 @@ from ingest.pipeline import IngestOptions, ingest
 from rag.core.settings import Settings
 from rag.search.retrieval import Retriever
 from rag.store.chroma import open_client, open_collection
+from tests.fixtures.hostile import png_claiming
 from tests.fixtures.ingest_files import make_pdf
 
 NOTICE = (
@@ -47,15 +46,6 @@ def text_then_scan(text: str, scanned: Image.Image) -> bytes:
     out = io.BytesIO()
     writer.write(out)
     return out.getvalue()
-
-
-def png_header_claiming(width: int, height: int) -> bytes:
-    """A small PNG file whose header claims width x height pixels (a decompression bomb's shape)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-
-    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\x00" * 1024)) + chunk(b"IEND", b"")
 
 
 def words(text: str) -> list[str]:
@@ -102,8 +92,8 @@ def test_bombs_lying_extensions_and_truncated_images_are_skipped_with_the_reason
     ingest([docs], settings, embedder, IngestOptions())
     before = stored(settings)
     whole = encoded(drawn_page(NOTICE), "PNG")
-    (docs / "bomb.png").write_bytes(png_header_claiming(30_000, 30_000))
-    (docs / "big.png").write_bytes(png_header_claiming(2_000, 1_000))
+    (docs / "bomb.png").write_bytes(png_claiming(30_000, 30_000))
+    (docs / "big.png").write_bytes(png_claiming(2_000, 1_000))
     (docs / "notes.jpg").write_text("These are notes, not a photo.")
     (docs / "cut.png").write_bytes(whole[: len(whole) // 2])
     (docs / "cut.webp").write_bytes(encoded(drawn_page(NOTICE), "WEBP")[:300])

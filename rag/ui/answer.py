@@ -36,11 +36,13 @@ def details_of(metadata: dict) -> dict:
 
 
 def location_of(metadata: dict) -> str:
-    """The heading path, page or CSV rows a chunk comes from."""
+    """The heading path, page, CSV rows or symbol path and source lines a chunk comes from."""
     if metadata.get("page"):
         return f"page {metadata['page']}"
     if metadata.get("rows"):
         return f"rows {metadata['rows']}"
+    if metadata.get("lines"):
+        return ", ".join(part for part in (metadata.get("headings", ""), f"lines {metadata['lines']}") if part)
     return metadata.get("headings", "") or ""
 
 
