@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_one_of_each_format(docs: Path) -> None:
-    """A CSV long enough for several row groups, records with a course field, a PDF, a DOCX, Markdown and Python."""
+    """A CSV long enough for several row groups, records with a course field, a PDF, a DOCX, Markdown, Python and shell."""
     docs.mkdir()
     rows = "".join(f"kayak model {n} with a paddle and a spray deck,{n * 10}\n" for n in range(200))
     (docs / "prices.csv").write_text("item,price\n" + rows)
@@ -30,6 +30,7 @@ def write_one_of_each_format(docs: Path) -> None:
     (docs / "budget.docx").write_bytes(make_docx([("Heading 1", "Budget"), ("Normal", "Three red kayaks.")]))
     (docs / "install.md").write_text(GOOD_MARKDOWN)
     (docs / "paddles.py").write_text("def paddle_length(height):\n    return height + 20\n")
+    (docs / "launch.sh").write_text("launch_kayak() {\n  echo afloat\n}\n")
 
 
 def test_the_filter_offers_the_fields_documents_bring_and_internal_fields_are_all_ingest_writes(
