@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ingest.code import LANGUAGES, load_code
 from ingest.documents import Document, LoadError, Outline, Problem, Section
-from ingest.ocr import IMAGE_FORMATS, PageReader
+from ingest.ocr import IMAGE_FORMATS, PageReader, load_image, read_pdf_pages
 from rag.core.errors import raised_within
 from rag.core.decoding import decode_utf8_or_legacy
 
@@ -135,8 +135,6 @@ def load_bytes(
         document, problems = load_pdf(raw, doc_id, path.stem, limits, ocr)
         return [document], problems
     if kind == "image":
-        from ingest.ocr import load_image
-
         document, problems = load_image(raw, doc_id, path.stem, path.suffix.lower(), limits.pixels, limits.pdf_pages, ocr)
         return [document], problems
     if kind == "docx":
@@ -352,8 +350,6 @@ def load_pdf(
                 scanned.append(number)
         title = (reader.metadata.title if reader.metadata else None) or ""
     if scanned and ocr is not None:
-        from ingest.ocr import read_pdf_pages
-
         read, ocr_problems = read_pdf_pages(raw, scanned, ocr, limits.pixels)
         sections = sorted(sections + read, key=lambda section: section.metadata["page"])
         problems += ocr_problems

@@ -8,7 +8,7 @@ import pytest
 from ingest.loaders import RecordFields, load_path
 from ingest.pipeline import IngestOptions, ingest
 from rag.core.settings import Settings
-from rag.search.chunk_index import tokenize, with_identifier_words
+from rag.search.chunk_index import chunk_tokens, tokenize, with_identifier_words
 from rag.search.retrieval import Retriever
 from rag.store.chroma import open_collection
 
@@ -131,13 +131,14 @@ def test_python_that_does_not_parse_is_cut_at_blank_lines_with_a_warning(tmp_pat
     )]
 
 
-def test_identifiers_are_indexed_with_the_words_they_join():
+def test_identifiers_in_code_are_indexed_with_the_words_they_join_and_prose_is_not_split():
     assert with_identifier_words("def route_handler(): HTTPServer getUserName größe_wert __init__ plain words") == (
         "def route_handler route handler(): HTTPServer HTTP Server getUserName get User Name größe_wert größe wert "
         "__init__ plain words"
     )
-    assert tokenize(["route handler"])[0] == ["rout", "handler"]
-    assert set(tokenize(["route handler"])[0]) <= set(tokenize(["def route_handler(path):"])[0])
+    code, prose = chunk_tokens(["def route_handler(path):"] * 2, [{"language": "python"}, {}])
+    assert (code, prose) == (["def", "route_handl", "rout", "handler", "path"], ["def", "route_handl", "path"])
+    assert tokenize(["route_handler"]) == [["route_handl"]]  # a question is not split: it matches the whole identifier
 
 
 def search(settings: Settings, embedder, question: str, mode: str = "hybrid"):

@@ -29,8 +29,8 @@ def keyword_text(text: str, metadata: dict) -> str:
 
 
 def tokenize(texts: list[str]) -> list[list[str]]:
-    """Lower-cased, stemmed word tokens without English stop words; an identifier also gives the words it joins."""
-    return bm25s.tokenize(list(map(with_identifier_words, texts)), stemmer=STEMMER, show_progress=False, return_ids=False)
+    """Lower-cased, stemmed word tokens without English stop words."""
+    return bm25s.tokenize(texts, stemmer=STEMMER, show_progress=False, return_ids=False)
 
 
 def with_identifier_words(text: str) -> str:
@@ -120,8 +120,14 @@ def derive(metadatas: list[dict], vectors: np.ndarray) -> Derived:
 
 
 def chunk_tokens(texts: list[str], metadatas: list[dict]) -> list[list[str]]:
-    """The BM25 tokens of each chunk."""
-    return tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)])
+    """The BM25 tokens of each chunk; in source code (a chunk with a language), identifiers also give their words.
+
+    Prose is left as it was: splitting its identifiers too cost 0.004 MRR on the FAQ dev set. A question is never
+    split: "route handler" matches the words of route_handler, "route_handler" the whole identifier, kept as well.
+    """
+    return tokenize([
+        with_identifier_words(keyword_text(t, m)) if m.get("language") else keyword_text(t, m) for t, m in zip(texts, metadatas)
+    ])
 
 
 class ChunkIndex:
