@@ -102,11 +102,6 @@ TOP_LEVEL_LINES = {  # where a section starts in formats without a grammar, and 
 }
 
 
-def language_of(suffix: str) -> str | None:
-    """The language of a file extension, or None when it is not source code we read."""
-    return LANGUAGES.get(suffix.lower())
-
-
 def load_code(text: str, doc_id: str, file_name: str, language: str) -> tuple[Document, list[Problem]]:
     """A source file as sections cut at its definitions, headed by their symbol paths, with the language in metadata."""
     lines = text.split("\n")
