@@ -8,6 +8,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 
+from ingest.__main__ import Progress
 from ingest.pipeline import IngestOptions, ingest
 from rag.core.settings import Settings
 from rag.search.retrieval import Retriever
@@ -124,3 +125,12 @@ def test_with_ocr_off_scans_are_skipped_saying_how_to_read_them(tmp_path, embedd
         ("notice.png", "an image is read by OCR, which RAG_OCR=off turns off; set RAG_OCR=auto to read it"),
         ("scan.pdf", "no text layer in the PDF (scanned pages?); set RAG_OCR=auto to read it with OCR"),
     ]
+
+
+def test_the_progress_bar_counts_ocr_pages_beside_files():
+    progress = Progress(enabled=True)
+    for event in [("files", 2), ("file", 1), ("ocr_pages", 3), ("ocr", 1), ("ocr", 1)]:
+        progress(*event)
+
+    assert progress.bar.desc == "1/2 files, OCR 2/3 pages: "  # tqdm ends a description with ": "
+    progress.close()
