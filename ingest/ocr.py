@@ -96,6 +96,7 @@ def load_image(
     except IMAGE_DAMAGE as exc:
         raise LoadError(f"damaged {expected} image ({type(exc).__name__}: {str(exc)[:120]})") from None
     frames = getattr(image, "n_frames", 1)
+    paged = frames > 1
     problems = []
     if frames > page_limit:
         problems.append(Problem("", f"only the first {page_limit:,} of {frames:,} pages were read (RAG_MAX_PDF_PAGES)", False))
@@ -108,13 +109,13 @@ def load_image(
                 width, height = image.size
                 if width * height > pixel_limit:
                     raise LoadError(too_many_pixels(f"{width:,} x {height:,} pixels", pixel_limit))
-                reader.expect(1)
                 image.load()
-                text = reader.read(image)
             except IMAGE_DAMAGE as exc:
                 raise LoadError(f"damaged {image.format or expected} image ({type(exc).__name__}: {str(exc)[:120]})") from None
+            reader.expect(1)
+            text = reader.read(image)
             if text:
-                sections.append(Section(text, (), {"ocr": True, **({"page": number} if frames > 1 else {})}))
+                sections.append(Section(text, (), {"ocr": True, **({"page": number} if paged else {})}))
     if not sections:
         raise LoadError("OCR found no text in the image")
     return Document(doc_id, title, sections), problems

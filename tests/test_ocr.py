@@ -9,6 +9,7 @@ from PIL import Image, ImageDraw, ImageFont
 from pypdf import PdfReader, PdfWriter
 
 from ingest.__main__ import Progress
+from ingest.ocr import PageReader, load_image
 from ingest.pipeline import IngestOptions, ingest
 from rag.core.settings import Settings
 from rag.search.retrieval import Retriever
@@ -134,3 +135,17 @@ def test_the_progress_bar_counts_ocr_pages_beside_files():
 
     assert progress.bar.desc == "1/2 files, OCR 2/3 pages: "  # tqdm ends a description with ": "
     progress.close()
+
+
+def test_a_multi_page_tiff_gives_each_page_its_number_up_to_the_page_limit(tmp_path):
+    pages = [drawn_page("Harbour office opens at nine.", (900, 120)), drawn_page("Ferries leave from pier four.", (900, 120))]
+    raw = encoded(pages[0], "TIFF", save_all=True, append_images=pages[1:])
+
+    whole, problems = load_image(raw, "s.tif", "s", ".tif", 50_000_000, 2000, PageReader())
+    first, cut = load_image(raw, "s.tif", "s", ".tif", 50_000_000, 1, PageReader())
+
+    assert ([(s.metadata, s.text) for s in whole.sections], problems) == (
+        [({"ocr": True, "page": 1}, "Harbour office opens at nine."), ({"ocr": True, "page": 2}, "Ferries leave from pier four.")], [],
+    )
+    assert [(s.metadata, s.text) for s in first.sections] == [({"ocr": True, "page": 1}, "Harbour office opens at nine.")]
+    assert [(p.reason, p.skipped) for p in cut] == [("only the first 1 of 2 pages were read (RAG_MAX_PDF_PAGES)", False)]
