@@ -27,7 +27,7 @@ sys.path.insert(0, str(ROOT))
 
 BOMBS = ("pptx_bomb", "xlsx_bomb", "ods_bomb", "odt_bomb", "epub_bomb")  # the DOCX bomb under the new formats' names
 LOADS = ("docx_bomb", *BOMBS, "docx_500k_paragraphs", "docx_3_8m_runs", "pdf_5000_pages", "text_100mb",
-         "xlsx_1m_empty_rows", "mbox_1gb")
+         "xlsx_1m_empty_rows", "mbox_1gb", "png_30000x30000")
 INGESTS = ("markdown_20k_headings_unlimited", "markdown_20k_headings")
 CASES = (*LOADS, "docx_3_8m_runs_python_docx", *INGESTS, "reply_1m_tokens", "reply_200k_tokens_unbounded", "models_10k")
 # tracemalloc slows Python's own work several times (the embedder's, a parser's calls for 3.8 million runs): these are
@@ -82,6 +82,7 @@ def run_case(name: str, host: str, folder: Path) -> dict:
     """Build the input, note the peak RSS, do the work; the peak's growth and the seconds taken."""
     from ingest.documents import LoadError
     from ingest.loaders import Limits, RecordFields, load_path
+    from ingest.ocr import PageReader
     from rag.chat.turn import Turn
     from rag.llm.backend import ChatOptions, ChatUsage
     from rag.llm.ollama import Ollama
@@ -132,6 +133,12 @@ def run_case(name: str, host: str, folder: Path) -> dict:
         path = folder / "long.pdf"
         path.write_bytes(make_pdf([f"Page {n} has a line of text on it." for n in range(5000)]))
         note = f"{path.stat().st_size / 2**20:.1f} MB file"
+    elif name == "png_30000x30000":
+        from tests.fixtures.hostile import png_claiming
+
+        path = folder / "bomb.png"
+        path.write_bytes(png_claiming(30_000, 30_000))
+        note = f"{path.stat().st_size:,} B file declaring 900 million pixels"
     elif name == "text_100mb":
         path = folder / "huge.txt"
         with path.open("w") as handle:
@@ -146,7 +153,7 @@ def run_case(name: str, host: str, folder: Path) -> dict:
         outcome = python_docx_read(path.read_bytes(), settings.max_paragraphs)
     elif name in LOADS:
         try:
-            documents, problems = load_path(path, path.name, RecordFields(), Limits.from_settings(settings))
+            documents, problems = load_path(path, path.name, RecordFields(), Limits.from_settings(settings), PageReader())
             outcome = f"read {sum(len(s.text) for d in documents for s in d.sections):,} chars; " + "; ".join(p.reason for p in problems)
         except LoadError as exc:
             outcome = f"skipped: {exc}"

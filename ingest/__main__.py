@@ -42,6 +42,7 @@ class Progress:
         enabled = sys.stderr.isatty() if enabled is None else enabled
         self.bar = tqdm(total=0, unit="chunk", desc="ingest", disable=not enabled, dynamic_ncols=True, file=sys.stderr)
         self.files = self.files_done = 0
+        self.ocr_pages = self.ocr_done = 0
 
     def __call__(self, kind: str, n: int) -> None:
         if kind == "files":
@@ -52,7 +53,12 @@ class Progress:
             self.bar.total += n
         elif kind == "chunks":
             self.bar.update(n)
-        self.bar.set_description(f"{self.files_done}/{self.files} files", refresh=False)
+        elif kind == "ocr_pages":
+            self.ocr_pages += n
+        elif kind == "ocr":
+            self.ocr_done += n
+        ocr = f", OCR {self.ocr_done}/{self.ocr_pages} pages" if self.ocr_pages else ""
+        self.bar.set_description(f"{self.files_done}/{self.files} files{ocr}", refresh=False)
         self.bar.refresh()
 
     def close(self) -> None:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 # opposed to the fields a document brings (a record's course, ...): only those are shown and offered as filters.
 INTERNAL_FIELDS = frozenset({
     "doc_id", "title", "headings", "chunk_index", "n_chunks", "doc_hash",  # every chunk (ingest/chunking.py)
-    "page", "rows",  # the PDF page or the CSV rows it comes from (ingest/loaders.py)
+    "page", "rows", "lines",  # the PDF page, the CSV rows or the source lines it comes from (ingest/loaders.py, code.py)
     "slide", "sheet", "chapter",  # the slide, sheet or e-book chapter it comes from (ingest/slides.py, sheets.py, ebook.py)
     "source", "root",  # the file and the folder it was found under (ingest/pipeline.py)
     "ingest_seq",  # the write batch's change sequence number (rag/store/changelog.py)
@@ -114,7 +114,8 @@ class Outline:
 
 
 def location_of(metadata: dict) -> str:
-    """Where in its file a chunk comes from, as a citation says it: page, slide, sheet and rows, chapter, or headings."""
+    """Where in its file a chunk comes from, as a citation says it: page, slide, sheet and rows, chapter, or headings
+    (with the source lines, for code)."""
     headings = metadata.get("headings", "") or ""
     if metadata.get("page"):
         return f"page {metadata['page']}"
@@ -125,4 +126,6 @@ def location_of(metadata: dict) -> str:
         return f"{metadata['sheet']}, {rows}" if metadata.get("sheet") else rows
     if metadata.get("chapter"):
         return f"chapter {metadata['chapter']}" + (f": {headings}" if headings else "")
+    if metadata.get("lines"):
+        return f"{headings}, lines {metadata['lines']}" if headings else f"lines {metadata['lines']}"
     return headings

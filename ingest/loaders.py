@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from ingest.code import LANGUAGE_NAMES, LANGUAGES, load_code
 from ingest.documents import Document, LoadError, Outline, Problem, Section
 from ingest.ebook import load_epub
 from ingest.html import load_html
 from ingest.mail import load_eml, load_mbox
+from ingest.ocr import IMAGE_FORMATS, PageReader, load_image, read_pdf_pages
 from ingest.opendocument import load_odt
 from ingest.reading import CONTROL, ROW_GROUP_CHARS, Input, Limits, RecordFields, check_archive, clean, megabytes, parsing
 from ingest.rtf import load_rtf
@@ -81,8 +83,26 @@ def read_text_file(source: Input) -> Loaded:
 
 def read_pdf(source: Input) -> Loaded:
     """A PDF's one document."""
-    document, problems = load_pdf(source.raw, source.doc_id, source.stem, source.limits)
+    document, problems = load_pdf(source.raw, source.doc_id, source.stem, source.limits, source.ocr)
     return [document], problems
+
+
+def read_image(source: Input) -> Loaded:
+    """An image's one document, its text read by OCR."""
+    limits = source.limits
+    suffix = source.path.suffix.lower()
+    document, problems = load_image(source.raw, source.doc_id, source.stem, suffix, limits.pixels, limits.pdf_pages, source.ocr)
+    return [document], problems
+
+
+def read_code(source: Input) -> Loaded:
+    """A source file's one document, cut at its definitions."""
+    text, problems = decode_text(source.raw)
+    check_line_length(text)
+    document, code_problems = load_code(text, source.doc_id, source.path.name, LANGUAGES[source.path.suffix.lower()])
+    if not document.sections:
+        raise LoadError("no text in it")
+    return [document], problems + code_problems
 
 
 def read_docx(source: Input) -> Loaded:
@@ -119,6 +139,11 @@ FORMATS = [
     Format("EPUB e-book", (".epub",), load_epub),
     Format("e-mail (EML)", (".eml",), read_eml),
     Format("mailbox (MBOX)", (".mbox",), read_mbox, streamed=True),
+    *(
+        Format(name, tuple(suffix for suffix, of in LANGUAGES.items() if of == language), read_code, text=True)
+        for language, name in LANGUAGE_NAMES.items()
+    ),
+    Format("image (PNG, JPEG, TIFF, WebP)", tuple(IMAGE_FORMATS), read_image),
 ]
 KINDS = {suffix: fmt for fmt in FORMATS for suffix in fmt.suffixes}
 CONVERT_HINTS = {".doc": "save it as .docx", ".xls": "save it as .xlsx", ".ppt": "save it as .pptx"}
@@ -172,22 +197,27 @@ def read_bytes(path: Path, limits: Limits = Limits()) -> bytes:
     return raw
 
 
-def load_path(path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()) -> Loaded:
-    """Documents in one file and the problems found in it (skipped records, decoding warnings, limits reached)."""
+def load_path(
+    path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits(), ocr: PageReader | None = None
+) -> Loaded:
+    """Documents in one file and the problems found in it (skipped records, decoding warnings, limits reached);
+    scanned pages and images are read by ocr, or refused without it (RAG_OCR=off)."""
     fmt = checked_format(path, limits)
     if fmt.streamed:
-        return fmt.load(Input(b"", path, doc_id, fields, limits))
-    return load_bytes(read_bytes(path, limits), path, doc_id, fields, limits)
+        return fmt.load(Input(b"", path, doc_id, fields, limits, ocr))
+    return load_bytes(read_bytes(path, limits), path, doc_id, fields, limits, ocr)
 
 
-def load_bytes(raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits()) -> Loaded:
+def load_bytes(
+    raw: bytes, path: Path, doc_id: str, fields: RecordFields, limits: Limits = Limits(), ocr: PageReader | None = None
+) -> Loaded:
     """Documents parsed from a file's bytes, by the format its extension names."""
     fmt = format_of(path)
     if fmt is None:
         raise LoadError(f"unsupported file type {path.suffix.lower() or '(no extension)'}")
     if fmt.streamed:
         raise LoadError(f"a {fmt.name} is read only from a file of its own")
-    return fmt.load(Input(raw, path, doc_id, fields, limits))
+    return fmt.load(Input(raw, path, doc_id, fields, limits, ocr))
 
 
 def decode_text(raw: bytes) -> tuple[str, list[Problem]]:
@@ -266,13 +296,16 @@ def strip_front_matter(text: str) -> tuple[str, str | None]:
     return text[end + 4 :].lstrip("-\n"), title
 
 
-def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits()) -> tuple[Document, list[Problem]]:
-    """One section per PDF page that has text, with its page number; pages and text beyond the limits are left out."""
+def load_pdf(
+    raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limits(), ocr: PageReader | None = None
+) -> tuple[Document, list[Problem]]:
+    """One section per PDF page that has text, with its page number, a page without a text layer read by ocr when
+    given; pages and text beyond the limits are left out."""
     if b"%PDF-" not in raw[:1024]:
         raise LoadError("not a PDF (no %PDF- header): the file extension is wrong")
     from pypdf import PdfReader
 
-    sections, problems, chars = [], [], 0
+    sections, problems, chars, scanned = [], [], 0, []
     with parsing("PDF", PDF_LIBRARY):
         reader = PdfReader(io.BytesIO(raw))
         if reader.is_encrypted and not reader.decrypt(""):
@@ -288,9 +321,17 @@ def load_pdf(raw: bytes, doc_id: str, fallback_title: str, limits: Limits = Limi
                     problems.append(Problem("", f"text cut after page {number - 1:,}: over {megabytes(limits.text_chars)} (RAG_MAX_TEXT_MB)", False))
                     break
                 sections.append(Section(text, (), {"page": number}))
+            else:
+                scanned.append(number)
         title = (reader.metadata.title if reader.metadata else None) or ""
+    if scanned and ocr is not None:
+        read, ocr_problems = read_pdf_pages(raw, scanned, ocr, limits.pixels)
+        sections = sorted(sections + read, key=lambda section: section.metadata["page"])
+        problems += ocr_problems
+    if not sections and ocr is None:
+        raise LoadError("no text layer in the PDF (scanned pages?); set RAG_OCR=auto to read it with OCR")
     if not sections:
-        raise LoadError("no text layer in the PDF (scanned pages?); run OCR on it first")
+        raise LoadError("no text in the PDF, neither in a text layer nor found by OCR")
     return Document(doc_id, meaningful_title(title) or fallback_title, sections), problems
 
 

@@ -122,7 +122,7 @@ def message_documents(
             continue
         try:
             payload = part.get_payload(decode=True) or b""
-            found, found_problems = load_bytes(payload, Path(name), f"{doc_id}/{name}", source.fields, source.limits)
+            found, found_problems = load_bytes(payload, Path(name), f"{doc_id}/{name}", source.fields, source.limits, source.ocr)
         except LoadError as exc:
             problems.append(Problem(f"attachment {name}", str(exc), skipped=False))
             continue

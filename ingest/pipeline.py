@@ -23,6 +23,7 @@ from ingest.chunking import Chunk, ChunkPlan, chunk_id, chunks_of, document_piec
 from ingest.discovery import Source, discover
 from ingest.documents import LoadError
 from ingest.loaders import Limits, RecordFields, format_name, load_path
+from ingest.ocr import PageReader
 from ingest.lock import writer_lock
 from ingest.storable import readable_path, storable_documents
 from rag.store.changelog import ChangeRecorder, log_name, writable_metadata
@@ -244,7 +245,8 @@ def ingest(
     """Bring the store in line with the given paths and report what changed.
 
     on_progress(kind, n) is called with ("files", total files), ("file", 1) per file read,
-    ("planned", n) for chunks queued for embedding, ("chunks", n) for chunks written, and ("waiting", 0) every
+    ("planned", n) for chunks queued for embedding, ("chunks", n) for chunks written, ("ocr_pages", n) for pages about
+    to be read by OCR and ("ocr", 1) per page read, and ("waiting", 0) every
     HEARTBEAT_S while a file is being read. An exception raised by on_progress (e.g. IngestCancelled) stops the run
     and frees the lock.
     Without an embedder, the one named in the settings is loaded if (and only when) something must be embedded.
@@ -301,11 +303,12 @@ class Planner:
         """Yield the work for every document that must be (re)written, in source order."""
         report = self.report
         self.given = {source.name for source in sources}
+        reader = PageReader(on_progress) if self.settings.ocr == "auto" else None
         for source in sources:
             owner = source.name
             report.formats.append((owner, format_name(source.path)))
             try:
-                documents, problems = load_path(source.path, source.doc_id, self.options.fields, self.limits)
+                documents, problems = load_path(source.path, source.doc_id, self.options.fields, self.limits, reader)
             except LoadError as exc:
                 report.skipped.append((owner, str(exc)))
                 on_progress("file", 1)
@@ -500,13 +503,21 @@ class WriteRun:
             except queue.Full:
                 continue
 
+    def relay(self, kind: str, n: int) -> None:
+        """Hand a progress event of the planner's over; once the run stopped, stop reading too (a scan's OCR is long)."""
+        if self.stop.is_set():
+            raise RunStopped
+        self.hand_over((kind, n))
+
     def produce(self, sources: list[Source]) -> None:
         """The planner's thread: every document's work, then DONE."""
         try:
-            for work in self.planner.works(sources, lambda kind, n: self.hand_over((kind, n))):
+            for work in self.planner.works(sources, self.relay):
                 if self.stop.is_set():
                     return
                 self.hand_over(work)
+        except RunStopped:
+            return
         except BaseException as exc:  # re-raised in the caller's thread
             self.failure.append(exc)
         finally:
@@ -569,6 +580,10 @@ class WriteRun:
         vectors = embedder.embed([chunk.embed_text for chunk in part])
         self.embed_seconds += time.perf_counter() - started
         return vectors
+
+
+class RunStopped(Exception):
+    """The run stopped (cancelled, or failed) while the planner was still reading a file."""
 
 
 def store_failure(exc: Exception, settings: Settings) -> Exception:

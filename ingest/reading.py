@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.documents import LoadError
+from ingest.ocr import PageReader
 from rag.core.errors import raised_within
 
 ROW_GROUP_CHARS = 700  # rows of a table (CSV, sheet) grouped into one section
@@ -45,6 +46,7 @@ class Limits:
     chunks: int = 10_000
     sheet_rows: int = 100_000
     messages: int = 10_000
+    pixels: int = 50_000_000
 
     @classmethod
     def from_settings(cls, settings) -> Limits:
@@ -52,7 +54,7 @@ class Limits:
         return cls(
             int(settings.max_file_mb * 2**20), int(settings.max_text_mb * 2**20), int(settings.max_unpacked_mb * 2**20),
             settings.max_archive_entries, settings.max_pdf_pages, settings.max_paragraphs, settings.max_runs,
-            settings.max_chunks_per_file, settings.max_sheet_rows, settings.max_messages,
+            settings.max_chunks_per_file, settings.max_sheet_rows, settings.max_messages, settings.max_pixels,
         )
 
 
@@ -65,6 +67,7 @@ class Input:
     doc_id: str
     fields: RecordFields = RecordFields()
     limits: Limits = Limits()
+    ocr: PageReader | None = None  # reads scanned pages and images; None when RAG_OCR=off
 
     @property
     def stem(self) -> str:

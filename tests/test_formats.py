@@ -128,7 +128,7 @@ def test_an_epub_gives_its_chapters_in_reading_order_under_their_titles():
 def test_an_email_prefers_plain_text_keeps_from_to_date_and_reads_attachments_as_their_own_documents():
     deck = make_pptx([{"title": "Forecast", "body": ["Sales will double."]}])
     raw = make_email("Quarterly numbers", "Hi Bo,\nthe numbers are in.", html="<p>HTML only words</p>",
-                     attachments=[("forecast.pptx", deck, PPTX_MIME), ("photo.png", b"\x89PNG\r\n", "image/png"),
+                     attachments=[("forecast.pptx", deck, PPTX_MIME), ("photo.gif", b"GIF89a", "image/gif"),
                                   ("forecast.pptx", deck, PPTX_MIME)])
 
     documents, problems = load("mail.eml", raw)
@@ -141,7 +141,7 @@ def test_an_email_prefers_plain_text_keeps_from_to_date_and_reads_attachments_as
     ]
     assert documents[0].sections == [Section(
         "From: Ana <ana@example.org>\nTo: Bo <bo@example.org>\nDate: 2026-03-04T09:30:00+00:00\n\nHi Bo,\nthe numbers are in.")]
-    assert problems == [Problem("attachment photo.png", "unsupported file type .png", False)]
+    assert problems == [Problem("attachment photo.gif", "unsupported file type .gif", False)]
 
 
 def test_an_html_only_email_is_read_through_the_html_path():

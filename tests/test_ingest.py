@@ -29,9 +29,10 @@ class CountingEmbedder:
 
     def __init__(self, embedder):
         self.inner = embedder
-        self.name, self.dimension, self.max_tokens = embedder.name, embedder.dimension, embedder.max_tokens
-        self.token_offsets = embedder.token_offsets
         self.embedded = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)  # name, dimension, variant, describe(), ...: the real embedder's
 
     def embed(self, texts, batch_size=64):
         self.embedded += len(texts)
@@ -329,13 +330,13 @@ def run_cli(args: list[str], env_extra: dict) -> subprocess.CompletedProcess:
 
 def test_cli_exit_codes_summary_and_no_progress_bar_off_a_terminal(tmp_path):
     write(tmp_path / "docs" / "a.md", "# A\n\nAlpha.\n")
-    (tmp_path / "docs" / "b.png").write_bytes(b"\x89PNG")
+    (tmp_path / "docs" / "b.bmp").write_bytes(b"BM")
     env = {"RAG_STORE_DIR": str(tmp_path / "store")}
 
     first = run_cli([str(tmp_path / "docs")], env)
     assert first.returncode == 1, first.stderr
     assert first.stdout.splitlines()[:2] == [f"Store: {tmp_path / 'store'}", "  added 1, updated 0, unchanged 0, removed 0, skipped 1"]
-    assert f"  {tmp_path / 'docs' / 'b.png'}: unsupported file type .png" in first.stdout
+    assert f"  {tmp_path / 'docs' / 'b.bmp'}: unsupported file type .bmp" in first.stdout
     assert "chunks/s" in first.stdout
     assert "\r" not in first.stderr and "chunk" not in first.stderr
 

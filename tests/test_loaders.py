@@ -176,7 +176,7 @@ def test_utf16_with_bom_is_decoded(tmp_path):
 @pytest.mark.parametrize(
     "name, data, reason",
     [
-        ("photo.png", b"\x89PNG....", "unsupported file type .png"),
+        ("photo.bmp", b"BM....", "unsupported file type .bmp"),
         ("old.doc", b"\xd0\xcf\x11\xe0", "unsupported file type .doc (save it as .docx)"),
         ("README", b"text", "unsupported file type (no extension)"),
         ("empty.md", b"", "empty file"),

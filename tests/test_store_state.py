@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_one_of_each_format(docs: Path) -> None:
-    """A CSV long enough for several row groups, records with a course field, a PDF, a DOCX and Markdown."""
+    """A CSV long enough for several row groups, records with a course field, a PDF, a DOCX, Markdown, Python and shell."""
     docs.mkdir()
     rows = "".join(f"kayak model {n} with a paddle and a spray deck,{n * 10}\n" for n in range(200))
     (docs / "prices.csv").write_text("item,price\n" + rows)
@@ -33,6 +33,8 @@ def write_one_of_each_format(docs: Path) -> None:
     (docs / "talk.pptx").write_bytes(make_pptx([{"title": "Otters", "body": ["Otters hold hands."]}]))
     (docs / "birds.xlsx").write_bytes(make_xlsx({"Birds": [["bird", "colour"], ["flamingo", "pink"]]}))
     (docs / "night.epub").write_bytes(make_epub([("Owls", "<p>Owls hunt at night.</p>")]))
+    (docs / "paddles.py").write_text("def paddle_length(height):\n    return height + 20\n")
+    (docs / "launch.sh").write_text("launch_kayak() {\n  echo afloat\n}\n")
 
 
 def test_the_filter_offers_the_fields_documents_bring_and_internal_fields_are_all_ingest_writes(
@@ -45,8 +47,8 @@ def test_the_filter_offers_the_fields_documents_bring_and_internal_fields_are_al
 
     summary = summarise_store(collection, metadatas)
 
-    assert list(summary.fields) == ["course"]
-    assert set().union(*metadatas) - {"course"} == INTERNAL_FIELDS
+    assert list(summary.fields) == ["course", "language"]
+    assert set().union(*metadatas) - {"course", "language"} == INTERNAL_FIELDS
 
 
 def test_a_csv_passage_is_located_by_its_rows_as_a_pdf_passage_by_its_page():
@@ -55,6 +57,13 @@ def test_a_csv_passage_is_located_by_its_rows_as_a_pdf_passage_by_its_page():
 
     assert (location_of(csv_chunk), details_of(csv_chunk)) == ("rows 2-14", {"course": "mlops"})
     assert (location_of(pdf_chunk), details_of(pdf_chunk)) == ("page 2", {})
+
+
+def test_a_code_passage_is_located_by_its_symbol_path_and_lines():
+    chunk = {"doc_id": "server.py", "title": "server.py", "headings": "class App > def route", "lines": "13-16",
+             "language": "python"}
+
+    assert (location_of(chunk), details_of(chunk)) == ("class App > def route, lines 13-16", {"language": "python"})
 
 
 def test_the_upload_box_takes_every_format_ingest_reads():

@@ -66,6 +66,8 @@ class Settings(BaseSettings):
     # chunks stored from one file, all its documents (a JSON file's records) together: about a 2,000-page book
     max_chunks_per_file: int = Field(10_000, ge=1)
     max_whole_tokens: int = Field(200_000, ge=1000)  # the most a whole-document question reads (estimated tokens)
+    max_pixels: int = Field(50_000_000, ge=1)  # pixels in one image or rendered page, checked before it is decoded
+    ocr: Literal["auto", "off"] = "auto"  # auto: scanned PDF pages and images are read by OCR; off: they are skipped
     max_models: int = Field(500, ge=1)  # models listed from the model server, on every page and CLI
 
     @field_validator("store_dir", mode="before")

@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import math
 import operator
+import re
 from dataclasses import dataclass
 
 import bm25s
@@ -18,6 +19,8 @@ STEMMER = Stemmer.Stemmer("english")
 ORDERINGS = {"$gt": operator.gt, "$gte": operator.ge, "$lt": operator.lt, "$lte": operator.le}
 BM25_K1 = 0.9
 BM25_B = 0.4
+IDENTIFIER = re.compile(r"\b(?=\w*(?:[a-z0-9][A-Z]|[A-Z][A-Z][a-z]|[A-Za-z0-9]_[A-Za-z0-9]))\w+")  # snake_case, camelCase, HTTPServer
+CASE_CHANGE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 
 
 def keyword_text(text: str, metadata: dict) -> str:
@@ -28,6 +31,16 @@ def keyword_text(text: str, metadata: dict) -> str:
 def tokenize(texts: list[str]) -> list[list[str]]:
     """Lower-cased, stemmed word tokens without English stop words."""
     return bm25s.tokenize(texts, stemmer=STEMMER, show_progress=False, return_ids=False)
+
+
+def with_identifier_words(text: str) -> str:
+    """Text with the words of each identifier after it: "route_handler" -> "route_handler route handler"."""
+    return IDENTIFIER.sub(lambda match: f"{match[0]} {' '.join(identifier_words(match[0]))}", text)
+
+
+def identifier_words(identifier: str) -> list[str]:
+    """The words an identifier joins, at underscores and case changes."""
+    return [word for part in identifier.split("_") for word in CASE_CHANGE.split(part) if word]
 
 
 def matches(metadata: dict, where: dict | None) -> bool:
@@ -107,8 +120,14 @@ def derive(metadatas: list[dict], vectors: np.ndarray) -> Derived:
 
 
 def chunk_tokens(texts: list[str], metadatas: list[dict]) -> list[list[str]]:
-    """The BM25 tokens of each chunk."""
-    return tokenize([keyword_text(t, m) for t, m in zip(texts, metadatas)])
+    """The BM25 tokens of each chunk; in source code (a chunk with a language), identifiers also give their words.
+
+    Prose is left as it was: splitting its identifiers too cost 0.004 MRR on the FAQ dev set. A question is never
+    split: "route handler" matches the words of route_handler, "route_handler" the whole identifier, kept as well.
+    """
+    return tokenize([
+        with_identifier_words(keyword_text(t, m)) if m.get("language") else keyword_text(t, m) for t, m in zip(texts, metadatas)
+    ])
 
 
 class ChunkIndex:

@@ -21,8 +21,8 @@ from scipy import sparse
 
 from rag.search.bm25 import TermCounts
 
-FORMAT = 3
-MAGIC = b"RAG-CHUNK-INDEX 3\n"
+FORMAT = 4  # 4: source code's BM25 terms include the words of identifiers (rag/search/chunk_index.py): 3 is rebuilt
+MAGIC = b"RAG-CHUNK-INDEX 3\n"  # the layout, unchanged since format 3
 FORMAT_2_MAGIC = b"RAG-CHUNK-INDEX\n"  # before the header had its CRC: an older file, not a damaged one
 PREFIX = len(MAGIC) + 8 + 4  # the magic line, the header's length and its CRC-32
 

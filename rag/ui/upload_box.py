@@ -74,7 +74,7 @@ def run_ingest(settings: Settings, uploads, replace: bool, taken: frozenset[str]
     saved = save_uploads([(f.name, f.getvalue()) for f in uploads], folder, replace=replace, taken=taken)
     progress = area.progress(0.0, text="Starting…")
     area.button("Cancel", key="cancel_ingest", on_click=cancel_ingest, icon=":material/cancel:")
-    running = {"files": 0, "done": 0, "chunks": 0}
+    running = {"files": 0, "done": 0, "chunks": 0, "ocr_pages": 0, "ocr": 0}
     st.session_state.ingest_running = running
 
     def on_progress(kind: str, n: int) -> None:
@@ -82,11 +82,12 @@ def run_ingest(settings: Settings, uploads, replace: bool, taken: frozenset[str]
             running["files"] = n
         elif kind == "file":
             running["done"] += n
-        elif kind == "chunks":
-            running["chunks"] += n
+        elif kind in ("chunks", "ocr_pages", "ocr"):
+            running[kind] += n
         fraction = min(1.0, running["done"] / running["files"]) if running["files"] else 0.0
+        ocr = f", OCR {running['ocr']}/{running['ocr_pages']} pages" if running["ocr_pages"] else ""
         # every progress call is a page update, where Streamlit stops this run when Cancel was clicked
-        progress.progress(fraction, text=f"{running['done']}/{running['files']} files, {running['chunks']} chunks written")
+        progress.progress(fraction, text=f"{running['done']}/{running['files']} files{ocr}, {running['chunks']} chunks written")
 
     try:
         report = ingest(saved.paths, settings, load_embedder(settings.embed_model, **embedder_options(settings)), IngestOptions(), on_progress)
