@@ -88,6 +88,10 @@ class OnnxEmbedder:
         """Embed texts as normalised float32 vectors, in batches of texts of similar length."""
         return self.vectors(texts, self.session, batch_size or self.batch_size).tolist()
 
+    def embed_on_one_thread(self, texts: list[str]) -> list[list[float]]:
+        """Embed short texts (an answer's sentences) on the one-thread session, as questions are."""
+        return self.vectors(texts, self.query_session, self.batch_size).tolist() if texts else []
+
     def embed_query(self, text: str) -> list[float]:
         """Embed one question on one thread: for a single short text, more threads only contend for the cores."""
         return self.vectors([text], self.query_session, 1)[0].tolist()
