@@ -53,7 +53,7 @@ def test_ingest_lists_hostile_ids_and_file_names_escaped(hostile_store, settings
     out, err = capsys.readouterr()
 
     assert (code, code_run) == (1, 1)
-    assert dry.splitlines()[2:4] == [f"  add {HOSTILE_ID_SHOWN}", "  add plain"]
+    assert [line for line in dry.splitlines() if line.startswith("  add ")] == [f"  add {HOSTILE_ID_SHOWN}", "  add plain"]
     skipped = f"  {hostile_store}/note\\x1b]0;PWNED-TITLE\\x07.md: empty file"
     assert dry.splitlines()[-1] == skipped and out.splitlines()[-1] == skipped
     assert out.splitlines()[1] == "  added 2, updated 0, unchanged 0, removed 0, skipped 1"
@@ -157,7 +157,7 @@ def test_zero_width_characters_are_shown_escaped_by_ingest_and_ask_as_on_the_pag
     as_json, _ = capsys.readouterr()
 
     assert (ingest_code, ask_code, json_code, err) == (0, 0, 0, "")
-    assert planned.splitlines()[2] == f"  add gift{INVISIBLE_SHOWN}"
+    assert [line for line in planned.splitlines() if line.startswith("  add ")] == [f"  add gift{INVISIBLE_SHOWN}"]
     answer, sources = out.split("\n\nSources:\n")
     assert answer == f"At the front desk{INVISIBLE_SHOWN} [1]."
     assert re.fullmatch(rf"  \[1\] {re.escape(f'gift{INVISIBLE_SHOWN}: Gift{INVISIBLE_SHOWN} cards')}  score \d\.\d{{3}}",
