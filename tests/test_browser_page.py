@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import CHROMIUM, SAMPLE_DIR, import_playwright
+from tests.conftest import SAMPLE_DIR, import_playwright
 
 playwright_api = import_playwright()
 expect = playwright_api.expect
@@ -18,7 +18,9 @@ from rag.ui.browser import COOKIE
 from rag.ui.history import FILENAME, History
 from tests.ollama_standin import OllamaStandin
 from tests.test_answer_eval import ON_TOPIC
-from tests.test_browser import ANSWER, CHROMIUM_ARGS, answer_text, ask, idle, messages, reply, streamlit_app, wait_for_messages, wait_until
+from tests.test_browser import (  # noqa: F401  (browser: the fixture, shared)
+    ANSWER, answer_text, ask, browser, idle, messages, reply, streamlit_app, wait_for_messages, wait_until,
+)
 
 pytestmark = pytest.mark.browser
 
@@ -49,16 +51,6 @@ def store(tmp_path, embedder) -> Path:
 def app_url(tmp_path, store, standin):
     with streamlit_app(tmp_path, {"RAG_STORE_DIR": str(store), "OLLAMA_HOST": standin.host}) as url:
         yield url
-
-
-@pytest.fixture
-def browser():
-    with playwright_api.sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
-        try:
-            yield browser
-        finally:
-            browser.close()
 
 
 def open_page(browser, url: str, kind: str = "desktop", path: str = "", ready: str = "stChatInputTextArea"):
